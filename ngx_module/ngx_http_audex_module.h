@@ -1,0 +1,100 @@
+/*
+ * audex: video to MP3 conversion inside nginx.
+ *
+ * Types and functions shared by the module's files; each file holds one
+ * concern (thread offload, MongoDB, Redis, JSON responses, handlers).
+ */
+
+#ifndef _NGX_HTTP_AUDEX_MODULE_H_INCLUDED_
+#define _NGX_HTTP_AUDEX_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#if !(NGX_THREADS)
+#error "the audex module needs nginx configured --with-threads"
+#endif
+
+#include <ngx_thread_pool.h>
+
+#include <mongoc/mongoc.h>
+#include <hiredis/hiredis.h>
+
+#include "audex_redis_url.h"
+
+
+#define NGX_HTTP_AUDEX_ERRLEN  256
+
+
+typedef struct {
+    ngx_str_t                  mongodb_uri;
+    ngx_str_t                  redis_url;
+    ngx_str_t                  thread_pool_name;
+    ngx_msec_t                 backend_timeout;
+
+    ngx_thread_pool_t         *thread_pool;
+
+    mongoc_uri_t              *mongo_uri;
+    const char                *mongo_db;
+    mongoc_client_pool_t      *mongo_pool;      /* per worker process */
+
+    audex_redis_url_t          redis;
+    char                      *redis_host;      /* NUL-terminated copies */
+    char                      *redis_path;
+    char                      *redis_user;
+    char                      *redis_password;
+} ngx_http_audex_main_conf_t;
+
+
+/* runs in a pool thread: touches only its task data */
+typedef void (*ngx_http_audex_work_pt)(void *data, ngx_log_t *log);
+
+/* runs on the event loop when the work is done; finalizes the request */
+typedef void (*ngx_http_audex_done_pt)(ngx_http_request_t *r, void *data);
+
+
+extern ngx_module_t  ngx_http_audex_module;
+
+
+/* ngx_http_audex_thread.c */
+void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);
+ngx_int_t ngx_http_audex_thread_post(ngx_http_request_t *r, void *data,
+    ngx_http_audex_work_pt work, ngx_http_audex_done_pt done);
+
+/* ngx_http_audex_mongo.c */
+char *ngx_http_audex_mongo_set_uri(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_audex_mongo_init_conf(ngx_conf_t *cf,
+    ngx_http_audex_main_conf_t *amcf);
+ngx_int_t ngx_http_audex_mongo_init_process(ngx_cycle_t *cycle,
+    ngx_http_audex_main_conf_t *amcf);
+void ngx_http_audex_mongo_exit_process(ngx_http_audex_main_conf_t *amcf);
+mongoc_client_t *ngx_http_audex_mongo_pop(ngx_http_audex_main_conf_t *amcf);
+void ngx_http_audex_mongo_push(ngx_http_audex_main_conf_t *amcf,
+    mongoc_client_t *client);
+
+/* ngx_http_audex_redis.c */
+char *ngx_http_audex_redis_set_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_audex_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_audex_main_conf_t *amcf);
+redisReply *ngx_http_audex_redis_command(ngx_http_audex_main_conf_t *amcf,
+    char *err, const char *fmt, ...);
+
+/* ngx_http_audex_json.c */
+ngx_int_t ngx_http_audex_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
+ngx_int_t ngx_http_audex_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *message);
+ngx_int_t ngx_http_audex_method_not_allowed(ngx_http_request_t *r,
+    const char *allow);
+u_char *ngx_http_audex_json_str(ngx_pool_t *pool, u_char *p, size_t len,
+    size_t *out_len);
+
+/* ngx_http_audex_health.c */
+char *ngx_http_audex_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+#endif /* _NGX_HTTP_AUDEX_MODULE_H_INCLUDED_ */

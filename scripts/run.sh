@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Brings the whole audex system up on loopback (start), stops exactly
+# what it started (stop), or says what runs (status).
+#
+# Everything lives under $AUDEX_RUN_DIR (default: run/): data, logs,
+# pid files and the nginx prefix.  Environment:
+#   AUDEX_PORT             HTTP port (8080)
+#   MONGODB_URI            use this MongoDB instead of starting FerretDB
+#   REDIS_URL              use this Redis instead of starting redis-server
+#   AUDEX_JWT_SECRET_FILE  HS256 secret (generated under run/, mode 0600)
+#   AUDEX_REDIS_PORT       port of the Redis we start (6390)
+#   AUDEX_MONGO_PORT       port of the FerretDB we start (27027)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+run=${AUDEX_RUN_DIR:-$top/run}
+build=${AUDEX_BUILD_DIR:-$top/build}
+port=${AUDEX_PORT:-8080}
+redis_port=${AUDEX_REDIS_PORT:-6390}
+mongo_port=${AUDEX_MONGO_PORT:-27027}
+nginx_bin=${AUDEX_NGINX:-/usr/sbin/nginx}
+
+log() { printf 'audex: %s\n' "$*" >&2; }
+
+alive() {
+    # a pid file names a live process (a zombie does not count)
+    local pid
+    [ -s "$1" ] || return 1
+    pid=$(cat "$1")
+    [ -r "/proc/$pid/stat" ] || return 1
+    ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat"
+}
+
+wait_gone() {
+    local i
+    for i in $(seq 1 100); do
+        alive "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_one() {
+    local name=$1 pidfile=$2 sig=${3:-TERM}
+    if alive "$pidfile"; then
+        kill -"$sig" "$(cat "$pidfile")" 2>/dev/null || true
+        if ! wait_gone "$pidfile"; then
+            log "$name did not stop in 10 s; killing it"
+            kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+        fi
+        log "stopped $name"
+    fi
+    rm -f "$pidfile"
+}
+
+ferretdb_bin() {
+    local gopath
+    if [ -n "${FERRETDB:-}" ]; then echo "$FERRETDB"; return; fi
+    gopath=$(go env GOPATH 2>/dev/null || /usr/local/go/bin/go env GOPATH)
+    echo "$gopath/bin/ferretdb"
+}
+
+redis_url() {
+    echo "${REDIS_URL:-redis://127.0.0.1:$redis_port/0}"
+}
+
+mongodb_uri() {
+    echo "${MONGODB_URI:-mongodb://127.0.0.1:$mongo_port/audex}"
+}
+
+start_redis() {
+    [ -n "${REDIS_URL:-}" ] && return 0
+    if alive "$run/redis.pid"; then
+        log "redis-server already running"
+        return 0
+    fi
+    mkdir -p "$run/redis"
+    redis-server --bind 127.0.0.1 --port "$redis_port" \
+        --dir "$run/redis" --appendonly yes \
+        --daemonize yes --pidfile "$run/redis.pid" \
+        --logfile "$run/logs/redis.log"
+}
+
+start_ferretdb() {
+    [ -n "${MONGODB_URI:-}" ] && return 0
+    if alive "$run/ferretdb.pid"; then
+        log "FerretDB already running"
+        return 0
+    fi
+    mkdir -p "$run/ferretdb"
+    setsid "$(ferretdb_bin)" --handler=sqlite \
+        --sqlite-url="file:$run/ferretdb/" --state-dir="$run/ferretdb" \
+        --listen-addr="127.0.0.1:$mongo_port" --telemetry=disable \
+        --log-level=warn --debug-addr=- \
+        </dev/null >>"$run/logs/ferretdb.log" 2>&1 &
+    echo $! > "$run/ferretdb.pid"
+}
+
+jwt_secret() {
+    local f=${AUDEX_JWT_SECRET_FILE:-$run/jwt.secret}
+    if [ ! -s "$f" ]; then
+        (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n' > "$f")
+    fi
+    chmod 0600 "$f"
+    echo "$f"
+}
+
+# conf/nginx.conf.example, with this run's paths, ports and backends
+nginx_conf() {
+    local secret=$1
+    sed -E \
+        -e "s#^(load_module ).*#\\1$build/ngx_http_audex_module.so;#" \
+        -e "s#^(pid ).*#\\1$run/nginx.pid;#" \
+        -e "s#^(error_log ).*#\\1$run/logs/error.log info;#" \
+        -e "s#^([[:space:]]*access_log ).*#\\1$run/logs/access.log;#" \
+        -e "s#^([[:space:]]*listen ).*#\\1127.0.0.1:$port;#" \
+        -e "s#^([[:space:]]*audex_mongodb_uri ).*#\\1$(mongodb_uri);#" \
+        -e "s#^([[:space:]]*audex_redis_url ).*#\\1$(redis_url);#" \
+        -e "s#^([[:space:]]*audex_jwt_secret_file ).*#\\1$secret;#" \
+        -e "s#^([[:space:]]*(client_body|proxy|fastcgi|uwsgi|scgi)_temp_path ).*#\\1$run/nginx/tmp/\\2;#" \
+        "$top/conf/nginx.conf.example" > "$run/nginx/nginx.conf"
+}
+
+start_nginx() {
+    if alive "$run/nginx.pid"; then
+        log "nginx already running"
+        return 0
+    fi
+    mkdir -p "$run/nginx/tmp"
+    "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf" -t -q
+    "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf"
+}
+
+start_worker() {
+    local name=$1; shift
+    local bin=$build/bin/audex-$name
+    [ -x "$bin" ] || return 0
+    if alive "$run/$name.pid"; then
+        log "audex-$name already running"
+        return 0
+    fi
+    MONGODB_URI=$(mongodb_uri) REDIS_URL=$(redis_url) \
+        setsid "$bin" "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
+    echo $! > "$run/$name.pid"
+}
+
+wait_healthy() {
+    local i body
+    for i in $(seq 1 300); do
+        body=$(curl -s --max-time 2 "http://127.0.0.1:$port/healthz" \
+               || true)
+        if [ "$body" = '{"mongo":"ok","redis":"ok"}' ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "not healthy after 30 s: ${body:-no answer}; see $run/logs/"
+    return 1
+}
+
+start() {
+    local secret
+    mkdir -p "$run/logs" "$run/nginx"
+    secret=$(jwt_secret)
+    start_redis
+    start_ferretdb
+    nginx_conf "$secret"
+    start_nginx
+    wait_healthy
+    start_worker converter run
+    start_worker notifier run
+
+    cat <<MSG
+audex is up: http://127.0.0.1:$port/  (health: /healthz)
+  logs:   $run/logs/
+  data:   $run/
+  stop:   make stop
+MSG
+}
+
+stop() {
+    local w
+    for w in notifier converter; do
+        stop_one "audex-$w" "$run/$w.pid"
+    done
+    stop_one nginx "$run/nginx.pid" QUIT
+    stop_one FerretDB "$run/ferretdb.pid"
+    stop_one redis-server "$run/redis.pid"
+}
+
+status() {
+    local f
+    for f in nginx redis ferretdb converter notifier; do
+        if alive "$run/$f.pid"; then
+            echo "$f: running (pid $(cat "$run/$f.pid"))"
+        else
+            echo "$f: stopped"
+        fi
+    done
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 1 ;;
+esac

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs what audex needs to build, run and test, and nothing twice:
+# Debian packages that are missing (apt-get, as root or through sudo) and
+# FerretDB v1.24.2 (built with Go once, then reused).
+#
+# usage: scripts/setup.sh [--no-ferretdb]
+set -euo pipefail
+
+FERRETDB_VERSION=v1.24.2
+
+packages=(
+    # build
+    gcc make pkg-config git
+    nginx nginx-dev
+    libmongoc-dev libbson-dev libhiredis-dev libjwt-dev libargon2-dev
+    libssl-dev libcurl4-openssl-dev
+    libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
+    libmp3lame-dev
+    # run
+    redis-server curl
+    # test
+    libcmocka-dev clang perl libtest-base-perl
+    ffmpeg mp3val
+    python3 python3-pymongo python3-gridfs python3-jwt
+)
+
+log() { printf 'audex setup: %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        log "need root (or sudo) to run: $*"
+        exit 1
+    fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        >/dev/null
+fi
+
+[ "${1:-}" = "--no-ferretdb" ] && exit 0
+
+if ! command -v go >/dev/null; then
+    if [ -x /usr/local/go/bin/go ]; then
+        export PATH=$PATH:/usr/local/go/bin
+    else
+        log "installing Go to build FerretDB"
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq golang-go >/dev/null
+    fi
+fi
+
+ferretdb=${FERRETDB:-$(go env GOPATH)/bin/ferretdb}
+
+if [ -x "$ferretdb" ] \
+        && "$ferretdb" --version 2>/dev/null \
+           | grep -q "version: $FERRETDB_VERSION"; then
+    exit 0
+fi
+
+# `go install ...@version` wants the module proxy's version list, which
+# the registries reachable here refuse, and a module-cache build of
+# FerretDB panics at start without build/version/version.txt.  So: fetch
+# that exact version, fill in version.txt, build it as the main module.
+log "building FerretDB $FERRETDB_VERSION (once)"
+work=$(mktemp -d)
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+
+dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json \
+          "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+      | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -d "$dir" ] || { log "go mod download of FerretDB failed"; exit 1; }
+
+cp -r "$dir" "$work/src"
+chmod -R u+w "$work/src"
+echo "$FERRETDB_VERSION" > "$work/src/build/version/version.txt"
+
+mkdir -p "$(dirname "$ferretdb")"
+(cd "$work/src" && GOFLAGS=-mod=mod go build -trimpath -o "$ferretdb" \
+    ./cmd/ferretdb)
+"$ferretdb" --version | head -n 1 >&2

@@ -1,0 +1,79 @@
+# nginx -t rejects bad audex_* directives with a message naming them.
+
+use lib 't/lib';
+use Audex::Test;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a bad MongoDB URI
+--- http_config
+audex_mongodb_uri mongo://nowhere;
+--- must_die
+--- error_log
+audex_mongodb_uri: invalid URI "mongo://nowhere"
+
+
+
+=== TEST 2: a bad Redis URL
+--- http_config
+audex_redis_url http://127.0.0.1:6379;
+--- must_die
+--- error_log
+audex_redis_url: invalid URL "http://127.0.0.1:6379": URL must start with redis:// or unix://
+
+
+
+=== TEST 3: a Redis port out of range
+--- http_config
+audex_redis_url redis://127.0.0.1:70000/0;
+--- must_die
+--- error_log
+audex_redis_url: invalid URL "redis://127.0.0.1:70000/0": port must be a number from 1 to 65535
+
+
+
+=== TEST 4: a directive given twice
+--- http_config
+audex_redis_url redis://127.0.0.1:6379/0;
+audex_redis_url redis://127.0.0.1:6380/0;
+--- must_die
+--- error_log
+"audex_redis_url" directive is duplicate
+
+
+
+=== TEST 5: an unknown thread pool
+--- http_config
+audex_thread_pool nosuchpool;
+--- must_die
+--- error_log
+unknown thread pool "nosuchpool"
+
+
+
+=== TEST 6: a bad timeout
+--- http_config
+audex_backend_timeout soon;
+--- must_die
+--- error_log
+"audex_backend_timeout" directive invalid value
+
+
+
+=== TEST 7: audex_healthz takes no arguments
+--- config
+location = /healthz { audex_healthz now; }
+--- must_die
+--- error_log
+invalid number of arguments in "audex_healthz" directive
+
+
+
+=== TEST 8: directives in the wrong context
+--- config
+location = /x { audex_redis_url redis://127.0.0.1:6379/0; }
+--- must_die
+--- error_log
+"audex_redis_url" directive is not allowed here

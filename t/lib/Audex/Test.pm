@@ -1,0 +1,534 @@
+package Audex::Test;
+
+# A small Test::Nginx look-alike on Debian's Test::Base.
+#
+# A test file reads:
+#
+#     use lib 't/lib';
+#     use Audex::Test;
+#     run_tests();
+#     __DATA__
+#     === TEST 1: title
+#     --- config
+#     location = /healthz { audex_healthz; }
+#     --- request
+#     GET /healthz
+#     --- error_code: 200
+#     --- response_body
+#     {"mongo":"ok","redis":"ok"}
+#
+# Sections: main_config, http_config, config, request (METHOD URI, then
+# an optional body), raw_request, more_headers, error_code, response_body,
+# response_body_like, response_headers ("Name: value", "!Name" for
+# absent), response_headers_like, error_log, no_error_log (one pattern a
+# line, or an eval'd list), must_die (nginx -t must fail; error_log is
+# then matched against its output), down (backends to stop for this
+# block: redis, mongo), init (Perl run before nginx starts), timeout,
+# no_check_alerts.  "request eval" may yield a list of requests; the
+# expectations are then lists of the same length.
+#
+# Each test file gets its own Redis and FerretDB (Audex::Backend) and
+# its own nginx prefix under build/t/<file>/; nginx is started for each
+# block with the block's configuration.  $TEST_NGINX_* names in sections
+# are replaced from the environment: SERVER_PORT, REDIS_URL, MONGODB_URI,
+# SERVROOT, DATA_DIR, JWT_SECRET_FILE.
+
+use strict;
+use warnings;
+
+use Test::Base;
+use Audex::Backend;
+
+use Cwd qw(abs_path getcwd);
+use File::Basename qw(basename);
+use File::Path qw(make_path remove_tree);
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(run_tests blocks plan is ok like unlike is_deeply diag
+                 note done_testing http_request redis_cli mongo_eval
+                 servroot backend_stop backend_start at_exit);
+
+our $TOP = abs_path(getcwd());
+our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+our $MODULE = $ENV{AUDEX_MODULE} || "$TOP/build/ngx_http_audex_module.so";
+
+my (%backend_pid, $servroot, $nginx_pid);
+
+
+sub import {
+    my $class = shift;
+    no strict 'refs';
+    my $caller = caller;
+    for my $name (@EXPORT) {
+        *{"${caller}::$name"} = \&{"${class}::$name"};
+    }
+}
+
+
+sub servroot {
+    return $servroot if $servroot;
+
+    my $name = basename($0, '.t');
+    $servroot = "$TOP/build/t/$name";
+    remove_tree($servroot);
+    make_path("$servroot/conf", "$servroot/logs", "$servroot/html");
+    $ENV{TEST_NGINX_SERVROOT} = $servroot;
+    $ENV{TEST_NGINX_DATA_DIR} = "$TOP/t/data";
+    return $servroot;
+}
+
+
+sub _start_backends {
+    return if %backend_pid;
+
+    my ($redis, $rpid) = start_redis();
+    my ($mongo, $mpid) = start_mongo();
+
+    $backend_pid{redis} = $rpid;
+    $backend_pid{mongo} = $mpid;
+    $ENV{TEST_NGINX_REDIS_URL} = $redis;
+    $ENV{TEST_NGINX_MONGODB_URI} = $mongo;
+
+    my $secret = servroot() . "/conf/jwt.secret";
+    unless (-e $secret) {
+        open my $fh, '>', $secret or die "$secret: $!";
+        print $fh join '', map { ('a'..'z', 0..9)[rand 36] } 1 .. 48;
+        close $fh;
+        chmod 0600, $secret;
+    }
+    $ENV{TEST_NGINX_JWT_SECRET_FILE} = $secret;
+}
+
+
+sub backend_stop {
+    my ($name) = @_;
+    die "audex test: unknown backend $name\n" unless $backend_pid{$name};
+    stop_server($backend_pid{$name});
+}
+
+
+sub backend_start {
+    my ($name) = @_;
+    die "audex test: unknown backend $name\n" unless $backend_pid{$name};
+    $backend_pid{$name} = restart_server($backend_pid{$name});
+}
+
+
+sub redis_cli {
+    my @args = @_;
+    open my $fh, '-|', 'redis-cli', '-u', $ENV{TEST_NGINX_REDIS_URL}, @args
+        or die "redis-cli: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    return $out;
+}
+
+
+# Runs Python code with `db` bound to the test database (pymongo).
+sub mongo_eval {
+    my ($code) = @_;
+    my $prog = "import sys, pymongo, gridfs, json\n"
+             . "db = pymongo.MongoClient(sys.argv[1])"
+             . ".get_default_database()\n$code\n";
+    open my $fh, '-|', '/usr/bin/python3', '-c', $prog,
+        $ENV{TEST_NGINX_MONGODB_URI} or die "python3: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    return $out;
+}
+
+
+sub _expand {
+    my ($s) = @_;
+    return $s unless defined $s;
+    $s =~ s/\$(TEST_NGINX_[A-Z0-9_]+)/
+        defined $ENV{$1} ? $ENV{$1} : die "audex test: \$$1 is not set\n"/ge;
+    return $s;
+}
+
+
+sub _write_config {
+    my ($block) = @_;
+    my $root = servroot();
+
+    my $main = _expand($block->main_config // '');
+    my $http = _expand($block->http_config // '');
+    my $server = _expand($block->config // '');
+
+    my $defaults = '';
+    $defaults .= "    audex_mongodb_uri $ENV{TEST_NGINX_MONGODB_URI};\n"
+        unless $http =~ /audex_mongodb_uri/;
+    $defaults .= "    audex_redis_url $ENV{TEST_NGINX_REDIS_URL};\n"
+        unless $http =~ /audex_redis_url/;
+
+    my $pool = $main =~ /thread_pool\s+audex\b/ ? ''
+             : "thread_pool audex threads=4;\n";
+    my $tp = $http =~ /audex_thread_pool/ ? ''
+           : "    audex_thread_pool audex;\n";
+
+    open my $fh, '>', "$root/conf/nginx.conf" or die $!;
+    print $fh <<"EOF";
+load_module $MODULE;
+daemon on;
+master_process on;
+worker_processes 1;
+pid $root/logs/nginx.pid;
+error_log $root/logs/error.log debug;
+$pool$main
+events {
+    worker_connections 256;
+}
+
+http {
+    access_log $root/logs/access.log;
+    default_type text/plain;
+    client_body_temp_path $root/client_body;
+    proxy_temp_path $root/proxy;
+    fastcgi_temp_path $root/fastcgi;
+    uwsgi_temp_path $root/uwsgi;
+    scgi_temp_path $root/scgi;
+$defaults$tp$http
+    server {
+        listen 127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT};
+        server_name localhost;
+$server
+    }
+}
+EOF
+    close $fh;
+}
+
+
+sub _nginx_cmd {
+    my $root = servroot();
+    return ($NGINX, '-p', "$root/", '-c', "$root/conf/nginx.conf");
+}
+
+
+sub _start_nginx {
+    my $root = servroot();
+    unlink "$root/logs/nginx.pid";
+
+    my $out = `@{[ join ' ', _nginx_cmd() ]} 2>&1`;
+    if ($? != 0) {
+        return "nginx did not start:\n$out";
+    }
+
+    for (1 .. 200) {
+        if (-s "$root/logs/nginx.pid"
+            && wait_port($ENV{TEST_NGINX_SERVER_PORT}, 0.05))
+        {
+            open my $fh, '<', "$root/logs/nginx.pid";
+            chomp($nginx_pid = <$fh>);
+            return undef;
+        }
+        sleep 0.025;
+    }
+    return "nginx did not listen on port $ENV{TEST_NGINX_SERVER_PORT}";
+}
+
+
+sub _alive {
+    my ($pid) = @_;
+    # a daemon's zombie answers kill 0 until init reaps it
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    return $stat !~ /^\d+ \(.*\) Z/;
+}
+
+
+sub _stop_nginx {
+    return unless $nginx_pid;
+    kill 'QUIT', $nginx_pid;
+    for (1 .. 400) {
+        last unless _alive($nginx_pid);
+        sleep 0.01;
+    }
+    kill 'KILL', $nginx_pid if _alive($nginx_pid);
+    undef $nginx_pid;
+}
+
+
+# Runs at the end of the test file (servers a block started itself).
+my @at_exit;
+
+sub at_exit {
+    push @at_exit, @_;
+}
+
+
+# Sends one request; returns { code, headers (lowercase => [values]),
+# body, raw } or { error }.
+sub http_request {
+    my ($raw, $timeout) = @_;
+    $timeout //= 10;
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
+                                  Proto => 'tcp', Timeout => $timeout)
+        or return { error => "connect: $!" };
+
+    my @pieces = ref $raw eq 'ARRAY' ? @$raw : ($raw);
+    for my $p (@pieces) {
+        if (ref $p eq 'HASH') {
+            sleep $p->{sleep} if $p->{sleep};
+            next;
+        }
+        local $SIG{PIPE} = 'IGNORE';
+        print {$s} $p or last;
+        $s->flush;
+    }
+
+    my $resp = '';
+    my $deadline = time + $timeout;
+    $s->blocking(0);
+    while (time < $deadline) {
+        my $n = sysread($s, my $buf, 65536);
+        if (defined $n && $n == 0) {
+            last;
+        }
+        if (defined $n) {
+            $resp .= $buf;
+            next;
+        }
+        sleep 0.005;
+    }
+    close $s;
+
+    return { error => 'timeout', raw => $resp } if time >= $deadline;
+    return _parse_response($resp);
+}
+
+
+sub _parse_response {
+    my ($raw) = @_;
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    return { error => "no response", raw => $raw } unless defined $head;
+
+    my ($status, @lines) = split /\r\n/, $head;
+    my ($code) = $status =~ m{^HTTP/1\.[01] (\d{3})}
+        or return { error => "bad status line: $status", raw => $raw };
+
+    my %h;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        push @{ $h{lc $k} }, $v;
+    }
+
+    $body //= '';
+    if (($h{'transfer-encoding'}[0] // '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $len = hex $1;
+            last if $len == 0;
+            $out .= substr($body, 0, $len, '');
+            $body =~ s/^\r\n//;
+        }
+        $body = $out;
+    }
+
+    return { code => $code, headers => \%h, body => $body, raw => $raw };
+}
+
+
+sub _build_request {
+    my ($block, $req, $more) = @_;
+
+    return $req if ref $req;    # pieces, already raw
+
+    $req =~ s/^\s+//;
+    my ($line, $body) = split /\n/, $req, 2;
+    $line =~ s/\s+$//;
+    my ($method, $uri, $proto) = split /\s+/, $line;
+    $proto //= 'HTTP/1.1';
+
+    my $headers = "Host: localhost\r\nConnection: close\r\n";
+    for my $h (split /\n/, $more // '') {
+        next unless $h =~ /\S/;
+        $headers .= "$h\r\n";
+    }
+
+    if (defined $body && length $body) {
+        $headers .= "Content-Length: " . length($body) . "\r\n"
+            unless $headers =~ /^(Content-Length|Transfer-Encoding):/mi;
+    } else {
+        $body = '';
+    }
+
+    return "$method $uri $proto\r\n$headers\r\n$body";
+}
+
+
+sub _list {
+    my ($v, $n) = @_;
+    return map { $v } 1 .. $n unless ref $v eq 'ARRAY';
+    return @$v;
+}
+
+
+sub _patterns {
+    my ($v) = @_;
+    return () unless defined $v;
+    return @$v if ref $v eq 'ARRAY';
+    return grep { length } map { s/^\s+|\s+$//gr } split /\n/, $v;
+}
+
+
+sub _log_since {
+    my ($pos) = @_;
+    my $file = servroot() . "/logs/error.log";
+    open my $fh, '<', $file or return '';
+    seek $fh, $pos, 0;
+    local $/;
+    my $s = <$fh> // '';
+    close $fh;
+    return $s;
+}
+
+
+sub _check_response {
+    my ($block, $name, $res, $i) = @_;
+
+    my $expect = sub {
+        my ($section) = @_;
+        my $v = $block->$section;
+        return undef unless defined $v;
+        my @v = _list($v, $i + 1);
+        return $v[$i];
+    };
+
+    if ($res->{error}) {
+        ok(0, "$name - request failed: $res->{error}");
+        diag($res->{raw}) if defined $res->{raw};
+        return;
+    }
+
+    if (defined(my $code = $expect->('error_code'))) {
+        $code =~ s/\s+//g;
+        is($res->{code}, $code, "$name - status code ok");
+    }
+
+    if (defined(my $body = $expect->('response_body'))) {
+        is($res->{body}, _expand($body), "$name - response_body - ok");
+    }
+
+    if (defined(my $re = $expect->('response_body_like'))) {
+        $re =~ s/\n\z//;
+        like($res->{body}, qr/$re/s, "$name - response_body_like - ok");
+    }
+
+    for my $line (_patterns($expect->('response_headers'))) {
+        if ($line =~ /^!\s*(\S+)/) {
+            ok(!exists $res->{headers}{lc $1}, "$name - header $1 absent");
+            next;
+        }
+        my ($k, $v) = $line =~ /^([^:]+):\s*(.*)$/ or next;
+        is($res->{headers}{lc $k}[0], _expand($v), "$name - header $k ok");
+    }
+
+    for my $line (_patterns($expect->('response_headers_like'))) {
+        my ($k, $v) = $line =~ /^([^:]+):\s*(.*)$/ or next;
+        like($res->{headers}{lc $k}[0] // '', qr/$v/,
+             "$name - header $k like ok");
+    }
+}
+
+
+sub _check_log {
+    my ($block, $name, $log) = @_;
+
+    for my $p (_patterns($block->error_log)) {
+        my $re = ref $p eq 'Regexp' ? $p : qr/\Q$p\E/;
+        like($log, $re, "$name - error_log has $p");
+    }
+    for my $p (_patterns($block->no_error_log)) {
+        my $re = ref $p eq 'Regexp' ? $p : qr/\Q$p\E/;
+        unlike($log, $re, "$name - error_log has no $p");
+    }
+    unless (defined $block->no_check_alerts) {
+        my @bad = grep { /\[(alert|crit|emerg)\]|exited on signal/ }
+                  split /\n/, $log;
+        ok(!@bad, "$name - no alert, crit or crash in error.log")
+            or diag(join "\n", @bad);
+    }
+}
+
+
+sub _run_block {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $root = servroot();
+
+    if (defined(my $code = $block->init)) {
+        eval "package main; $code; 1" or die "init of $name: $@";
+    }
+
+    $ENV{TEST_NGINX_SERVER_PORT} = free_port();
+    _write_config($block);
+
+    my $logfile = "$root/logs/error.log";
+    my $pos = -s $logfile // 0;
+
+    if (defined $block->must_die) {
+        my $cmd = join ' ', _nginx_cmd(), '-t';
+        my $out = `$cmd 2>&1`;
+        ok($? != 0, "$name - nginx -t fails");
+        for my $p (_patterns($block->error_log)) {
+            my $re = ref $p eq 'Regexp' ? $p : qr/\Q$p\E/;
+            like($out, $re, "$name - nginx -t says $p");
+        }
+        return;
+    }
+
+    my @down = _patterns($block->down);
+    backend_stop($_) for @down;
+
+    if (my $err = _start_nginx()) {
+        ok(0, "$name - $err");
+        diag(_log_since($pos));
+        backend_start($_) for @down;
+        return;
+    }
+
+    my $reqs = $block->raw_request // $block->request;
+    my @reqs = ref $reqs eq 'ARRAY' && !$block->raw_request
+             ? @$reqs : ($reqs);
+    my @more = _list(scalar $block->more_headers, scalar @reqs);
+
+    for my $i (0 .. $#reqs) {
+        my $raw = $block->raw_request
+                ? $reqs[$i]
+                : _build_request($block, _expand($reqs[$i]), _expand($more[$i]));
+        my $res = http_request($raw, $block->timeout);
+        _check_response($block, $name, $res, $i);
+    }
+
+    _stop_nginx();
+    backend_start($_) for @down;
+
+    _check_log($block, $name, _log_since($pos));
+}
+
+
+sub run_tests {
+    plan('no_plan');
+
+    servroot();
+    _start_backends();
+
+    for my $block (blocks()) {
+        _run_block($block);
+    }
+}
+
+
+END {
+    _stop_nginx();
+    $_->() for reverse @at_exit;
+}
+
+1;
