@@ -11,6 +11,8 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
 src=${NGINX_DEV_SRC:-/usr/share/nginx/src}
 tree=$build/nginx
 
