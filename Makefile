@@ -105,7 +105,7 @@ asan: deps
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer \
 	         -fno-sanitize-recover=all" workers unit
 
-test: all style unit fuzz prove smoke
+test: all style unit fuzz smoke prove
 
 run: all
 	@scripts/run.sh start
