@@ -85,7 +85,7 @@ fuzz: $(FUZZ_BINS)
 	    n=$${f##*/fuzz_}; c=$(BUILD)/fuzz/corpus-$$n; \
 	    mkdir -p $$c; cp -r fuzz/corpus/$$n/. $$c/ 2>/dev/null || true; \
 	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=9000 -print_final_stats=0 \
 	        -artifact_prefix=$(BUILD)/fuzz/ $$c 2>&1 | tail -n 2; \
 	    test $${PIPESTATUS[0]} -eq 0; \
 	done
