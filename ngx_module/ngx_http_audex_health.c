@@ -67,6 +67,8 @@ ngx_http_audex_health_handler(ngx_http_request_t *r)
                                          "server busy");
     }
 
+    r->main->count++;
+
     return NGX_DONE;
 }
 

@@ -13,14 +13,22 @@ ngx_int_t
 ngx_http_audex_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    return ngx_http_audex_send_body(r, status, "application/json", body, len);
+}
+
+
+ngx_int_t
+ngx_http_audex_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
@@ -29,16 +37,13 @@ ngx_http_audex_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_clear_last_modified(r);
     ngx_http_clear_etag(r);
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        /* a backend outage: clients may come back */
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
+    /* a backend outage: clients may come back */
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "5");
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_audex_add_header(r, "Retry-After", (u_char *) "5", 1)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (len == 0) {
@@ -124,20 +129,58 @@ ngx_http_audex_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* Whether the Accept header names type (and not JSON before it). */
+
+ngx_uint_t
+ngx_http_audex_accepts(ngx_http_request_t *r, const char *type)
+{
+    u_char  *p, *end;
+
+    if (r->headers_in.accept == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.accept->value.data;
+    end = p + r->headers_in.accept->value.len;
+
+    return ngx_strlcasestrn(p, end, (u_char *) type, ngx_strlen(type) - 1)
+           != NULL
+           && ngx_strlcasestrn(p, end, (u_char *) "application/json",
+                               sizeof("application/json") - 2)
+              == NULL;
+}
+
+
 ngx_int_t
-ngx_http_audex_method_not_allowed(ngx_http_request_t *r, const char *allow)
+ngx_http_audex_add_header(ngx_http_request_t *r, const char *key,
+    u_char *value, size_t len)
 {
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-    h->value.data = (u_char *) allow;
-    h->value.len = ngx_strlen(allow);
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = value;
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_audex_method_not_allowed(ngx_http_request_t *r, const char *allow)
+{
+    if (ngx_http_audex_add_header(r, "Allow", (u_char *) allow,
+                                  ngx_strlen(allow))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "audex: method %V not allowed", &r->method_name);

@@ -7,9 +7,23 @@
 #include "ngx_http_audex_module.h"
 
 
+static ngx_int_t ngx_http_audex_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_audex_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_audex_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_audex_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_audex_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
 static ngx_int_t ngx_http_audex_init_module(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_audex_auth_modes[] = {
+    { ngx_string("off"), NGX_HTTP_AUDEX_AUTH_OFF },
+    { ngx_string("on"), NGX_HTTP_AUDEX_AUTH_ON },
+    { ngx_string("admin"), NGX_HTTP_AUDEX_AUTH_ADMIN },
+    { ngx_string("optional"), NGX_HTTP_AUDEX_AUTH_OPTIONAL },
+    { ngx_null_string, 0 }
+};
 static ngx_int_t ngx_http_audex_init_process(ngx_cycle_t *cycle);
 static void ngx_http_audex_exit_process(ngx_cycle_t *cycle);
 
@@ -44,6 +58,84 @@ static ngx_command_t  ngx_http_audex_commands[] = {
       offsetof(ngx_http_audex_main_conf_t, backend_timeout),
       NULL },
 
+    { ngx_string("audex_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_audex_jwt_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("audex_jwt_lifetime"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, jwt_lifetime),
+      NULL },
+
+    { ngx_string("audex_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, jwt_leeway),
+      NULL },
+
+    { ngx_string("audex_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, jwt_issuer),
+      NULL },
+
+    { ngx_string("audex_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, jwt_audience),
+      NULL },
+
+    { ngx_string("audex_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+                        |NGX_HTTP_LIF_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_audex_loc_conf_t, auth),
+      &ngx_http_audex_auth_modes },
+
+    { ngx_string("audex_login"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_login,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("audex_link_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_audex_link_secret,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("audex_link_lifetime"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, link_lifetime),
+      NULL },
+
+    { ngx_string("audex_download"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_download,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("audex_jobs"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_jobs,
+      0,
+      0,
+      NULL },
+
     { ngx_string("audex_healthz"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_audex_health,
@@ -56,8 +148,8 @@ static ngx_command_t  ngx_http_audex_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_audex_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_audex_preconfiguration,       /* preconfiguration */
+    ngx_http_audex_postconfiguration,      /* postconfiguration */
 
     ngx_http_audex_create_main_conf,       /* create main configuration */
     ngx_http_audex_init_main_conf,         /* init main configuration */
@@ -65,8 +157,8 @@ static ngx_http_module_t  ngx_http_audex_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_audex_create_loc_conf,        /* create location configuration */
+    ngx_http_audex_merge_loc_conf          /* merge location configuration */
 };
 
 
@@ -84,6 +176,20 @@ ngx_module_t  ngx_http_audex_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_audex_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_audex_auth_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_audex_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_audex_auth_init(cf);
+}
 
 
 static void *
@@ -104,9 +210,15 @@ ngx_http_audex_create_main_conf(ngx_conf_t *cf)
      *     amcf->thread_pool_name = { 0, NULL };
      *     amcf->mongo_uri = NULL;
      *     amcf->mongo_pool = NULL;
+     *     amcf->jwt_key = NULL;
+     *     amcf->jwt_issuer = { 0, NULL };
+     *     amcf->jwt_audience = { 0, NULL };
      */
 
     amcf->backend_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->jwt_lifetime = NGX_CONF_UNSET;
+    amcf->jwt_leeway = NGX_CONF_UNSET;
+    amcf->link_lifetime = NGX_CONF_UNSET;
 
     return amcf;
 }
@@ -118,6 +230,15 @@ ngx_http_audex_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_audex_main_conf_t *amcf = conf;
 
     ngx_conf_init_msec_value(amcf->backend_timeout, 5000);
+    ngx_conf_init_value(amcf->jwt_lifetime, 24 * 60 * 60);
+    ngx_conf_init_value(amcf->jwt_leeway, 30);
+    ngx_conf_init_value(amcf->link_lifetime, 7 * 24 * 60 * 60);
+
+    if (amcf->jwt_lifetime <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "audex_jwt_lifetime must be positive");
+        return NGX_CONF_ERROR;
+    }
 
     if (amcf->thread_pool_name.len == 0) {
         /* nginx creates the "default" pool without a thread_pool line */
@@ -134,6 +255,67 @@ ngx_http_audex_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     return ngx_http_audex_redis_init_conf(cf, amcf);
+}
+
+
+static void *
+ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_audex_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_audex_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    alcf->auth = NGX_CONF_UNSET_UINT;
+
+    return alcf;
+}
+
+
+static char *
+ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_audex_loc_conf_t *prev = parent;
+    ngx_http_audex_loc_conf_t *conf = child;
+
+    ngx_http_audex_main_conf_t  *amcf;
+
+    ngx_conf_merge_uint_value(conf->auth, prev->auth,
+                              NGX_HTTP_AUDEX_AUTH_OFF);
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
+
+    if (conf->auth != NGX_HTTP_AUDEX_AUTH_OFF && amcf->jwt_key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "audex_auth needs audex_jwt_key at http level");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* The module's context of the main request, made on first use. */
+
+ngx_http_audex_ctx_t *
+ngx_http_audex_get_ctx(ngx_http_request_t *r)
+{
+    ngx_http_audex_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_audex_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->main->pool, sizeof(ngx_http_audex_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r->main, ctx, ngx_http_audex_module);
+    }
+
+    return ctx;
 }
 
 

@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include "audex_redis_url.h"
+#include "audex_jwt.h"
 
 
 #define NGX_HTTP_AUDEX_ERRLEN  256
@@ -45,7 +46,43 @@ typedef struct {
     char                      *redis_path;
     char                      *redis_user;
     char                      *redis_password;
+
+    audex_jwt_key_t           *jwt_key;
+    time_t                     jwt_lifetime;
+    time_t                     jwt_leeway;
+    ngx_str_t                  jwt_issuer;      /* NUL-terminated */
+    ngx_str_t                  jwt_audience;    /* NUL-terminated */
+
+    ngx_str_t                  link_key;        /* signed download links */
+    time_t                     link_lifetime;
 } ngx_http_audex_main_conf_t;
+
+
+#define NGX_HTTP_AUDEX_AUTH_OFF       0
+#define NGX_HTTP_AUDEX_AUTH_ON        1
+#define NGX_HTTP_AUDEX_AUTH_ADMIN     2
+#define NGX_HTTP_AUDEX_AUTH_OPTIONAL  3
+
+
+typedef struct {
+    ngx_uint_t                 auth;
+} ngx_http_audex_loc_conf_t;
+
+
+/* what a request knows about its caller once its token was checked */
+typedef struct {
+    audex_jwt_claims_t        *claims;
+    ngx_str_t                  user_id;
+    ngx_str_t                  email;
+    ngx_uint_t                 admin;
+} ngx_http_audex_user_t;
+
+
+/* the module's context of a (main) request */
+typedef struct {
+    ngx_http_audex_user_t     *user;       /* set where audex_auth accepted */
+    void                      *data;       /* the content handler's state */
+} ngx_http_audex_ctx_t;
 
 
 /* runs in a pool thread: touches only its task data */
@@ -57,6 +94,9 @@ typedef void (*ngx_http_audex_done_pt)(ngx_http_request_t *r, void *data);
 
 extern ngx_module_t  ngx_http_audex_module;
 
+
+/* ngx_http_audex_module.c */
+ngx_http_audex_ctx_t *ngx_http_audex_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_audex_thread.c */
 void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);
@@ -86,12 +126,39 @@ redisReply *ngx_http_audex_redis_command(ngx_http_audex_main_conf_t *amcf,
 /* ngx_http_audex_json.c */
 ngx_int_t ngx_http_audex_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+ngx_int_t ngx_http_audex_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, u_char *body, size_t len);
+ngx_uint_t ngx_http_audex_accepts(ngx_http_request_t *r, const char *type);
 ngx_int_t ngx_http_audex_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *message);
 ngx_int_t ngx_http_audex_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
+ngx_int_t ngx_http_audex_add_header(ngx_http_request_t *r, const char *key,
+    u_char *value, size_t len);
 u_char *ngx_http_audex_json_str(ngx_pool_t *pool, u_char *p, size_t len,
     size_t *out_len);
+
+/* ngx_http_audex_auth.c */
+char *ngx_http_audex_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_audex_link_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_audex_auth_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_audex_auth_add_variables(ngx_conf_t *cf);
+ngx_http_audex_user_t *ngx_http_audex_auth_user(ngx_http_request_t *r);
+ngx_int_t ngx_http_audex_auth_reject(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message);
+ngx_int_t ngx_http_audex_auth_deny(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message);
+
+/* ngx_http_audex_login.c */
+char *ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ngx_http_audex_download.c */
+char *ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* ngx_http_audex_jobs.c */
+char *ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_audex_health.c */
 char *ngx_http_audex_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

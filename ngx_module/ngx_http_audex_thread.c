@@ -5,9 +5,14 @@
  * A handler allocates its task data with ngx_http_audex_thread_alloc(),
  * fills it in and posts it; the work function runs in a pool thread and
  * may touch nothing but that data; the done function runs on the event
- * loop and must finalize the request.  While the task is in flight the
- * request is held (count) and blocked, so nginx neither frees it nor its
- * pool, even if the client goes away.
+ * loop.  While a task is in flight the request is blocked, so nginx's own
+ * termination paths (client abort, timeouts) leave it and its pool alone.
+ *
+ * References follow nginx's usual rule: a content handler that posts and
+ * returns NGX_DONE first takes one reference (r->main->count++), and the
+ * flow ends with exactly one ngx_http_finalize_request() with the final
+ * code, from a done function or an event handler.  A done function may
+ * post the next step instead; posting takes no reference of its own.
  */
 
 
@@ -70,7 +75,6 @@ ngx_http_audex_thread_post(ngx_http_request_t *r, void *data,
         return NGX_ERROR;
     }
 
-    r->main->count++;
     r->main->blocked++;
 
     return NGX_OK;

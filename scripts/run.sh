@@ -8,6 +8,7 @@
 #   MONGODB_URI            use this MongoDB instead of starting FerretDB
 #   REDIS_URL              use this Redis instead of starting redis-server
 #   AUDEX_JWT_SECRET_FILE  HS256 secret (generated under run/, mode 0600)
+#   AUDEX_LINK_SECRET_FILE download-link key (likewise)
 #   AUDEX_REDIS_PORT       port of the Redis we start (6390)
 #   AUDEX_MONGO_PORT       port of the FerretDB we start (27027)
 set -euo pipefail
@@ -96,8 +97,9 @@ start_ferretdb() {
     echo $! > "$run/ferretdb.pid"
 }
 
-jwt_secret() {
-    local f=${AUDEX_JWT_SECRET_FILE:-$run/jwt.secret}
+# a secret file: the given one, or one generated once with mode 0600
+secret_file() {
+    local f=$1
     if [ ! -s "$f" ]; then
         (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n' > "$f")
     fi
@@ -107,7 +109,7 @@ jwt_secret() {
 
 # conf/nginx.conf.example, with this run's paths, ports and backends
 nginx_conf() {
-    local secret=$1
+    local secret=$1 link=$2
     sed -E \
         -e "s#^(load_module ).*#\\1$build/ngx_http_audex_module.so;#" \
         -e "s#^(pid ).*#\\1$run/nginx.pid;#" \
@@ -116,7 +118,8 @@ nginx_conf() {
         -e "s#^([[:space:]]*listen ).*#\\1127.0.0.1:$port;#" \
         -e "s#^([[:space:]]*audex_mongodb_uri ).*#\\1$(mongodb_uri);#" \
         -e "s#^([[:space:]]*audex_redis_url ).*#\\1$(redis_url);#" \
-        -e "s#^([[:space:]]*audex_jwt_secret_file ).*#\\1$secret;#" \
+        -e "s#^([[:space:]]*audex_jwt_key HS256 ).*#\\1$secret;#" \
+        -e "s#^([[:space:]]*audex_link_secret ).*#\\1$link;#" \
         -e "s#^([[:space:]]*(client_body|proxy|fastcgi|uwsgi|scgi)_temp_path ).*#\\1$run/nginx/tmp/\\2;#" \
         "$top/conf/nginx.conf.example" > "$run/nginx/nginx.conf"
 }
@@ -159,12 +162,13 @@ wait_healthy() {
 }
 
 start() {
-    local secret
+    local secret link
     mkdir -p "$run/logs" "$run/nginx"
-    secret=$(jwt_secret)
+    secret=$(secret_file "${AUDEX_JWT_SECRET_FILE:-$run/jwt.secret}")
+    link=$(secret_file "${AUDEX_LINK_SECRET_FILE:-$run/link.secret}")
     start_redis
     start_ferretdb
-    nginx_conf "$secret"
+    nginx_conf "$secret" "$link"
     start_nginx
     wait_healthy
     start_worker converter run

@@ -23,9 +23,10 @@ package Audex::Test;
 # absent), response_headers_like, error_log, no_error_log (one pattern a
 # line, or an eval'd list), must_die (nginx -t must fail; error_log is
 # then matched against its output), down (backends to stop for this
-# block: redis, mongo), init (Perl run before nginx starts), timeout,
-# no_check_alerts.  "request eval" may yield a list of requests; the
-# expectations are then lists of the same length.
+# block: redis, mongo), init (Perl run before nginx starts), check (Perl
+# run after each response with $res and $i bound: extra assertions),
+# timeout, no_check_alerts.  "request eval" may yield a list of requests;
+# the expectations are then lists of the same length.
 #
 # Each test file gets its own Redis and FerretDB (Audex::Backend) and
 # its own nginx prefix under build/t/<file>/; nginx is started for each
@@ -48,7 +49,8 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(run_tests blocks plan is ok like unlike is_deeply diag
                  note done_testing http_request redis_cli mongo_eval
-                 servroot backend_stop backend_start at_exit);
+                 servroot backend_stop backend_start at_exit
+                 add_user pyjwt_encode pyjwt_decode b64url);
 
 our $TOP = abs_path(getcwd());
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
@@ -139,6 +141,77 @@ sub mongo_eval {
     my $out = <$fh>;
     close $fh;
     return $out;
+}
+
+
+# Creates an account with build/bin/audex-user; dies if that fails.
+sub add_user {
+    my ($email, $password, @flags) = @_;
+    my $bin = ($ENV{AUDEX_BIN_DIR} || "$TOP/build/bin") . '/audex-user';
+    local $ENV{MONGODB_URI} = $ENV{TEST_NGINX_MONGODB_URI};
+    open my $fh, '|-', $bin, 'add', $email, @flags
+        or die "audex-user: $!";
+    print $fh "$password\n";
+    close $fh or die "audex-user add $email failed: $?\n";
+}
+
+
+# A token made by PyJWT, an implementation independent of ours.
+# $claims is a Python dict literal, where `now` is the current time;
+# $key a file holding the key, $alg the algorithm; extra headers as a
+# Python dict literal.
+sub pyjwt_encode {
+    my ($claims, $key, $alg, $headers) = @_;
+    $alg //= 'HS256';
+    $headers //= 'None';
+    my $prog = <<'PY';
+import sys, time, jwt
+now = int(time.time())
+key = open(sys.argv[1], 'rb').read()
+if sys.argv[2] == 'HS256':
+    key = key.rstrip(b"\r\n")
+claims = eval(sys.argv[3])
+headers = eval(sys.argv[4])
+print(jwt.encode(claims, key, algorithm=sys.argv[2], headers=headers))
+PY
+    open my $fh, '-|', '/usr/bin/python3', '-c', $prog, $key, $alg,
+        $claims, $headers or die "python3: $!";
+    chomp(my $t = <$fh> // '');
+    close $fh or die "pyjwt_encode failed\n";
+    return $t;
+}
+
+
+# PyJWT's verdict on a token: the claims as JSON, or "error: ...".
+sub pyjwt_decode {
+    my ($token, $key, $alg, $opts) = @_;
+    $alg //= 'HS256';
+    my $prog = <<'PY';
+import sys, json, jwt
+key = open(sys.argv[1], 'rb').read()
+if sys.argv[2] == 'HS256':
+    key = key.rstrip(b"\r\n")
+try:
+    c = jwt.decode(sys.argv[3], key, algorithms=[sys.argv[2]],
+                   options={"verify_aud": False})
+    print(json.dumps(c, sort_keys=True))
+except Exception as e:
+    print("error: %s" % e)
+PY
+    open my $fh, '-|', '/usr/bin/python3', '-c', $prog, $key, $alg, $token
+        or die "python3: $!";
+    chomp(my $out = <$fh> // '');
+    close $fh;
+    return $out;
+}
+
+
+sub b64url {
+    require MIME::Base64;
+    my $s = MIME::Base64::encode_base64($_[0], '');
+    $s =~ tr{+/}{-_};
+    $s =~ s/=+$//;
+    return $s;
 }
 
 
@@ -494,6 +567,12 @@ sub _run_block {
         return;
     }
 
+    my $check;
+    if (defined(my $code = $block->check)) {
+        $check = eval "package main; sub { my (\$res, \$i) = \@_; $code }"
+            or die "check of $name: $@";
+    }
+
     my $reqs = $block->raw_request // $block->request;
     my @reqs = ref $reqs eq 'ARRAY' && !$block->raw_request
              ? @$reqs : ($reqs);
@@ -505,6 +584,7 @@ sub _run_block {
                 : _build_request($block, _expand($reqs[$i]), _expand($more[$i]));
         my $res = http_request($raw, $block->timeout);
         _check_response($block, $name, $res, $i);
+        $check->($res, $i) if $check;
     }
 
     _stop_nginx();
@@ -514,11 +594,17 @@ sub _run_block {
 }
 
 
+# run_tests(setup => sub { ... }): the setup runs once the backends are
+# up and before the blocks are read (their eval sections may use it).
 sub run_tests {
+    my (%opt) = @_;
+
     plan('no_plan');
 
     servroot();
     _start_backends();
+
+    $opt{setup}->() if $opt{setup};
 
     for my $block (blocks()) {
         _run_block($block);

@@ -1,0 +1,830 @@
+/*
+ * GET /download?fid=<id>: an MP3 from the "mp3s" GridFS bucket.
+ *
+ * The files document is looked up in a pool thread; then the chunks the
+ * answer needs are read one at a time, each in a pool thread, into one
+ * buffer of the bucket's chunk size.  The next chunk is read only when
+ * the previous one has left for the client, so memory does not grow with
+ * the file and a slow client slows the reads (backpressure).
+ *
+ * Access: the owner or an admin with a token, or anyone with a signed
+ * link (audex_link_secret) that has not expired.  Anyone else learns
+ * nothing: 404, as for a file that does not exist.
+ */
+
+
+#include "ngx_http_audex_module.h"
+
+#include "audex_link.h"
+
+
+#define NGX_HTTP_AUDEX_BUCKET  "mp3s"
+
+
+typedef struct {
+    ngx_http_audex_main_conf_t  *amcf;
+
+    bson_oid_t                   oid;
+    u_char                       fid[25];
+
+    /* the files document */
+    ngx_int_t                    found;
+    off_t                        length;
+    size_t                       chunk_size;
+    time_t                       upload_time;
+    u_char                       owner[25];
+    u_char                       filename[512];
+    size_t                       filename_len;
+
+    /* the range being sent, [start, end] inclusive */
+    off_t                        start;
+    off_t                        end;
+    int64_t                      chunk;       /* the next to read */
+    int64_t                      last_chunk;
+
+    u_char                      *buf;         /* one chunk */
+    size_t                       buf_len;     /* bytes read into it */
+
+    ngx_uint_t                   failed;
+    char                         err[NGX_HTTP_AUDEX_ERRLEN];
+} ngx_http_audex_download_ctx_t;
+
+
+static ngx_int_t ngx_http_audex_download_handler(ngx_http_request_t *r);
+static void ngx_http_audex_download_stat(void *data, ngx_log_t *log);
+static void ngx_http_audex_download_stat_done(ngx_http_request_t *r,
+    void *data);
+static ngx_uint_t ngx_http_audex_download_allowed(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx, const char **why);
+static ngx_int_t ngx_http_audex_download_range(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static ngx_int_t ngx_http_audex_download_headers(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx, ngx_uint_t partial);
+static ngx_int_t ngx_http_audex_download_next(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static void ngx_http_audex_download_read(void *data, ngx_log_t *log);
+static void ngx_http_audex_download_read_done(ngx_http_request_t *r,
+    void *data);
+static void ngx_http_audex_download_write_handler(ngx_http_request_t *r);
+
+
+char *
+ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_audex_download_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_audex_download_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       fid;
+    ngx_http_audex_download_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_audex_method_not_allowed(r, "GET, HEAD");
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "fid", 3, &fid) != NGX_OK
+        || fid.len != 24
+        || !bson_oid_is_valid((char *) fid.data, fid.len))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: download: invalid file id");
+        return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid file id");
+    }
+
+    ctx = ngx_http_audex_thread_alloc(r,
+                                      sizeof(ngx_http_audex_download_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(ctx, sizeof(ngx_http_audex_download_ctx_t));
+
+    ctx->amcf = ngx_http_get_module_main_conf(r, ngx_http_audex_module);
+    ngx_memcpy(ctx->fid, fid.data, 24);
+    ngx_strlow(ctx->fid, ctx->fid, 24);
+    bson_oid_init_from_string(&ctx->oid, (char *) ctx->fid);
+
+    if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_download_stat,
+                                   ngx_http_audex_download_stat_done)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: download: the thread pool queue is full");
+        return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "server busy");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* pool thread: the files document */
+
+static void
+ngx_http_audex_download_stat(void *data, ngx_log_t *log)
+{
+    ngx_http_audex_download_ctx_t *ctx = data;
+
+    bson_t               *filter;
+    uint32_t              len;
+    bson_iter_t           it, sub;
+    const char           *s;
+    const bson_t         *doc;
+    bson_error_t          error;
+    mongoc_client_t      *client;
+    mongoc_cursor_t      *cursor;
+    mongoc_collection_t  *files;
+
+    client = ngx_http_audex_mongo_pop(ctx->amcf);
+    files = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
+                                         NGX_HTTP_AUDEX_BUCKET ".files");
+    filter = BCON_NEW("_id", BCON_OID(&ctx->oid));
+    cursor = mongoc_collection_find_with_opts(files, filter, NULL, NULL);
+
+    if (mongoc_cursor_next(cursor, &doc)) {
+        ctx->found = 1;
+        ctx->chunk_size = 255 * 1024;
+
+        if (bson_iter_init_find(&it, doc, "length")) {
+            ctx->length = (off_t) bson_iter_as_int64(&it);
+        }
+
+        if (bson_iter_init_find(&it, doc, "chunkSize")) {
+            ctx->chunk_size = (size_t) bson_iter_as_int64(&it);
+        }
+
+        if (bson_iter_init_find(&it, doc, "uploadDate")
+            && BSON_ITER_HOLDS_DATE_TIME(&it))
+        {
+            ctx->upload_time = (time_t) (bson_iter_date_time(&it) / 1000);
+        }
+
+        if (bson_iter_init_find(&it, doc, "filename")
+            && BSON_ITER_HOLDS_UTF8(&it))
+        {
+            s = bson_iter_utf8(&it, &len);
+            ctx->filename_len = ngx_min(len, sizeof(ctx->filename) - 1);
+            ngx_memcpy(ctx->filename, s, ctx->filename_len);
+        }
+
+        if (bson_iter_init_find(&it, doc, "metadata")
+            && BSON_ITER_HOLDS_DOCUMENT(&it)
+            && bson_iter_recurse(&it, &sub)
+            && bson_iter_find(&sub, "owner_id"))
+        {
+            if (BSON_ITER_HOLDS_UTF8(&sub)) {
+                s = bson_iter_utf8(&sub, &len);
+                if (len == 24) {
+                    ngx_memcpy(ctx->owner, s, 24);
+                }
+
+            } else if (BSON_ITER_HOLDS_OID(&sub)) {
+                bson_oid_to_string(bson_iter_oid(&sub), (char *) ctx->owner);
+            }
+        }
+
+        if (ctx->chunk_size == 0 || ctx->chunk_size > 16 * 1024 * 1024
+            || ctx->length < 0)
+        {
+            ngx_cpystrn((u_char *) ctx->err,
+                        (u_char *) "corrupt files document",
+                        NGX_HTTP_AUDEX_ERRLEN);
+            ctx->failed = 1;
+        }
+    }
+
+    if (mongoc_cursor_error(cursor, &error)) {
+        ngx_cpystrn((u_char *) ctx->err, (u_char *) error.message,
+                    NGX_HTTP_AUDEX_ERRLEN);
+        ctx->failed = 1;
+    }
+
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(filter);
+    mongoc_collection_destroy(files);
+    ngx_http_audex_mongo_push(ctx->amcf, client);
+}
+
+
+static void
+ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
+{
+    ngx_http_audex_download_ctx_t *ctx = data;
+
+    ngx_int_t              rc;
+    ngx_uint_t             status;
+    const char            *why;
+    ngx_http_audex_ctx_t  *actx;
+
+    if (ctx->failed) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: download %s: mongo: %s", ctx->fid, ctx->err);
+        ngx_http_finalize_request(r,
+            ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "database unavailable"));
+        return;
+    }
+
+    status = ngx_http_audex_download_allowed(r, ctx, &why);
+
+    if (status) {
+        ngx_http_finalize_request(r,
+                                  ngx_http_audex_auth_deny(r, status, why));
+        return;
+    }
+
+    /* sends the header; a body follows only when ctx->buf is set */
+
+    rc = ngx_http_audex_download_range(r, ctx);
+
+    if (ctx->buf == NULL || rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    actx = ngx_http_audex_get_ctx(r);
+    if (actx == NULL) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    actx->data = ctx;
+
+    ngx_http_finalize_request(r, ngx_http_audex_download_next(r, ctx));
+}
+
+
+/*
+ * 0 when the caller may have the file, else the status to answer (404
+ * for a missing file and for one that is not the caller's, 401 without
+ * credentials, 403 for a bad or expired link) and *why for the body.
+ */
+
+static ngx_uint_t
+ngx_http_audex_download_allowed(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx, const char **why)
+{
+    int                          vrc;
+    ngx_str_t                    sig, exp;
+    ngx_int_t                    n;
+    ngx_http_audex_user_t       *user;
+    ngx_http_audex_main_conf_t  *amcf = ctx->amcf;
+
+    user = ngx_http_audex_auth_user(r);
+
+    if (ngx_http_arg(r, (u_char *) "sig", 3, &sig) != NGX_OK && user == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: download %s: no token and no link", ctx->fid);
+        *why = "token required";
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    if (!ctx->found) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: download %s: no such file", ctx->fid);
+        *why = "not found";
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (user == NULL) {
+        n = NGX_ERROR;
+
+        if (ngx_http_arg(r, (u_char *) "exp", 3, &exp) == NGX_OK) {
+            n = ngx_atoi(exp.data, exp.len);
+        }
+
+        vrc = -1;
+
+        if (amcf->link_key.len && n != NGX_ERROR) {
+            vrc = audex_link_verify(amcf->link_key.data, amcf->link_key.len,
+                                    (char *) ctx->fid, 24,
+                                    (char *) ctx->owner,
+                                    ngx_strlen(ctx->owner), (int64_t) n,
+                                    (char *) sig.data, sig.len,
+                                    (int64_t) ngx_time());
+        }
+
+        if (vrc == 0) {
+            return 0;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: download %s: %s link", ctx->fid,
+                      vrc == -2 ? "expired" : "invalid");
+        *why = (vrc == -2) ? "link expired" : "invalid link";
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    if (user->admin
+        || (user->user_id.len == 24
+            && ngx_strncmp(user->user_id.data, ctx->owner, 24) == 0))
+    {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "audex: download %s: not a file of \"%V\"", ctx->fid,
+                  &user->email);
+    *why = "not found";
+    return NGX_HTTP_NOT_FOUND;
+}
+
+
+/*
+ * Conditional and range requests.  Sends the header, and returns NGX_OK
+ * when a body is to follow, else the final code.
+ */
+
+static ngx_int_t
+ngx_http_audex_download_range(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    u_char      *p, *last;
+    off_t        start, end, len;
+    ngx_int_t    rc;
+    ngx_uint_t   suffix, partial;
+
+    ctx->start = 0;
+    ctx->end = ctx->length - 1;
+    partial = 0;
+
+    if (r->headers_in.if_none_match) {
+        p = r->headers_in.if_none_match->value.data;
+        last = p + r->headers_in.if_none_match->value.len;
+
+        if (ngx_strlcasestrn(p, last, ctx->fid, 24 - 1) != NULL
+            || (last - p == 1 && *p == '*'))
+        {
+            r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
+            r->header_only = 1;
+
+            if (ngx_http_audex_download_headers(r, ctx, 0) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_send_header(r);
+        }
+    }
+
+    /* a single "bytes=" range; several, or If-Range that differs: all */
+
+    if (r->headers_in.range && ctx->length > 0
+        && (r->headers_in.if_range == NULL
+            || ngx_strlcasestrn(r->headers_in.if_range->value.data,
+                                r->headers_in.if_range->value.data
+                                + r->headers_in.if_range->value.len,
+                                ctx->fid, 24 - 1)
+               != NULL))
+    {
+        p = r->headers_in.range->value.data;
+        last = p + r->headers_in.range->value.len;
+
+        if (last - p > 6 && ngx_strncasecmp(p, (u_char *) "bytes=", 6) == 0
+            && ngx_strlchr(p, last, ',') == NULL)
+        {
+            p += 6;
+            start = 0;
+            end = -1;
+            suffix = (*p == '-');
+
+            if (suffix) {
+                p++;
+            }
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                start = start * 10 + (*p++ - '0');
+                if (start > NGX_MAX_OFF_T_VALUE / 100) {
+                    goto ignore;
+                }
+            }
+
+            if (suffix) {
+                if (p != last || start == 0) {
+                    goto unsatisfiable;
+                }
+
+                len = ngx_min(start, ctx->length);
+                start = ctx->length - len;
+                end = ctx->length - 1;
+
+            } else {
+                if (p == last || *p++ != '-') {
+                    goto ignore;
+                }
+
+                if (p < last) {
+                    end = 0;
+                    while (p < last && *p >= '0' && *p <= '9') {
+                        end = end * 10 + (*p++ - '0');
+                        if (end > NGX_MAX_OFF_T_VALUE / 100) {
+                            goto ignore;
+                        }
+                    }
+
+                    if (p != last || end < start) {
+                        goto ignore;
+                    }
+                }
+
+                if (start >= ctx->length) {
+                    goto unsatisfiable;
+                }
+
+                if (end < 0 || end >= ctx->length) {
+                    end = ctx->length - 1;
+                }
+            }
+
+            ctx->start = start;
+            ctx->end = end;
+            partial = 1;
+        }
+    }
+
+ignore:
+
+    r->headers_out.status = partial ? NGX_HTTP_PARTIAL_CONTENT
+                                    : NGX_HTTP_OK;
+    r->headers_out.content_length_n = ctx->end - ctx->start + 1;
+
+    if (ngx_http_audex_download_headers(r, ctx, partial) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->length == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    ctx->chunk = ctx->start / (off_t) ctx->chunk_size;
+    ctx->last_chunk = ctx->end / (off_t) ctx->chunk_size;
+
+    ctx->buf = ngx_palloc(r->pool, ctx->chunk_size);
+    if (ctx->buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+unsatisfiable:
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "audex: download %s: range not satisfiable", ctx->fid);
+
+    p = ngx_pnalloc(r->pool, sizeof("bytes */") - 1 + NGX_OFF_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_sprintf(p, "bytes */%O", ctx->length);
+
+    if (ngx_http_audex_add_header(r, "Content-Range", p, last - p)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_audex_send_error(r, NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                     "range not satisfiable");
+}
+
+
+static ngx_int_t
+ngx_http_audex_download_headers(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx, ngx_uint_t partial)
+{
+    u_char     *p, *q;
+    size_t      len;
+    ngx_uint_t  i, ascii, has_ext;
+
+    ngx_str_set(&r->headers_out.content_type, "audio/mpeg");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.last_modified_time = ctx->upload_time;
+
+    /* GridFS files never change: the id is a strong validator */
+
+    p = ngx_pnalloc(r->pool, 24 + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p[0] = '"';
+    ngx_memcpy(p + 1, ctx->fid, 24);
+    p[25] = '"';
+
+    if (ngx_http_audex_add_header(r, "ETag", p, 26) != NGX_OK
+        || ngx_http_audex_add_header(r, "Accept-Ranges", (u_char *) "bytes",
+                                     5)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (partial) {
+        p = ngx_pnalloc(r->pool, sizeof("bytes -/") - 1 + 3 * NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        q = ngx_sprintf(p, "bytes %O-%O/%O", ctx->start, ctx->end,
+                        ctx->length);
+
+        if (ngx_http_audex_add_header(r, "Content-Range", p, q - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /*
+     * Content-Disposition: an ASCII fallback in filename="...", with
+     * quotes, backslashes and non-ASCII bytes replaced, and the real
+     * name percent-encoded in filename*=UTF-8''... (RFC 6266).
+     */
+
+    has_ext = ctx->filename_len >= 4
+              && ngx_strncasecmp(ctx->filename + ctx->filename_len - 4,
+                                 (u_char *) ".mp3", 4) == 0;
+
+    len = sizeof("attachment; filename=\"\"; filename*=UTF-8''") - 1
+          + ctx->filename_len * 4 + sizeof(".mp3") * 4;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_cpymem(p, "attachment; filename=\"",
+                   sizeof("attachment; filename=\"") - 1);
+    ascii = 1;
+
+    for (i = 0; i < ctx->filename_len; i++) {
+        u_char  c = ctx->filename[i];
+
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            ascii = 0;
+            c = '_';
+        }
+
+        *q++ = c;
+    }
+
+    if (ctx->filename_len == 0) {
+        q = ngx_cpymem(q, ctx->fid, 24);
+    }
+
+    if (!has_ext) {
+        q = ngx_cpymem(q, ".mp3", 4);
+    }
+
+    *q++ = '"';
+
+    if (!ascii) {
+        q = ngx_cpymem(q, "; filename*=UTF-8''",
+                       sizeof("; filename*=UTF-8''") - 1);
+        q = (u_char *) ngx_escape_uri(q, ctx->filename, ctx->filename_len,
+                                      NGX_ESCAPE_URI_COMPONENT);
+        if (!has_ext) {
+            q = ngx_cpymem(q, ".mp3", 4);
+        }
+    }
+
+    return ngx_http_audex_add_header(r, "Content-Disposition", p, q - p);
+}
+
+
+/* Reads the next chunk, or ends the answer after the last one. */
+
+static ngx_int_t
+ngx_http_audex_download_next(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    if (r->header_only) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_download_read,
+                                   ngx_http_audex_download_read_done)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: download %s: the thread pool queue is full",
+                      ctx->fid);
+        return NGX_ERROR;
+    }
+
+    /* the flow goes on: balances this function's caller's finalize */
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* pool thread: chunk ctx->chunk into ctx->buf */
+
+static void
+ngx_http_audex_download_read(void *data, ngx_log_t *log)
+{
+    ngx_http_audex_download_ctx_t *ctx = data;
+
+    bson_t               *filter;
+    uint32_t              len;
+    bson_iter_t           it;
+    const bson_t         *doc;
+    bson_error_t          error;
+    const uint8_t        *bin;
+    bson_subtype_t        subtype;
+    mongoc_client_t      *client;
+    mongoc_cursor_t      *cursor;
+    mongoc_collection_t  *chunks;
+
+    ctx->buf_len = 0;
+
+    client = ngx_http_audex_mongo_pop(ctx->amcf);
+    chunks = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
+                                          NGX_HTTP_AUDEX_BUCKET ".chunks");
+    filter = BCON_NEW("files_id", BCON_OID(&ctx->oid),
+                      "n", BCON_INT32((int32_t) ctx->chunk));
+    cursor = mongoc_collection_find_with_opts(chunks, filter, NULL, NULL);
+
+    if (mongoc_cursor_next(cursor, &doc)) {
+        if (bson_iter_init_find(&it, doc, "data")
+            && BSON_ITER_HOLDS_BINARY(&it))
+        {
+            bson_iter_binary(&it, &subtype, &len, &bin);
+
+            if (len <= ctx->chunk_size) {
+                ngx_memcpy(ctx->buf, bin, len);
+                ctx->buf_len = len;
+            }
+        }
+
+    } else if (!mongoc_cursor_error(cursor, &error)) {
+        ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
+                     "chunk %L is missing%Z", ctx->chunk);
+        ctx->failed = 1;
+    }
+
+    if (mongoc_cursor_error(cursor, &error)) {
+        ngx_cpystrn((u_char *) ctx->err, (u_char *) error.message,
+                    NGX_HTTP_AUDEX_ERRLEN);
+        ctx->failed = 1;
+    }
+
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(filter);
+    mongoc_collection_destroy(chunks);
+    ngx_http_audex_mongo_push(ctx->amcf, client);
+}
+
+
+static void
+ngx_http_audex_download_read_done(ngx_http_request_t *r, void *data)
+{
+    ngx_http_audex_download_ctx_t *ctx = data;
+
+    off_t         first, from, to;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    /* the header is out: a failure now can only cut the connection */
+
+    first = ctx->chunk * (off_t) ctx->chunk_size;
+    from = ngx_max(ctx->start - first, 0);
+    to = ngx_min(ctx->end - first + 1, (off_t) ctx->buf_len);
+
+    if (ctx->failed || to <= from) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: download %s: chunk %L: %s", ctx->fid,
+                      ctx->chunk, ctx->failed ? ctx->err : "short chunk");
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    b->pos = ctx->buf + from;
+    b->last = ctx->buf + to;
+    b->memory = 1;
+    b->flush = 1;
+
+    if (ctx->chunk == ctx->last_chunk) {
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    ctx->chunk++;
+
+    rc = ngx_http_output_filter(r, &out);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (b->last_buf) {
+        /* ngx_http_finalize_request sends what is left, then ends */
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (r->buffered || r->connection->buffered) {
+        /* the buffer is still in use: wait until the client took it */
+        r->write_event_handler = ngx_http_audex_download_write_handler;
+        ngx_http_audex_download_write_handler(r);
+        return;
+    }
+
+    rc = ngx_http_audex_download_next(r, ctx);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* Flushes the chunk in flight; reads the next one once it is out. */
+
+static void
+ngx_http_audex_download_write_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_event_t                    *wev;
+    ngx_connection_t               *c;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_audex_download_ctx_t  *ctx;
+
+    c = r->connection;
+    wev = c->write;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "audex: download: client timed out");
+        c->timedout = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    rc = ngx_http_output_filter(r, NULL);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->buffered || c->buffered) {
+        if (!wev->delayed) {
+            ngx_add_timer(wev, clcf->send_timeout);
+        }
+
+        if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+        }
+
+        return;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    /* the chunk left: reading the next one takes the buffer again */
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ctx = ngx_http_audex_get_ctx(r)->data;
+
+    rc = ngx_http_audex_download_next(r, ctx);
+
+    ngx_http_finalize_request(r, rc);
+}

@@ -1,0 +1,382 @@
+# audex_auth: JWT validation in any location, ours or proxied.
+# Tokens are made with PyJWT, an implementation independent of ours.
+
+use lib 't/lib';
+use Audex::Test;
+use File::Temp qw(tempdir);
+
+# keys for RS256 and ES256, made once for this file
+my $keys = tempdir('audex-keys-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+for my $cmd (
+    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048"
+        . " -out $keys/rsa.pem",
+    "openssl pkey -in $keys/rsa.pem -pubout -out $keys/rsa.pub",
+    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048"
+        . " -out $keys/rsa2.pem",
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256"
+        . " -out $keys/ec.pem",
+    "openssl pkey -in $keys/ec.pem -pubout -out $keys/ec.pub",
+    "head -c 40 /dev/urandom | base64 > $keys/other.secret",
+    "printf short > $keys/short.secret",
+)
+{
+    system("$cmd 2>/dev/null") == 0 or die "$cmd failed";
+}
+$ENV{TEST_NGINX_KEYS} = $keys;
+
+# a token from PyJWT; claims as a Python dict, `now` is the time
+sub tok {
+    my ($claims, %o) = @_;
+    return Audex::Test::pyjwt_encode($claims,
+        $o{key} // $ENV{TEST_NGINX_JWT_SECRET_FILE}, $o{alg}, $o{headers});
+}
+
+sub bearer { "Authorization: Bearer " . tok(@_) }
+
+our $user = '"sub": "64b000000000000000000001", "email": "ann@example.com"';
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: no token: 401, a Bearer challenge without an error code
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="audex"
+Content-Type: application/json
+--- response_body
+{"error":"token required"}
+--- error_log
+audex: no bearer token
+
+
+
+=== TEST 2: a valid token reaches the proxied app, with the user's id
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app {
+    audex_auth on;
+    proxy_set_header X-User-Id $audex_user_id;
+    proxy_set_header X-User-Email $audex_user_email;
+    proxy_set_header X-User-Admin $audex_user_admin;
+    proxy_set_header X-Claim-Jti $audex_jwt_claim_jti;
+    proxy_set_header Authorization "";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo {
+    return 200 "id=$http_x_user_id email=$http_x_user_email admin=$http_x_user_admin jti=$http_x_claim_jti auth=$http_authorization\n";
+}
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now + 60, 'jti': 'j-1'}")
+--- error_code: 200
+--- response_body
+id=64b000000000000000000001 email=ann@example.com admin=0 jti=j-1 auth=
+--- no_error_log
+audex: invalid token
+audex: no bearer token
+
+
+
+=== TEST 3: expired beyond the leeway: 401 invalid_token
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_jwt_leeway 30s;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now - 100}")
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="audex", error="invalid_token"
+--- response_body_like
+^\{"error":"[^"]*expired[^"]*"\}$
+--- error_log
+audex: invalid token
+
+
+
+=== TEST 4: expired within the leeway: accepted
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_jwt_leeway 30s;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now - 10}")
+--- error_code: 200
+--- response_body
+app
+
+
+
+=== TEST 5: not yet valid (nbf in the future): 401
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now + 600, 'nbf': now + 300}")
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="audex", error="invalid_token"
+
+
+
+=== TEST 6: a token without exp: 401
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user}")
+--- error_code: 401
+
+
+
+=== TEST 7: signed with another secret: 401
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now + 60}", key => "$ENV{TEST_NGINX_KEYS}/other.secret")
+--- error_code: 401
+--- response_body_like
+signature
+
+
+
+=== TEST 8: alg none: 401
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+"Authorization: Bearer " . Audex::Test::b64url('{"alg":"none","typ":"JWT"}')
+. "." . Audex::Test::b64url('{"sub":"x","email":"e@x","exp":' . (time + 60) . '}')
+. "."
+--- error_code: 401
+--- response_body_like
+algorithm
+
+
+
+=== TEST 9: RS256 key: an HS256 token signed with the public key PEM: 401
+--- http_config
+audex_jwt_key RS256 $TEST_NGINX_KEYS/rsa.pub;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+use Digest::SHA qw(hmac_sha256);
+my $pem = do { local (@ARGV, $/) = ("$ENV{TEST_NGINX_KEYS}/rsa.pub"); <> };
+my $si = Audex::Test::b64url('{"alg":"HS256","typ":"JWT"}') . "."
+       . Audex::Test::b64url('{"sub":"x","email":"e@x","exp":' . (time + 60) . '}');
+"Authorization: Bearer $si." . Audex::Test::b64url(hmac_sha256($si, $pem))
+--- error_code: 401
+--- response_body_like
+algorithm
+
+
+
+=== TEST 10: RS256 with a public key: PyJWT's RS256 token is accepted
+--- http_config
+audex_jwt_key RS256 $TEST_NGINX_KEYS/rsa.pub;
+--- config
+location /app { audex_auth on; proxy_set_header X-U $audex_user_email; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "user=$http_x_u\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now + 60}", key => "$ENV{TEST_NGINX_KEYS}/rsa.pem", alg => 'RS256')
+--- error_code: 200
+--- response_body
+user=ann@example.com
+
+
+
+=== TEST 11: RS256 signed by another RSA key: 401
+--- http_config
+audex_jwt_key RS256 $TEST_NGINX_KEYS/rsa.pub;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now + 60}", key => "$ENV{TEST_NGINX_KEYS}/rsa2.pem", alg => 'RS256')
+--- error_code: 401
+
+
+
+=== TEST 12: ES256: PyJWT's token accepted
+--- http_config
+audex_jwt_key ES256 $TEST_NGINX_KEYS/ec.pub;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request
+GET /app
+--- more_headers eval
+::bearer("{$::user, 'exp': now + 60}", key => "$ENV{TEST_NGINX_KEYS}/ec.pem", alg => 'ES256')
+--- error_code: 200
+--- response_body
+app
+
+
+
+=== TEST 13: malformed tokens: two parts, bad base64, bad JSON, 16 KB
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+large_client_header_buffers 4 32k;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /app", "GET /app", "GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+my $h = Audex::Test::b64url('{"alg":"HS256","typ":"JWT"}');
+[
+    "Authorization: Bearer $h." . Audex::Test::b64url('{"sub":"x"}'),
+    "Authorization: Bearer $h.\@\@\@\@.abc",
+    "Authorization: Bearer $h." . Audex::Test::b64url('{"sub":') . ".abc",
+    "Authorization: Bearer $h." . ("A" x 16384) . ".abc",
+    "Authorization: Basic YTpi",
+]
+--- error_code eval
+[401, 401, 401, 401, 401]
+--- response_headers eval
+[
+    'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
+    'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
+    'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
+    'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
+    'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
+]
+--- response_body_like eval
+['^\{"error":"', '^\{"error":"', '^\{"error":"', '^\{"error":"', '^\{"error":"token required"\}']
+
+
+
+=== TEST 14: issuer and audience, when configured, must match
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_jwt_issuer https://audex.example;
+audex_jwt_audience audex-api;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /app", "GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+[
+    ::bearer("{$::user, 'exp': now + 60, 'iss': 'https://audex.example', 'aud': 'audex-api'}"),
+    ::bearer("{$::user, 'exp': now + 60, 'iss': 'https://audex.example', 'aud': ['x', 'audex-api']}"),
+    ::bearer("{$::user, 'exp': now + 60, 'iss': 'https://evil.example', 'aud': 'audex-api'}"),
+    ::bearer("{$::user, 'exp': now + 60, 'iss': 'https://audex.example', 'aud': 'other'}"),
+]
+--- error_code eval
+[200, 200, 401, 401]
+
+
+
+=== TEST 15: admin locations: 403 for a user, 200 for an admin
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /admin { audex_auth admin; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { return 200 "admin area\n"; }
+--- request eval
+["GET /admin", "GET /admin"]
+--- more_headers eval
+[
+    ::bearer("{$::user, 'exp': now + 60, 'admin': False}"),
+    ::bearer("{$::user, 'exp': now + 60, 'admin': True}"),
+]
+--- error_code eval
+[403, 200]
+--- response_body eval
+[qq{{"error":"admin only"}\n}, "admin area\n"]
+--- error_log
+is not an admin
+
+
+
+=== TEST 16: audex_auth off in a nested location; inherited otherwise
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+audex_auth on;
+location /public { audex_auth off; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /private { proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo { audex_auth off; return 200 "app\n"; }
+--- request eval
+["GET /public", "GET /private"]
+--- error_code eval
+[200, 401]
+
+
+
+=== TEST 17: audex_auth without a key fails nginx -t
+--- config
+location /app { audex_auth on; }
+--- must_die
+--- error_log
+audex_auth needs audex_jwt_key at http level
+
+
+
+=== TEST 18: a secret under 32 bytes fails nginx -t, naming the directive
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_KEYS/short.secret;
+--- must_die
+--- error_log
+audex_jwt_key:
+
+
+
+=== TEST 19: an unknown algorithm fails nginx -t
+--- http_config
+audex_jwt_key none $TEST_NGINX_JWT_SECRET_FILE;
+--- must_die
+--- error_log
+audex_jwt_key: unknown algorithm "none", use HS256, RS256 or ES256
+
+
+
+=== TEST 20: a missing key file fails nginx -t
+--- http_config
+audex_jwt_key RS256 /nonexistent/key.pem;
+--- must_die
+--- error_log
+audex_jwt_key: "/nonexistent/key.pem"

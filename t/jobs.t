@@ -1,0 +1,193 @@
+# Job status: GET /jobs/<id>, GET /jobs, DELETE /jobs/<id>.  The job
+# documents are written here with pymongo, in the shape the upload
+# handler and the converter write them.
+
+use lib 't/lib';
+use Audex::Test;
+
+our $owner = '64b000000000000000000001';
+our $other = '64b000000000000000000002';
+our %id;
+
+sub tok {
+    my ($sub, $admin) = @_;
+    return "Authorization: Bearer " . Audex::Test::pyjwt_encode(
+        "{'sub': '$sub', 'email': '$sub\@x', 'exp': now + 600, 'admin': "
+        . ($admin ? 'True' : 'False') . "}",
+        $ENV{TEST_NGINX_JWT_SECRET_FILE});
+}
+
+our $http = <<'EOF_HTTP';
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_link_secret $TEST_NGINX_SERVROOT/conf/link.secret;
+audex_link_lifetime 1h;
+EOF_HTTP
+
+our $loc = <<'EOF_LOC';
+location /jobs { audex_auth on; audex_jobs; }
+location = /download { audex_auth optional; audex_download; }
+EOF_LOC
+
+run_tests(setup => sub {
+    open my $fh, '>', "$ENV{TEST_NGINX_SERVROOT}/conf/link.secret" or die;
+    print $fh "s" x 40;
+    close $fh;
+
+    my $out = Audex::Test::mongo_eval(<<"PY");
+import datetime, bson
+b = gridfs.GridFSBucket(db, "mp3s")
+v = gridfs.GridFSBucket(db, "videos")
+now = datetime.datetime(2026, 11, 24, 10, 0, 0, 123000)
+def job(state, minutes, owner, **kw):
+    jid = str(bson.ObjectId())
+    d = dict(_id=jid, state=state, progress=0, video_fid=None, mp3_fid=None,
+             error=None, owner_id=owner, filename="clip.mp4",
+             created_at=now + datetime.timedelta(minutes=minutes),
+             updated_at=now + datetime.timedelta(minutes=minutes))
+    d.update(kw)
+    db.jobs.insert_one(d)
+    return jid
+vf = v.upload_from_stream("clip.mp4", b"video" * 100, metadata={"owner_id": "$owner"})
+mf = b.upload_from_stream("clip.mp3", b"ID3mp3" * 100, metadata={"owner_id": "$owner"})
+print("queued", job("queued", 1, "$owner", video_fid=str(vf)))
+print("converting", job("converting", 2, "$owner", progress=42))
+print("done", job("done", 3, "$owner", progress=100, video_fid=str(vf), mp3_fid=str(mf)))
+print("failed", job("failed", 4, "$owner", error="no audio stream"))
+print("others", job("done", 5, "$other"))
+print("vf", vf)
+print("mf", mf)
+PY
+    %id = map { split ' ' } split /\n/, $out;
+    die "setup: $out" unless $id{done} && $id{vf};
+});
+
+__DATA__
+
+=== TEST 1: a queued and a converting job
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /jobs/$::id{queued}", "GET /jobs/$::id{converting}"]
+--- more_headers eval
+[::tok($::owner), ::tok($::owner)]
+--- error_code eval
+[200, 200]
+--- response_body eval
+[
+ qq{{"job_id":"$::id{queued}","state":"queued","progress":0,"video_fid":"$::id{vf}","mp3_fid":null,"error":null,"filename":"clip.mp4","created_at":"2026-11-24T10:01:00.123Z","updated_at":"2026-11-24T10:01:00.123Z","download_url":null}\n},
+ qq{{"job_id":"$::id{converting}","state":"converting","progress":42,"video_fid":null,"mp3_fid":null,"error":null,"filename":"clip.mp4","created_at":"2026-11-24T10:02:00.123Z","updated_at":"2026-11-24T10:02:00.123Z","download_url":null}\n},
+]
+
+
+
+=== TEST 2: a done job has a signed download link that works without a token
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+"GET /jobs/$::id{done}"
+--- more_headers eval
+::tok($::owner)
+--- error_code: 200
+--- response_body_like eval
+qq{"state":"done","progress":100,.*"mp3_fid":"$::id{mf}".*"download_url":"/download\\?fid=$::id{mf}&exp=\\d+&sig=[\\w-]{43}"}
+--- check
+my ($url) = $res->{body} =~ m{"download_url":"([^"]+)"};
+my ($exp) = $url =~ /exp=(\d+)/;
+Audex::Test::ok(abs($exp - time - 3600) < 60, "the link lives audex_link_lifetime");
+my $r = Audex::Test::http_request("GET $url HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+Audex::Test::is($r->{code}, 200, "the link downloads");
+Audex::Test::is($r->{body}, "ID3mp3" x 100, "the MP3 bytes");
+
+
+
+=== TEST 3: a failed job says why
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+"GET /jobs/$::id{failed}"
+--- more_headers eval
+::tok($::owner)
+--- error_code: 200
+--- response_body_like
+"state":"failed",.*"error":"no audio stream"
+
+
+
+=== TEST 4: the list: the caller's jobs, newest first, limited
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /jobs", "GET /jobs?limit=2", "GET /jobs?limit=0", "GET /jobs"]
+--- more_headers eval
+[::tok($::owner), ::tok($::owner), ::tok($::owner), ::tok($::other)]
+--- error_code eval
+[200, 200, 400, 200]
+--- check
+my @ids = $res->{body} =~ /"job_id":"(\w+)"/g;
+my @want = (
+    [@::id{qw(failed done converting queued)}],
+    [@::id{qw(failed done)}],
+    [],
+    [$::id{others}],
+);
+Audex::Test::is("@ids", "@{ $want[$i] }", "jobs listed, newest first");
+
+
+
+=== TEST 5: another user's job is 404; an admin sees it; bad ids are 400
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /jobs/$::id{done}", "GET /jobs/$::id{done}", "GET /jobs/nope", "GET /jobs/64b0000000000000000000ff"]
+--- more_headers eval
+[::tok($::other), ::tok($::other, 1), ::tok($::owner), ::tok($::owner)]
+--- error_code eval
+[404, 200, 400, 404]
+--- response_body eval
+[qq{{"error":"not found"}\n}, undef, qq{{"error":"invalid job id"}\n}, qq{{"error":"not found"}\n}]
+
+
+
+=== TEST 6: no token: 401; other methods: 405
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /jobs/$::id{done}", "PUT /jobs/$::id{done}", "DELETE /jobs"]
+--- more_headers eval
+["", ::tok($::owner), ::tok($::owner)]
+--- error_code eval
+[401, 405, 405]
+
+
+
+=== TEST 7: DELETE of an unfinished job: 409, nothing removed
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+"DELETE /jobs/$::id{queued}"
+--- more_headers eval
+::tok($::owner)
+--- error_code: 409
+--- response_body
+{"error":"the job is not finished yet"}
+--- check
+my $n = Audex::Test::mongo_eval("print(db['videos.files'].count_documents({}), db.jobs.count_documents({}))");
+Audex::Test::is($n, "1 5\n", "video and jobs kept");
+
+
+
+=== TEST 8: DELETE of a done job removes its MP3 and video from GridFS, then the job
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["DELETE /jobs/$::id{done}", "GET /jobs/$::id{done}", "DELETE /jobs/$::id{others}"]
+--- more_headers eval
+[::tok($::owner), ::tok($::owner), ::tok($::owner)]
+--- error_code eval
+[204, 404, 404]
+--- check
+return if $i;
+my $n = Audex::Test::mongo_eval(
+    "print(*[db[c].count_documents({}) for c in"
+    . " ('mp3s.files', 'mp3s.chunks', 'videos.files', 'videos.chunks', 'jobs')])");
+Audex::Test::is($n, "0 0 0 0 4\n", "files, chunks and the job gone");
