@@ -10,7 +10,7 @@
 #   AUDEX_JWT_SECRET_FILE  HS256 secret (generated under run/, mode 0600)
 #   AUDEX_LINK_SECRET_FILE download-link key (likewise)
 #   AUDEX_REDIS_PORT       port of the Redis we start (6390)
-#   AUDEX_MONGO_PORT       port of the FerretDB we start (27027)
+#   AUDEX_MONGO_PORT       port of the FerretDB we start (27017)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +18,7 @@ run=${AUDEX_RUN_DIR:-$top/run}
 build=${AUDEX_BUILD_DIR:-$top/build}
 port=${AUDEX_PORT:-8080}
 redis_port=${AUDEX_REDIS_PORT:-6390}
-mongo_port=${AUDEX_MONGO_PORT:-27027}
+mongo_port=${AUDEX_MONGO_PORT:-27017}
 nginx_bin=${AUDEX_NGINX:-/usr/sbin/nginx}
 
 log() { printf 'audex: %s\n' "$*" >&2; }
