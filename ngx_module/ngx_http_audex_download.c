@@ -71,10 +71,8 @@ static void ngx_http_audex_download_write_handler(ngx_http_request_t *r);
 char *
 ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_audex_download_handler;
+    ngx_http_audex_set_handler(cf, ngx_http_audex_download_handler,
+                               NGX_HTTP_AUDEX_H_DOWNLOAD);
 
     return NGX_CONF_OK;
 }
@@ -742,6 +740,8 @@ ngx_http_audex_download_read_done(ngx_http_request_t *r, void *data)
 
     out.buf = b;
     out.next = NULL;
+
+    ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_DOWNLOAD_BYTES, to - from);
 
     ctx->chunk++;
 

@@ -59,10 +59,8 @@ static void ngx_http_audex_jobs_free(ngx_http_audex_jobs_ctx_t *ctx);
 char *
 ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_audex_jobs_handler;
+    ngx_http_audex_set_handler(cf, ngx_http_audex_jobs_handler,
+                               NGX_HTTP_AUDEX_H_JOBS);
 
     return NGX_CONF_OK;
 }

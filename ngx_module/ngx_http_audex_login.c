@@ -48,7 +48,6 @@ static ngx_int_t ngx_http_audex_login_denied(ngx_http_request_t *r);
 char *
 ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t    *clcf;
     ngx_http_audex_main_conf_t  *amcf;
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
@@ -61,8 +60,8 @@ ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs a private key in audex_jwt_key to sign tokens";
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_audex_login_handler;
+    ngx_http_audex_set_handler(cf, ngx_http_audex_login_handler,
+                               NGX_HTTP_AUDEX_H_LOGIN);
 
     return NGX_CONF_OK;
 }

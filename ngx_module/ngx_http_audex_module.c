@@ -136,6 +136,27 @@ static ngx_command_t  ngx_http_audex_commands[] = {
       0,
       NULL },
 
+    { ngx_string("audex_jobs_stream"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, jobs_stream),
+      NULL },
+
+    { ngx_string("audex_jobs_group"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_audex_main_conf_t, jobs_group),
+      NULL },
+
+    { ngx_string("audex_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_metrics,
+      0,
+      0,
+      NULL },
+
     { ngx_string("audex_healthz"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_audex_health,
@@ -188,7 +209,11 @@ ngx_http_audex_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_audex_postconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_audex_auth_init(cf);
+    if (ngx_http_audex_auth_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_audex_metrics_init(cf);
 }
 
 
@@ -240,6 +265,14 @@ ngx_http_audex_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (amcf->jobs_stream.len == 0) {
+        ngx_str_set(&amcf->jobs_stream, "video");
+    }
+
+    if (amcf->jobs_group.len == 0) {
+        ngx_str_set(&amcf->jobs_group, "converter");
+    }
+
     if (amcf->thread_pool_name.len == 0) {
         /* nginx creates the "default" pool without a thread_pool line */
         ngx_str_set(&amcf->thread_pool_name, "default");
@@ -269,6 +302,7 @@ ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
     }
 
     alcf->auth = NGX_CONF_UNSET_UINT;
+    alcf->handler_id = NGX_CONF_UNSET_UINT;
 
     return alcf;
 }
@@ -294,6 +328,23 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* Makes handler the location's content handler, labelled id in metrics. */
+
+void
+ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
+    ngx_uint_t id)
+{
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_audex_loc_conf_t  *alcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = handler;
+
+    alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_audex_module);
+    alcf->handler_id = id;
 }
 
 

@@ -55,6 +55,9 @@ typedef struct {
 
     ngx_str_t                  link_key;        /* signed download links */
     time_t                     link_lifetime;
+
+    ngx_str_t                  jobs_stream;     /* NUL-terminated */
+    ngx_str_t                  jobs_group;      /* the converters' group */
 } ngx_http_audex_main_conf_t;
 
 
@@ -64,8 +67,26 @@ typedef struct {
 #define NGX_HTTP_AUDEX_AUTH_OPTIONAL  3
 
 
+/* handlers, as the metrics label them */
+#define NGX_HTTP_AUDEX_H_AUTH          0    /* audex_auth in front of others */
+#define NGX_HTTP_AUDEX_H_LOGIN         1
+#define NGX_HTTP_AUDEX_H_UPLOAD        2
+#define NGX_HTTP_AUDEX_H_DOWNLOAD      3
+#define NGX_HTTP_AUDEX_H_JOBS          4
+#define NGX_HTTP_AUDEX_H_HEALTHZ       5
+#define NGX_HTTP_AUDEX_H_METRICS       6
+#define NGX_HTTP_AUDEX_NHANDLERS       7
+
+/* counters of ngx_http_audex_metrics_add() */
+#define NGX_HTTP_AUDEX_UPLOAD_BYTES    0
+#define NGX_HTTP_AUDEX_UPLOAD_FILES    1
+#define NGX_HTTP_AUDEX_DOWNLOAD_BYTES  2
+#define NGX_HTTP_AUDEX_NCOUNTERS       3
+
+
 typedef struct {
     ngx_uint_t                 auth;
+    ngx_uint_t                 handler_id;      /* NGX_HTTP_AUDEX_H_* */
 } ngx_http_audex_loc_conf_t;
 
 
@@ -97,6 +118,8 @@ extern ngx_module_t  ngx_http_audex_module;
 
 /* ngx_http_audex_module.c */
 ngx_http_audex_ctx_t *ngx_http_audex_get_ctx(ngx_http_request_t *r);
+void ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
+    ngx_uint_t id);
 
 /* ngx_http_audex_thread.c */
 void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);
@@ -159,6 +182,11 @@ char *ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* ngx_http_audex_jobs.c */
 char *ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ngx_http_audex_metrics.c */
+ngx_int_t ngx_http_audex_metrics_init(ngx_conf_t *cf);
+char *ngx_http_audex_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_audex_metrics_add(ngx_uint_t counter, off_t n);
 
 /* ngx_http_audex_health.c */
 char *ngx_http_audex_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -20,7 +20,7 @@ packages=(
     redis-server curl
     # test
     libcmocka-dev clang perl libtest-base-perl
-    ffmpeg mp3val
+    ffmpeg mp3val prometheus
     python3 python3-pymongo python3-gridfs python3-jwt
 )
 

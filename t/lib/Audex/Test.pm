@@ -240,6 +240,8 @@ sub _write_config {
 
     my $pool = $main =~ /thread_pool\s+audex\b/ ? ''
              : "thread_pool audex threads=4;\n";
+    my $workers = $main =~ /worker_processes/ ? ''
+                : "worker_processes 1;\n";
     my $tp = $http =~ /audex_thread_pool/ ? ''
            : "    audex_thread_pool audex;\n";
 
@@ -248,8 +250,7 @@ sub _write_config {
 load_module $MODULE;
 daemon on;
 master_process on;
-worker_processes 1;
-pid $root/logs/nginx.pid;
+${workers}pid $root/logs/nginx.pid;
 error_log $root/logs/error.log debug;
 $pool$main
 events {
