@@ -67,11 +67,11 @@ fi
 
 ferretdb=${FERRETDB:-$(go env GOPATH)/bin/ferretdb}
 
-if [ -x "$ferretdb" ] \
-        && "$ferretdb" --version 2>/dev/null \
-           | grep -q "version: $FERRETDB_VERSION"; then
-    exit 0
-fi
+# (the whole output first: grep -q would close the pipe on ferretdb)
+have=$("$ferretdb" --version 2>/dev/null || true)
+case "$have" in
+    *"version: $FERRETDB_VERSION"*) exit 0 ;;
+esac
 
 # `go install ...@version` wants the module proxy's version list, which
 # the registries reachable here refuse, and a module-cache build of
