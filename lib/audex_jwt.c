@@ -19,6 +19,7 @@
 #endif
 
 #include "audex_jwt.h"
+#include "audex_utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -318,63 +319,6 @@ audex_jwt_json_ws(audex_jwt_json_t *j)
 }
 
 
-/*
- * The length of a well-formed UTF-8 sequence at p (RFC 3629: no
- * overlong forms, no surrogates, nothing above U+10FFFF), or 0.
- */
-static size_t
-audex_jwt_json_utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    size_t         n, i;
-    unsigned char  lo, hi;
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (*p < 0x80) {
-        return 1;
-
-    } else if (*p >= 0xc2 && *p <= 0xdf) {
-        n = 2;
-
-    } else if (*p >= 0xe0 && *p <= 0xef) {
-        n = 3;
-        if (*p == 0xe0) {
-            lo = 0xa0;
-        } else if (*p == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (*p >= 0xf0 && *p <= 0xf4) {
-        n = 4;
-        if (*p == 0xf0) {
-            lo = 0x90;
-        } else if (*p == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (end - p) < n) {
-        return 0;
-    }
-
-    if (p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
-            return 0;
-        }
-    }
-
-    return n;
-}
-
-
 static int
 audex_jwt_json_hex4(const unsigned char *p, unsigned *cp)
 {
@@ -462,7 +406,7 @@ audex_jwt_json_string(audex_jwt_json_t *j, unsigned char *out,
         }
 
         if (*p != '\\') {
-            n = audex_jwt_json_utf8_len(p, j->end);
+            n = audex_utf8_len(p, j->end);
             if (n == 0) {
                 return -1;
             }
@@ -1539,7 +1483,7 @@ audex_jwt_put_string(unsigned char *d, const char *str)
             continue;
         }
 
-        n = audex_jwt_json_utf8_len(s, end);
+        n = audex_utf8_len(s, end);
         if (n == 0) {
             return NULL;
         }

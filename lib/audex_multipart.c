@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "audex_multipart.h"
+#include "audex_utf8.h"
 
 
 /*
@@ -459,59 +460,6 @@ audex_multipart_scan(audex_multipart_t *mp, const u_char **pos,
 
 
 static int
-audex_multipart_utf8_valid(const u_char *p, size_t n)
-{
-    size_t    i, k, len;
-    uint32_t  cp, min;
-
-    for (i = 0; i < n; i += len) {
-
-        if (p[i] < 0x80) {
-            len = 1;
-            continue;
-        }
-
-        if ((p[i] & 0xe0) == 0xc0) {
-            len = 2;
-            cp = p[i] & 0x1f;
-            min = 0x80;
-
-        } else if ((p[i] & 0xf0) == 0xe0) {
-            len = 3;
-            cp = p[i] & 0x0f;
-            min = 0x800;
-
-        } else if ((p[i] & 0xf8) == 0xf0) {
-            len = 4;
-            cp = p[i] & 0x07;
-            min = 0x10000;
-
-        } else {
-            return 0;
-        }
-
-        if (n - i < len) {
-            return 0;
-        }
-
-        for (k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
 audex_multipart_hex(u_char c)
 {
     if (c >= '0' && c <= '9') {
@@ -604,7 +552,7 @@ audex_multipart_ext_value(u_char *p, size_t n, u_char **val, size_t *len)
         return 0;
     }
 
-    if (!audex_multipart_utf8_valid(s, o)) {
+    if (!audex_utf8_valid(s, o)) {
         return -1;
     }
 
@@ -804,7 +752,7 @@ audex_multipart_part(audex_multipart_t *mp)
     }
 
     part.filename_utf8 = part.filename
-                         && audex_multipart_utf8_valid(part.filename,
+                         && audex_utf8_valid(part.filename,
                                                        part.filename_len);
 
     if (mp->sink.part_begin && mp->sink.part_begin(mp->ctx, &part) != 0) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "audex_upload_opts.h"
+#include "audex_utf8.h"
 
 
 #define AUDEX_UPLOAD_SEEN_BITRATE   0x01
@@ -62,59 +63,6 @@ static int
 audex_upload_is(const u_char *name, size_t len, const char *lit)
 {
     return len == strlen(lit) && memcmp(name, lit, len) == 0;
-}
-
-
-static int
-audex_upload_utf8_valid(const u_char *p, size_t n)
-{
-    size_t    i, k, len;
-    uint32_t  cp, min;
-
-    for (i = 0; i < n; i += len) {
-
-        if (p[i] < 0x80) {
-            len = 1;
-            continue;
-        }
-
-        if ((p[i] & 0xe0) == 0xc0) {
-            len = 2;
-            cp = p[i] & 0x1f;
-            min = 0x80;
-
-        } else if ((p[i] & 0xf0) == 0xe0) {
-            len = 3;
-            cp = p[i] & 0x0f;
-            min = 0x800;
-
-        } else if ((p[i] & 0xf8) == 0xf0) {
-            len = 4;
-            cp = p[i] & 0x07;
-            min = 0x10000;
-
-        } else {
-            return 0;
-        }
-
-        if (n - i < len) {
-            return 0;
-        }
-
-        for (k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-    }
-
-    return 1;
 }
 
 
@@ -190,7 +138,7 @@ audex_upload_filename(audex_upload_opts_t *o, const u_char *v, size_t n,
     size_t  i;
 
     if (n == 0 || n > AUDEX_UPLOAD_FILENAME_MAX
-        || !audex_upload_utf8_valid(v, n))
+        || !audex_utf8_valid(v, n))
     {
         goto invalid;
     }

@@ -26,14 +26,6 @@ PY
     die "upload of $name failed: $out" unless $fid{$name};
 }
 
-sub tok {
-    my ($sub, $admin) = @_;
-    return "Authorization: Bearer " . Audex::Test::pyjwt_encode(
-        "{'sub': '$sub', 'email': '$sub\@x', 'exp': now + 600, 'admin': "
-        . ($admin ? 'True' : 'False') . "}",
-        $ENV{TEST_NGINX_JWT_SECRET_FILE});
-}
-
 sub link_args {
     my ($fid, $exp, $owner) = @_;
     my $key = do { local (@ARGV, $/) = ("$ENV{TEST_NGINX_SERVROOT}/conf/link.secret"); <> };
@@ -67,7 +59,7 @@ __DATA__
 --- request eval
 "GET /download?fid=$::fid{three}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 200
 --- response_headers eval
 "Content-Type: audio/mpeg
@@ -88,7 +80,7 @@ Audex::Test::is(sha256_hex($res->{body}), $::sha{three}, "byte-identical");
 --- request eval
 [("GET /download?fid=$::fid{three}") x 5]
 --- more_headers eval
-[map { ::tok($::owner) . "\nRange: bytes=$_" } qw(0-0 699999-699999 -500 261000-262000 699990-)]
+[map { Audex::Test::bearer($::owner) . "\nRange: bytes=$_" } qw(0-0 699999-699999 -500 261000-262000 699990-)]
 --- error_code eval
 [206, 206, 206, 206, 206]
 --- response_headers eval
@@ -112,7 +104,7 @@ Audex::Test::is($res->{body}, substr($all, $want[$i][0], $want[$i][1]), "range $
 --- request eval
 [("GET /download?fid=$::fid{tiny}") x 2]
 --- more_headers eval
-[::tok($::owner) . "\nRange: bytes=10-", ::tok($::owner) . "\nRange: bytes=0-1,3-4"]
+[Audex::Test::bearer($::owner) . "\nRange: bytes=10-", Audex::Test::bearer($::owner) . "\nRange: bytes=0-1,3-4"]
 --- error_code eval
 [416, 200]
 --- response_headers eval
@@ -126,7 +118,7 @@ Audex::Test::is($res->{body}, substr($all, $want[$i][0], $want[$i][1]), "range $
 --- request eval
 ["GET /download?fid=$::fid{three}", "HEAD /download?fid=$::fid{three}"]
 --- more_headers eval
-[::tok($::owner) . "\nIf-None-Match: \"$::fid{three}\"", ::tok($::owner)]
+[Audex::Test::bearer($::owner) . "\nIf-None-Match: \"$::fid{three}\"", Audex::Test::bearer($::owner)]
 --- error_code eval
 [304, 200]
 --- response_body eval
@@ -142,7 +134,7 @@ Audex::Test::is($res->{body}, substr($all, $want[$i][0], $want[$i][1]), "range $
 --- request eval
 [("GET /download?fid=$::fid{tiny}") x 2]
 --- more_headers eval
-[::tok($::other), ::tok($::other, 1)]
+[Audex::Test::bearer($::other), Audex::Test::bearer($::other, 1)]
 --- error_code eval
 [404, 200]
 --- response_body eval
@@ -158,7 +150,7 @@ not a file of "64b000000000000000000002@x"
 --- request eval
 ["GET /download?fid=xyz", "GET /download?fid=64b0000000000000000000ff", "GET /download?fid=$::fid{tiny}", "POST /download?fid=$::fid{tiny}"]
 --- more_headers eval
-[::tok($::owner), ::tok($::owner), "", ::tok($::owner)]
+[Audex::Test::bearer($::owner), Audex::Test::bearer($::owner), "", Audex::Test::bearer($::owner)]
 --- error_code eval
 [400, 404, 401, 405]
 --- response_body eval
@@ -190,7 +182,7 @@ not a file of "64b000000000000000000002@x"
 --- request eval
 "GET /download?fid=$::fid{utf8}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 200
 --- response_headers
 Content-Disposition: attachment; filename="caf__ _live_.mp3"; filename*=UTF-8''caf%C3%A9%20%22live%22.mp3
@@ -203,7 +195,7 @@ Content-Disposition: attachment; filename="caf__ _live_.mp3"; filename*=UTF-8''c
 --- request eval
 "GET /download?fid=$::fid{empty}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 200
 --- response_headers
 Content-Length: 0
@@ -218,7 +210,7 @@ Content-Length: 0
 --- request eval
 "GET /download?fid=$::fid{tiny}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 503
 --- response_body
 {"error":"database unavailable"}

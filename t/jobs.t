@@ -9,14 +9,6 @@ our $owner = '64b000000000000000000001';
 our $other = '64b000000000000000000002';
 our %id;
 
-sub tok {
-    my ($sub, $admin) = @_;
-    return "Authorization: Bearer " . Audex::Test::pyjwt_encode(
-        "{'sub': '$sub', 'email': '$sub\@x', 'exp': now + 600, 'admin': "
-        . ($admin ? 'True' : 'False') . "}",
-        $ENV{TEST_NGINX_JWT_SECRET_FILE});
-}
-
 our $http = <<'EOF_HTTP';
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 audex_link_secret $TEST_NGINX_SERVROOT/conf/link.secret;
@@ -69,7 +61,7 @@ __DATA__
 --- request eval
 ["GET /jobs/$::id{queued}", "GET /jobs/$::id{converting}"]
 --- more_headers eval
-[::tok($::owner), ::tok($::owner)]
+[Audex::Test::bearer($::owner), Audex::Test::bearer($::owner)]
 --- error_code eval
 [200, 200]
 --- response_body eval
@@ -86,7 +78,7 @@ __DATA__
 --- request eval
 "GET /jobs/$::id{done}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 200
 --- response_body_like eval
 qq{"state":"done","progress":100,.*"mp3_fid":"$::id{mf}".*"download_url":"/download\\?fid=$::id{mf}&exp=\\d+&sig=[\\w-]{43}"}
@@ -106,7 +98,7 @@ Audex::Test::is($r->{body}, "ID3mp3" x 100, "the MP3 bytes");
 --- request eval
 "GET /jobs/$::id{failed}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 200
 --- response_body_like
 "state":"failed",.*"error":"no audio stream"
@@ -119,7 +111,7 @@ Audex::Test::is($r->{body}, "ID3mp3" x 100, "the MP3 bytes");
 --- request eval
 ["GET /jobs", "GET /jobs?limit=2", "GET /jobs?limit=0", "GET /jobs"]
 --- more_headers eval
-[::tok($::owner), ::tok($::owner), ::tok($::owner), ::tok($::other)]
+[Audex::Test::bearer($::owner), Audex::Test::bearer($::owner), Audex::Test::bearer($::owner), Audex::Test::bearer($::other)]
 --- error_code eval
 [200, 200, 400, 200]
 --- check
@@ -140,7 +132,7 @@ Audex::Test::is("@ids", "@{ $want[$i] }", "jobs listed, newest first");
 --- request eval
 ["GET /jobs/$::id{done}", "GET /jobs/$::id{done}", "GET /jobs/nope", "GET /jobs/64b0000000000000000000ff"]
 --- more_headers eval
-[::tok($::other), ::tok($::other, 1), ::tok($::owner), ::tok($::owner)]
+[Audex::Test::bearer($::other), Audex::Test::bearer($::other, 1), Audex::Test::bearer($::owner), Audex::Test::bearer($::owner)]
 --- error_code eval
 [404, 200, 400, 404]
 --- response_body eval
@@ -154,7 +146,7 @@ Audex::Test::is("@ids", "@{ $want[$i] }", "jobs listed, newest first");
 --- request eval
 ["GET /jobs/$::id{done}", "PUT /jobs/$::id{done}", "DELETE /jobs"]
 --- more_headers eval
-["", ::tok($::owner), ::tok($::owner)]
+["", Audex::Test::bearer($::owner), Audex::Test::bearer($::owner)]
 --- error_code eval
 [401, 405, 405]
 
@@ -166,7 +158,7 @@ Audex::Test::is("@ids", "@{ $want[$i] }", "jobs listed, newest first");
 --- request eval
 "DELETE /jobs/$::id{queued}"
 --- more_headers eval
-::tok($::owner)
+Audex::Test::bearer($::owner)
 --- error_code: 409
 --- response_body
 {"error":"the job is not finished yet"}
@@ -182,7 +174,7 @@ Audex::Test::is($n, "1 5\n", "video and jobs kept");
 --- request eval
 ["DELETE /jobs/$::id{done}", "GET /jobs/$::id{done}", "DELETE /jobs/$::id{others}"]
 --- more_headers eval
-[::tok($::owner), ::tok($::owner), ::tok($::owner)]
+[Audex::Test::bearer($::owner), Audex::Test::bearer($::owner), Audex::Test::bearer($::owner)]
 --- error_code eval
 [204, 404, 404]
 --- check

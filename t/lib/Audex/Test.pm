@@ -50,7 +50,7 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(run_tests blocks plan is ok like unlike is_deeply diag
                  note done_testing http_request redis_cli mongo_eval
                  servroot backend_stop backend_start at_exit
-                 add_user pyjwt_encode pyjwt_decode b64url);
+                 add_user pyjwt_encode pyjwt_decode b64url bearer);
 
 our $TOP = abs_path(getcwd());
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
@@ -203,6 +203,16 @@ PY
     chomp(my $out = <$fh> // '');
     close $fh;
     return $out;
+}
+
+
+# "Authorization: Bearer ..." for a user id (PyJWT, the test secret)
+sub bearer {
+    my ($sub, $admin) = @_;
+    return "Authorization: Bearer " . pyjwt_encode(
+        "{'sub': '$sub', 'email': '$sub\@x', 'exp': now + 600, 'admin': "
+        . ($admin ? 'True' : 'False') . "}",
+        $ENV{TEST_NGINX_JWT_SECRET_FILE});
 }
 
 
