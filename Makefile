@@ -36,7 +36,7 @@ UNIT_BINS    := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
 FUZZ_SRCS    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all deps module workers unit style prove smoke fuzz asan test \
+.PHONY: all deps module workers unit style prove smoke fuzz asan test web \
         run stop status clean
 
 all: deps module workers
@@ -93,7 +93,11 @@ fuzz: $(FUZZ_BINS)
 style:
 	@scripts/style-check.sh
 
-prove: all
+# the page's and the API docs' npm packages, into build/web
+web:
+	@scripts/install-web.sh
+
+prove: all web
 	prove -r t/
 
 smoke: all
@@ -107,7 +111,7 @@ asan: deps
 
 test: all style unit fuzz smoke prove
 
-run: all
+run: all web
 	@scripts/run.sh start
 
 stop:

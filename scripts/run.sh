@@ -121,6 +121,9 @@ nginx_conf() {
         -e "s#^([[:space:]]*audex_jwt_key HS256 ).*#\\1$secret;#" \
         -e "s#^([[:space:]]*audex_link_secret ).*#\\1$link;#" \
         -e "s#^([[:space:]]*(client_body|proxy|fastcgi|uwsgi|scgi)_temp_path ).*#\\1$run/nginx/tmp/\\2;#" \
+        -e "s#/usr/share/audex/html#$top/html#g" \
+        -e "s#/usr/share/audex/docs/#$top/docs/#" \
+        -e "s#/usr/share/audex/swagger-ui/#$build/web/node_modules/swagger-ui-dist/#" \
         "$top/conf/nginx.conf.example" > "$run/nginx/nginx.conf"
 }
 
@@ -168,6 +171,7 @@ start() {
     link=$(secret_file "${AUDEX_LINK_SECRET_FILE:-$run/link.secret}")
     start_redis
     start_ferretdb
+    "$top/scripts/install-web.sh"
     nginx_conf "$secret" "$link"
     start_nginx
     wait_healthy

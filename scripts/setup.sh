@@ -21,7 +21,8 @@ packages=(
     # test
     libcmocka-dev clang perl libtest-base-perl
     ffmpeg mp3val prometheus
-    python3 python3-pymongo python3-gridfs python3-jwt
+    python3 python3-pymongo python3-gridfs python3-jwt python3-jsonschema
+    python3-yaml chromium fonts-dejavu-core
 )
 
 log() { printf 'audex setup: %s\n' "$*" >&2; }

@@ -1,0 +1,576 @@
+/*
+ * audex web page: log in, upload a video, follow its conversion, download
+ * the MP3, list recent jobs.  Plain browser JavaScript, no framework; the
+ * API is the one in /openapi.yaml.
+ *
+ * The token lives in sessionStorage: it is gone when the tab closes, and
+ * other tabs of the same site do not see it.
+ */
+
+'use strict';
+
+(function () {
+
+var POLL_MS = 1000;
+var POLL_MAX_MS = 10000;
+var KEY = 'audex.session';
+
+var $ = function (id) { return document.getElementById(id); };
+
+var session = null;     /* { token, email, expires } */
+var upload = null;      /* the XMLHttpRequest in flight */
+var pollTimer = null;
+var pollJob = null;
+var pollFailures = 0;
+
+
+/* Words for answers that carry no {"error"} (nginx's own pages). */
+
+var STATUS_WORDS = {
+    0: 'The server cannot be reached. Check your connection.',
+    401: 'Your session has ended. Please log in again.',
+    413: 'The file is too large for this server.',
+    429: 'Too many attempts. Wait a moment and try again.',
+    502: 'The server is not answering. Try again shortly.',
+    503: 'The service is busy. Try again shortly.',
+    504: 'The server took too long to answer. Try again shortly.'
+};
+
+
+function errorText(status, body) {
+    var msg = null;
+
+    try {
+        msg = JSON.parse(body).error;
+    } catch (e) {
+        /* not JSON: words of our own below */
+    }
+
+    if (typeof msg === 'string' && msg.length) {
+        return msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
+    }
+
+    return STATUS_WORDS[status] || 'Something went wrong (HTTP ' + status + ').';
+}
+
+
+function showError(text) {
+    var box = $('error');
+
+    box.textContent = text || '';
+    box.hidden = !text;
+}
+
+
+function say(text) {
+    $('status').textContent = text;
+}
+
+
+/* fetch() with the token; resolves to { status, body, json } */
+
+function api(method, path, extra) {
+    var headers = (extra && extra.headers) || {};
+
+    if (session && !headers.Authorization) {
+        headers.Authorization = 'Bearer ' + session.token;
+    }
+
+    return fetch(path, {
+        method: method,
+        headers: headers,
+        cache: 'no-store',
+        /*
+         * The token travels in our own header.  Without credentials, a
+         * 401 from /login (which challenges Basic) comes back to us
+         * instead of opening the browser's password dialog.
+         */
+        credentials: 'omit'
+    }).then(function (res) {
+        return res.text().then(function (body) {
+            var json = null;
+            try { json = JSON.parse(body); } catch (e) { /* not JSON */ }
+            return { status: res.status, body: body, json: json };
+        });
+    }, function () {
+        return { status: 0, body: '', json: null };
+    });
+}
+
+
+/* A 401 on a call made with our token: the session is over. */
+
+function expired(r) {
+    if (r.status === 401 && session) {
+        logout(errorText(401, ''));
+        return true;
+    }
+    return false;
+}
+
+
+/* Session */
+
+function basic(email, password) {
+    /* btoa() takes Latin-1 only: encode UTF-8 bytes first */
+    var bytes = new TextEncoder().encode(email + ':' + password);
+    var s = '';
+    for (var i = 0; i < bytes.length; i++) {
+        s += String.fromCharCode(bytes[i]);
+    }
+    return 'Basic ' + btoa(s);
+}
+
+
+function loadSession() {
+    try {
+        var s = JSON.parse(sessionStorage.getItem(KEY));
+        if (s && s.token && s.expires > Date.now()) {
+            return s;
+        }
+    } catch (e) {
+        /* nothing usable stored */
+    }
+    sessionStorage.removeItem(KEY);
+    return null;
+}
+
+
+function login(ev) {
+    var email = $('email').value.trim();
+    var password = $('password').value;
+    var button = $('login-button');
+
+    ev.preventDefault();
+
+    if (!email || !password) {
+        showError('Enter your email and your password.');
+        $(email ? 'password' : 'email').focus();
+        return;
+    }
+
+    button.disabled = true;
+    showError('');
+    say('Logging in…');
+
+    api('POST', '/login', {
+        headers: { Authorization: basic(email, password) }
+    }).then(function (r) {
+        button.disabled = false;
+        say('');
+
+        if (r.status !== 200 || !r.json || !r.json.token) {
+            showError('Login failed: ' + errorText(r.status, r.body));
+            $('password').select();
+            $('password').focus();
+            return;
+        }
+
+        session = {
+            token: r.json.token,
+            email: email,
+            expires: Date.now() + 1000 * (r.json.expires_in || 3600)
+        };
+        sessionStorage.setItem(KEY, JSON.stringify(session));
+        $('password').value = '';
+        enter();
+        $('upload-title').focus();
+    });
+}
+
+
+function logout(why) {
+    stopPolling();
+    if (upload) {
+        upload.abort();
+        upload = null;
+    }
+    session = null;
+    sessionStorage.removeItem(KEY);
+    showError(why || '');
+    say(why ? '' : 'You are logged out.');
+    $('app-view').hidden = true;
+    $('login-view').hidden = false;
+    $('whoami').hidden = true;
+    $('logout').hidden = true;
+    $('email').focus();
+}
+
+
+function enter() {
+    $('login-view').hidden = true;
+    $('app-view').hidden = false;
+    $('whoami').textContent = session.email;
+    $('whoami').hidden = false;
+    $('logout').hidden = false;
+    say('');
+    loadJobs();
+}
+
+
+/* Choosing a file: the picker or a drop */
+
+function choose(file) {
+    var name = $('file-name');
+
+    if (!file) {
+        name.textContent = '';
+        $('upload-button').disabled = true;
+        return;
+    }
+
+    name.textContent = file.name + ' (' + size(file.size) + ')';
+    $('upload-button').disabled = false;
+    $('result').hidden = true;
+    say(file.name + ' is ready to convert.');
+}
+
+
+function size(n) {
+    var units = ['bytes', 'KB', 'MB', 'GB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) {
+        n /= 1024;
+        i++;
+    }
+    return (i ? n.toFixed(1) : n) + ' ' + units[i];
+}
+
+
+function setupDrop() {
+    var drop = $('drop');
+    var input = $('file');
+
+    input.addEventListener('change', function () {
+        choose(input.files[0]);
+    });
+
+    ['dragenter', 'dragover'].forEach(function (t) {
+        drop.addEventListener(t, function (ev) {
+            ev.preventDefault();
+            drop.classList.add('over');
+        });
+    });
+
+    ['dragleave', 'drop'].forEach(function (t) {
+        drop.addEventListener(t, function () {
+            drop.classList.remove('over');
+        });
+    });
+
+    /* a file dropped beside the zone must not replace the page */
+    ['dragover', 'drop'].forEach(function (t) {
+        window.addEventListener(t, function (ev) {
+            ev.preventDefault();
+        });
+    });
+
+    drop.addEventListener('drop', function (ev) {
+        var files = ev.dataTransfer && ev.dataTransfer.files;
+        ev.preventDefault();
+        if (files && files.length) {
+            /* keep the input in step, so the form and a retry see it */
+            try { input.files = files; } catch (e) { /* old browsers */ }
+            choose(files[0]);
+        }
+    });
+}
+
+
+/* Upload: XMLHttpRequest, for its upload progress events */
+
+function startUpload(ev) {
+    var file = $('file').files[0];
+    var form = new FormData();
+    var enc = $('encoding').value;
+    var xhr = new XMLHttpRequest();
+    var bar = $('upload-progress');
+
+    ev.preventDefault();
+
+    if (!file) {
+        showError('Choose a video first.');
+        return;
+    }
+
+    if (enc) {
+        form.append(enc.split('=')[0], enc.split('=')[1]);
+    }
+    form.append('file', file, file.name);
+
+    stopPolling();
+    showError('');
+    $('result').hidden = true;
+    $('progress-box').hidden = false;
+    bar.value = 0;
+    $('convert-progress').value = 0;
+    $('upload-button').disabled = true;
+    $('cancel-button').hidden = false;
+    say('Uploading ' + file.name + '…');
+
+    xhr.upload.addEventListener('progress', function (e) {
+        if (e.lengthComputable) {
+            bar.value = Math.floor(100 * e.loaded / e.total);
+            bar.setAttribute('aria-valuetext', bar.value + '% uploaded');
+        }
+    });
+
+    xhr.addEventListener('load', function () {
+        var r = { status: xhr.status, body: xhr.responseText, json: null };
+        upload = null;
+        $('cancel-button').hidden = true;
+        $('upload-button').disabled = false;
+
+        try { r.json = JSON.parse(r.body); } catch (e) { /* not JSON */ }
+
+        if (expired(r)) {
+            return;
+        }
+
+        if (r.status !== 202 || !r.json || !r.json.job_id) {
+            $('progress-box').hidden = true;
+            say('');
+            showError('Upload failed: ' + errorText(r.status, r.body));
+            return;
+        }
+
+        bar.value = 100;
+        bar.setAttribute('aria-valuetext', 'uploaded');
+        say('Uploaded. Waiting for a converter…');
+        poll(r.json.status_url || '/jobs/' + r.json.job_id);
+        loadJobs();
+    });
+
+    ['error', 'abort'].forEach(function (t) {
+        xhr.addEventListener(t, function () {
+            upload = null;
+            $('cancel-button').hidden = true;
+            $('upload-button').disabled = false;
+            $('progress-box').hidden = true;
+            say(t === 'abort' ? 'Upload cancelled.' : '');
+            if (t === 'error') {
+                showError('Upload failed: ' + errorText(0, ''));
+            }
+        });
+    });
+
+    xhr.open('POST', '/upload');
+    xhr.setRequestHeader('Authorization', 'Bearer ' + session.token);
+    xhr.send(form);
+    upload = xhr;
+}
+
+
+/* Conversion: GET /jobs/<id> every second until done or failed */
+
+function poll(url) {
+    pollJob = url;
+
+    api('GET', url).then(function (r) {
+        var job = r.json;
+
+        if (pollJob !== url) {
+            return;     /* a newer upload took over */
+        }
+
+        if (expired(r)) {
+            return;
+        }
+
+        if (r.status !== 200 || !job) {
+            /* a hiccup (503, network): say so, keep trying, less often */
+            pollFailures++;
+            say('Checking the conversion: ' + errorText(r.status, r.body)
+                + ' Retrying…');
+            pollTimer = setTimeout(function () { poll(url); },
+                                   Math.min(POLL_MS << pollFailures,
+                                            POLL_MAX_MS));
+            return;
+        }
+
+        pollFailures = 0;
+
+        showJob(job);
+
+        if (job.state === 'done' || job.state === 'failed') {
+            pollJob = null;
+            loadJobs();
+            return;
+        }
+
+        pollTimer = setTimeout(function () { poll(url); }, POLL_MS);
+    });
+}
+
+
+function stopPolling() {
+    clearTimeout(pollTimer);
+    pollTimer = null;
+    pollJob = null;
+    pollFailures = 0;
+}
+
+
+function showJob(job) {
+    var bar = $('convert-progress');
+    var name = job.filename || 'your video';
+
+    bar.value = job.progress || 0;
+    bar.setAttribute('aria-valuetext', bar.value + '% converted');
+
+    if (job.state === 'done') {
+        bar.value = 100;
+        say(name + ' is converted.');
+        $('download').href = job.download_url;
+        $('result').hidden = !job.download_url;
+        $('download').focus();
+
+    } else if (job.state === 'failed') {
+        say('');
+        showError('The conversion of ' + name + ' failed: '
+                  + (job.error || 'no reason given') + '.');
+
+    } else if (job.state === 'converting') {
+        say('Converting ' + name + ': ' + bar.value + '%');
+
+    } else {
+        say(name + ' is waiting for a converter…');
+    }
+}
+
+
+/* Recent jobs */
+
+var STATE_WORDS = {
+    queued: 'Waiting',
+    converting: 'Converting',
+    done: 'Done',
+    failed: 'Failed'
+};
+
+
+function loadJobs() {
+    api('GET', '/jobs?limit=20').then(function (r) {
+        if (expired(r)) {
+            return;
+        }
+        if (r.status !== 200 || !r.json) {
+            showError('Cannot list your jobs: ' + errorText(r.status, r.body));
+            return;
+        }
+        renderJobs(r.json.jobs || []);
+    });
+}
+
+
+function renderJobs(jobs) {
+    var list = $('jobs');
+
+    list.textContent = '';
+    $('jobs-empty').hidden = jobs.length > 0;
+
+    jobs.forEach(function (job) {
+        var li = document.createElement('li');
+        var name = document.createElement('span');
+        var state = document.createElement('span');
+        var when = document.createElement('time');
+
+        li.className = 'job job-' + job.state;
+        li.dataset.jobId = job.job_id;
+
+        name.className = 'job-name';
+        name.textContent = job.filename || job.job_id;
+
+        state.className = 'job-state';
+        state.textContent = (STATE_WORDS[job.state] || job.state)
+                            + (job.state === 'converting'
+                               ? ' ' + job.progress + '%' : '');
+
+        li.appendChild(name);
+        li.appendChild(state);
+
+        if (job.created_at) {
+            when.dateTime = job.created_at;
+            when.textContent = new Date(job.created_at).toLocaleString();
+            li.appendChild(when);
+        }
+
+        if (job.state === 'failed' && job.error) {
+            var err = document.createElement('span');
+            err.className = 'job-error';
+            err.textContent = job.error;
+            li.appendChild(err);
+        }
+
+        if (job.download_url) {
+            var a = document.createElement('a');
+            a.href = job.download_url;
+            a.className = 'button small';
+            a.setAttribute('download', '');
+            a.textContent = 'Download';
+            a.setAttribute('aria-label', 'Download ' + name.textContent);
+            li.appendChild(a);
+        }
+
+        if (job.state === 'done' || job.state === 'failed') {
+            var del = document.createElement('button');
+            del.type = 'button';
+            del.className = 'secondary small';
+            del.textContent = 'Delete';
+            del.setAttribute('aria-label', 'Delete ' + name.textContent);
+            del.addEventListener('click', function () {
+                deleteJob(job, del);
+            });
+            li.appendChild(del);
+        }
+
+        list.appendChild(li);
+    });
+}
+
+
+function deleteJob(job, button) {
+    button.disabled = true;
+
+    api('DELETE', '/jobs/' + job.job_id).then(function (r) {
+        if (expired(r)) {
+            return;
+        }
+        if (r.status !== 204) {
+            button.disabled = false;
+            showError('Cannot delete ' + (job.filename || 'the job') + ': '
+                      + errorText(r.status, r.body));
+            return;
+        }
+        say((job.filename || 'The job') + ' is deleted.');
+        loadJobs();
+        $('jobs-title').focus();
+    });
+}
+
+
+function init() {
+    $('login-form').addEventListener('submit', login);
+    $('logout').addEventListener('click', function () { logout(''); });
+    $('upload-form').addEventListener('submit', startUpload);
+    $('cancel-button').addEventListener('click', function () {
+        if (upload) {
+            upload.abort();
+        }
+    });
+    $('refresh').addEventListener('click', loadJobs);
+    $('jobs-title').tabIndex = -1;
+    setupDrop();
+
+    session = loadSession();
+    if (session) {
+        enter();
+    } else {
+        $('email').focus();
+    }
+}
+
+
+document.addEventListener('DOMContentLoaded', init);
+
+})();

@@ -1,0 +1,212 @@
+# The web page (html/), the API description and Swagger UI, served by
+# nginx with the location blocks of conf/nginx.conf.example, and the page
+# driven end to end in Debian's headless Chromium (playwright-core,
+# t/lib/Audex/Web/e2e.js): log in, the job list, and, once the module has
+# POST /upload, an upload followed to its MP3 download (skipped, saying
+# why, while POST /upload answers 404).  Screenshots: build/t/web/.
+
+use lib 't/lib';
+use Audex::Test;
+use Audex::Media qw(make_media);
+use Audex::Web::OpenAPI;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep);
+
+our $TOP = $Audex::Test::TOP;
+our ($video, $upload_missing);
+
+our $http = <<'EOF_HTTP';
+include /etc/nginx/mime.types;
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_link_secret $TEST_NGINX_SERVROOT/conf/link.secret;
+EOF_HTTP
+
+# as in conf/nginx.conf.example, with this tree's paths
+our $web = <<'EOF_WEB';
+location / {
+    root $TEST_NGINX_TOP/html;
+    index index.html;
+    try_files $uri $uri/ =404;
+    add_header Content-Security-Policy "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'" always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header Cache-Control no-cache;
+}
+
+location = /openapi.yaml {
+    alias $TEST_NGINX_TOP/docs/openapi.yaml;
+    types { application/yaml yaml; }
+    add_header Cache-Control no-cache;
+}
+
+location = /docs {
+    return 301 /docs/;
+}
+
+location /docs/ {
+    alias $TEST_NGINX_WEB/node_modules/swagger-ui-dist/;
+}
+
+location = /docs/swagger-initializer.js {
+    alias $TEST_NGINX_TOP/html/swagger-initializer.js;
+}
+EOF_WEB
+
+our $api = <<'EOF_API';
+location = /login { audex_login; }
+location /jobs { audex_auth on; audex_jobs; }
+location = /download { audex_auth optional; audex_download; }
+location = /healthz { audex_healthz; }
+EOF_API
+
+our $upload = 'location = /upload { audex_auth on; audex_upload; client_max_body_size 100m; }';
+
+
+# Starts the converter when uploads exist: their jobs must finish.
+sub start_converter {
+    my $bin = ($ENV{AUDEX_BIN_DIR} || "$TOP/build/bin") . '/audex-converter';
+    die "$bin is missing: uploads exist, their jobs need it\n" unless -x $bin;
+
+    my $log = "$ENV{TEST_NGINX_SERVROOT}/logs/converter.log";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log;
+        open STDERR, '>&', \*STDOUT;
+        $ENV{MONGODB_URI} = $ENV{TEST_NGINX_MONGODB_URI};
+        $ENV{REDIS_URL} = $ENV{TEST_NGINX_REDIS_URL};
+        $ENV{METRICS_PORT} = 0;
+        exec $bin, 'run';
+        # not exit: the harness's END would stop nginx and the backends
+        print STDERR "exec $bin: $!\n";
+        POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+
+sub stop_converter {
+    my ($pid) = @_;
+    kill 'TERM', $pid;
+    for (1 .. 300) {
+        return if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.1;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+}
+
+
+# Runs e2e.js; its lines become tests.
+sub browser {
+    my $out = "$TOP/build/t/web";
+    my $ops = () = do {
+        local (@ARGV, $/) = ($Audex::Web::OpenAPI::SPEC);
+        <>;
+    } =~ /^\s+operationId:/mg;
+
+    my $conv = $upload_missing ? undef : start_converter();
+
+    local $ENV{AUDEX_WEB_DIR} = $Audex::Web::OpenAPI::WEB;
+    my @cmd = ('node', "$TOP/t/lib/Audex/Web/e2e.js",
+               "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}",
+               'web@example.com', 'pw-web-7', $out, $ops,
+               $upload_missing ? () : ($video));
+    open my $fh, '-|', @cmd or die "node: $!";
+    my $n = 0;
+    while (my $line = <$fh>) {
+        chomp $line;
+        if ($line =~ /^ok (.*)/) {
+            ok(1, "browser: $1");
+        } elsif ($line =~ /^not ok (.*?)(?: # (.*))?$/) {
+            ok(0, "browser: $1");
+            diag($2) if defined $2;
+        } elsif ($line =~ /^skip (.*)/) {
+            Test::More->builder->skip("browser: $1");
+            diag("skipping $1");
+        } else {
+            diag($line);
+            next;
+        }
+        $n++;
+    }
+    close $fh;
+    my $rc = $? >> 8;
+
+    stop_converter($conv) if $conv;
+
+    ok($n > 20, "the browser ran its checks ($n)");
+    ok($rc == 0 || $rc == 1, "node exited normally ($rc)");
+    diag("screenshots: $out/*.png");
+}
+
+
+run_tests(setup => sub {
+    $ENV{TEST_NGINX_TOP} = $TOP;
+    $ENV{TEST_NGINX_WEB} = $Audex::Web::OpenAPI::WEB;
+
+    is(system("$TOP/scripts/install-web.sh"), 0,
+       'npm packages installed (scripts/install-web.sh)');
+    ok(-x ($ENV{AUDEX_CHROMIUM} || '/usr/bin/chromium'),
+       "Debian's chromium is installed");
+
+    my $root = $ENV{TEST_NGINX_SERVROOT};
+    open my $fh, '>', "$root/conf/link.secret" or die;
+    print $fh 'W' x 40;
+    close $fh;
+
+    mkdir "$TOP/build/t/web";
+    unlink glob "$TOP/build/t/web/*.png";
+    unlink "$TOP/build/t/web/download.mp3";
+
+    add_user('web@example.com', 'pw-web-7');
+
+    $upload_missing = Audex::Web::OpenAPI::directive_missing('audex_upload;');
+    return if $upload_missing;
+
+    $video = make_media("$TOP/build/t/web", {
+        file => 'clip.mp4', seconds => 4, video => 'libx264',
+        audio => ['aac 44100 2 96k'],
+    });
+});
+
+__DATA__
+
+=== TEST 1: the page, the API description and Swagger UI are served
+--- http_config eval: $::http
+--- config eval: $::web . $::api . ($::upload_missing ? '' : $::upload)
+--- request eval
+["GET /", "GET /app.js", "GET /style.css", "GET /openapi.yaml",
+ "GET /docs", "GET /docs/", "GET /docs/swagger-initializer.js",
+ "GET /docs/swagger-ui-bundle.js", "GET /nope.html"]
+--- error_code eval
+[200, 200, 200, 200, 301, 200, 200, 200, 404]
+--- response_headers_like eval
+[
+ "Content-Type: ^text/html\nContent-Security-Policy: ^default-src 'self';\nX-Content-Type-Options: nosniff",
+ "Content-Type: ^application/javascript",
+ "Content-Type: ^text/css",
+ "Content-Type: ^application/yaml",
+ "Location: /docs/\$",
+ "Content-Type: ^text/html",
+ "Content-Type: ^application/javascript",
+ "Content-Type: ^application/javascript",
+ "Content-Type: ^text/html",
+]
+--- response_body_like eval
+[
+ qr{<title>audex}, qr{XMLHttpRequest}, qr{\.drop}, qr{^openapi: 3\.1}m,
+ qr{}, qr{swagger-initializer\.js}, qr{url: '/openapi\.yaml'},
+ qr{SwaggerUIBundle}, qr{404},
+]
+
+
+
+=== TEST 2: in Chromium: log in, the job list, an upload to its MP3, Swagger UI
+--- http_config eval: $::http
+--- config eval: $::web . $::api . ($::upload_missing ? '' : $::upload)
+--- request
+GET /healthz
+--- error_code: 200
+--- check
+::browser();
+--- timeout: 30
