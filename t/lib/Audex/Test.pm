@@ -262,6 +262,8 @@ daemon on;
 master_process on;
 ${workers}pid $root/logs/nginx.pid;
 error_log $root/logs/error.log debug;
+working_directory $root;
+worker_rlimit_core 512m;
 $pool$main
 events {
     worker_connections 256;
