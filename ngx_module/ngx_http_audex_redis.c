@@ -1,8 +1,12 @@
 /*
  * Redis: hiredis is blocking, so it is only ever called from pool
  * threads.  Each pool thread owns one connection (thread-specific data),
- * made on first use and made again after an error; its destructor closes
- * it when the thread exits.
+ * made on first use and made again after an error.
+ *
+ * The key has no destructor, on purpose: pool threads live as long as
+ * their worker process, and nginx unloads a dynamic module (dlclose) while
+ * the threads may still be exiting, so a destructor in this module could
+ * run after its code is gone.  The process exit closes the sockets.
  */
 
 
@@ -13,7 +17,6 @@
 
 
 static void ngx_http_audex_redis_key_init(void);
-static void ngx_http_audex_redis_free(void *data);
 static redisContext *ngx_http_audex_redis_connect(
     ngx_http_audex_main_conf_t *amcf, char *err);
 static ngx_int_t ngx_http_audex_redis_ok(redisContext *c, redisReply *reply,
@@ -122,15 +125,7 @@ ngx_http_audex_redis_cstr(ngx_pool_t *pool, const char *p, size_t len)
 static void
 ngx_http_audex_redis_key_init(void)
 {
-    (void) pthread_key_create(&ngx_http_audex_redis_key,
-                              ngx_http_audex_redis_free);
-}
-
-
-static void
-ngx_http_audex_redis_free(void *data)
-{
-    redisFree(data);
+    (void) pthread_key_create(&ngx_http_audex_redis_key, NULL);
 }
 
 
