@@ -1,0 +1,478 @@
+# audex-converter's job loop against a throwaway Redis and FerretDB
+# (Audex::Backend): GridFS in and out, job documents, the MP3 stream,
+# permanent failures, the dead-letter stream, reclaiming jobs other
+# consumers left idle, Redis and MongoDB going away, SIGTERM releasing or
+# finishing a job, metrics and the configuration order.
+
+use strict;
+use warnings;
+use utf8;
+
+use lib 't/lib';
+use Test::More;
+use Audex::Backend;
+use Audex::Media qw(make_media probe decoded_seconds mp3val run_cmd);
+
+use File::Temp qw(tempdir);
+use JSON::PP qw(decode_json);
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my $bin = 'build/bin/audex-converter';
+ok(-x $bin, "$bin is built") or BAIL_OUT("$bin missing: run make first");
+
+my $dir = tempdir('audex-jobs-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my ($redis, $redis_pid) = start_redis();
+my ($mongo, $mongo_pid) = start_mongo();
+
+# a MongoDB that is away must fail an operation in seconds, not 30
+my $mongo_opts = ($mongo =~ /\?/ ? '&' : '?') . 'serverSelectionTimeoutMS=2000';
+my $metrics_port = free_port();
+my @converters;
+
+my $short = make_media($dir, { file => 'short.mp4', seconds => 3,
+    video => 'libx264', audio => ['aac 44100 2 128k'] });
+my $silent = make_media($dir, { file => 'silent.mp4', seconds => 2,
+    video => 'libx264' });
+# FerretDB reads GridFS at some 10 MB/s: this takes seconds to convert
+my $long = make_media($dir, { file => 'long.mka', seconds => 300,
+    audio => ['flac 48000 2'] });
+
+# small chunks: the index at the end of short.mp4 is chunks away
+my $short_fid = upload($short, 'Holiday – 2024.mp4', 65536);
+my $silent_fid = upload($silent, 'silent.mp4', 261120);
+my $long_fid = upload($long, 'long.mka', 261120);
+
+
+subtest 'two jobs at once: GridFS to GridFS, announced, acknowledged' => sub {
+    my $c = converter('--jobs', 2);
+
+    add_job(job_id => 'j-ok-1', video_fid => $short_fid, owner_id => 'u1',
+            owner_email => 'u1@example.org',
+            filename => 'Holiday – 2024.mp4', bitrate => 128);
+    add_job(job_id => 'j-ok-2', video_fid => $short_fid, owner_id => 'u2',
+            owner_email => 'u2@example.org', filename => 'again.mp4',
+            quality => 4);
+
+    my $d1 = wait_state('j-ok-1', 'done');
+    my $d2 = wait_state('j-ok-2', 'done');
+    is($d1->{state}, 'done', 'job 1 is done') or diag(log_of($c));
+    is($d2->{state}, 'done', 'job 2 is done');
+    is($d1->{progress}, 100, 'progress 100');
+    is($d1->{owner_id}, 'u1', 'owner kept');
+    ok($d1->{created_at} && $d1->{updated_at}, 'created_at, updated_at');
+    isnt($d1->{mp3_fid}, $d2->{mp3_fid}, 'one MP3 per job');
+
+    my %ann = map { $_->{job_id} => $_ } stream('mp3');
+    is($ann{'j-ok-1'}{mp3_fid}, $d1->{mp3_fid}, 'announced on mp3');
+    is($ann{'j-ok-1'}{owner_email}, 'u1@example.org', 'with the email');
+    is($ann{'j-ok-1'}{filename}, 'Holiday – 2024.mp3', 'and the MP3 name');
+    is($ann{'j-ok-1'}{state}, 'done', 'announced as done');
+
+    my $meta = py("import json; d = db['mp3s.files'].find_one("
+                  . "{'_id': ObjectId('$d1->{mp3_fid}')})['metadata'];"
+                  . " print(json.dumps({k: d[k] for k in ('duration',"
+                  . " 'bitrate', 'sample_rate', 'channels', 'job_id',"
+                  . " 'owner_id')}, sort_keys=True))");
+    like($meta, qr/"bitrate": 128, "channels": \d, "duration": [\d.]+, "job_id": "j-ok-1", "owner_id": "u1", "sample_rate": \d+/,
+         'the MP3 metadata: duration, bitrate, rate, channels, owner, job');
+
+    my $mp3 = download($d1->{mp3_fid}, "$dir/j1.mp3");
+    my $p = probe($mp3);
+    is($p->{streams}[0]{bit_rate}, 128000, 'CBR 128 as the job asked');
+    is($p->{format}{tags}{title}, 'Holiday – 2024', 'ID3 title');
+    ok(abs(decoded_seconds($mp3) - decoded_seconds($short)) <= 0.05,
+       'same duration as the video\'s audio');
+    my ($bad, $report) = mp3val($mp3);
+    is($bad, 0, 'mp3val is happy') or diag($report);
+
+    my $vbr = probe(download($d2->{mp3_fid}, "$dir/j2.mp3"));
+    isnt($vbr->{streams}[0]{bit_rate}, 192000, 'job 2 is VBR');
+
+    is(pending(), 0, 'nothing left pending');
+    stop($c);
+};
+
+
+subtest 'permanent failures fail at once' => sub {
+    my $c = converter();
+
+    add_job(job_id => 'j-silent', video_fid => $silent_fid,
+            filename => 'silent.mp4');
+    add_job(job_id => 'j-gone', video_fid => 'a' x 24,
+            filename => 'gone.mp4');
+
+    my $s = wait_state('j-silent', 'failed');
+    is($s->{error_code}, 'no_audio', 'a video without audio: no_audio');
+    like($s->{error}, qr/no audio stream/, 'with a readable reason');
+    is($s->{attempts}, 1, 'on the first attempt');
+
+    my $g = wait_state('j-gone', 'failed');
+    is($g->{error_code}, 'not_found', 'a missing video: not_found');
+
+    is(pending(), 0, 'both acknowledged');
+    my %ann = map { $_->{job_id} => $_ }
+              grep { $_->{job_id} =~ /^j-(silent|gone)$/ } stream('mp3');
+    is($ann{'j-silent'}{state}, 'failed', 'the failure is announced');
+    like($ann{'j-silent'}{error}, qr/no audio stream/, 'with its reason');
+    is($ann{'j-gone'}{state}, 'failed', 'a missing video too');
+    ok(!defined $ann{'j-silent'}{mp3_fid}, 'and no MP3');
+    is(mp3_count(), 2, 'no MP3 left behind');
+    stop($c);
+};
+
+
+subtest 'a malformed entry goes to the dead-letter stream' => sub {
+    my $c = converter();
+    add_job(job_id => 'j-bad', video_fid => 'not-an-object-id');
+
+    my $d = wait_state('j-bad', 'failed');
+    is($d->{error_code}, 'dead', 'the job is failed as dead');
+    my ($dead) = grep { $_->{job_id} eq 'j-bad' } stream('video:dead');
+    like($dead->{dead_reason} // '', qr/not an ObjectId/,
+         'the dead letter says why');
+    is(pending(), 0, 'acknowledged');
+    stop($c);
+};
+
+
+subtest 'jobs left idle by a dead consumer are reclaimed' => sub {
+    # a consumer that read two jobs and died; one of them three times
+    add_job(job_id => 'j-orphan', video_fid => $short_fid,
+            filename => 'orphan.mp4');
+    add_job(job_id => 'j-cursed', video_fid => $short_fid,
+            filename => 'cursed.mp4');
+    redis('XREADGROUP', 'GROUP', 'converter', 'ghost', 'COUNT', '10',
+          'STREAMS', 'video', '>');
+    my ($cid) = grep { entry_job($_) eq 'j-cursed' } pending_ids();
+    redis('XCLAIM', 'video', 'converter', 'ghost', '0', $cid,
+          'RETRYCOUNT', '3', 'JUSTID');
+
+    my $c = converter('--claim-idle-ms', 1000);
+    my $o = wait_state('j-orphan', 'done');
+    is($o->{state}, 'done', 'the orphan is converted by the new consumer')
+        or diag(log_of($c));
+    is($o->{attempts}, 2, 'as its second delivery');
+
+    my $x = wait_state('j-cursed', 'failed');
+    like($x->{error} // '', qr/gave up after 3 deliveries/,
+         'the one delivered three times is given up');
+    ok((grep { $_->{job_id} eq 'j-cursed' } stream('video:dead')),
+       'and put on the dead-letter stream');
+    is(pending(), 0, 'both acknowledged');
+    stop($c);
+};
+
+
+subtest 'MongoDB away: the job is retried, not failed' => sub {
+    my $c = converter('--claim-idle-ms', 1000);
+    stop_server($mongo_pid);
+    add_job(job_id => 'j-outage', video_fid => $short_fid,
+            filename => 'outage.mp4');
+
+    wait_until(sub { log_of($c) =~ /j-outage.*not counted/ }, 30);
+    $mongo_pid = restart_server($mongo_pid);
+
+    my $d = wait_state('j-outage', 'done', 60);
+    is($d->{state}, 'done', 'done once MongoDB is back') or diag(log_of($c));
+    like(log_of($c), qr/MongoDB is unreachable.*not counted/,
+         'the attempt during the outage was not counted');
+    is($d->{attempts}, 1, 'so it is done as its first delivery');
+    is(pending(), 0, 'acknowledged');
+    stop($c);
+};
+
+
+subtest 'Redis away: the consumer reconnects' => sub {
+    my $c = converter();
+    sleep 1;
+    stop_server($redis_pid);
+    sleep 1;
+    $redis_pid = restart_server($redis_pid);
+
+    add_job(job_id => 'j-reconnect', video_fid => $short_fid,
+            filename => 'again.mp4');
+    my $d = wait_state('j-reconnect', 'done', 60);
+    is($d->{state}, 'done', 'a job after the restart is done')
+        or diag(log_of($c));
+    like(log_of($c), qr/redis.*(connect|lost|not connected)/i,
+         'the outage was noticed');
+    stop($c);
+};
+
+
+subtest 'SIGTERM releases a long job, the next consumer finishes it' => sub {
+    my $c = converter('--stop-grace', 0);
+    add_job(job_id => 'j-long', video_fid => $long_fid,
+            filename => 'long.mka');
+
+    my ($mid, $d);
+    wait_until(sub {
+        $d = job('j-long');
+        $mid = $d->{progress} if $d && $d->{state} eq 'converting'
+                                 && $d->{progress} > 0
+                                 && $d->{progress} < 100;
+        return $mid;
+    }, 60);
+    ok($mid, "progress is reported while converting ($mid%)");
+
+    my $rc = stop($c);
+    is($rc, 0, 'exits 0 on SIGTERM');
+    is(job('j-long')->{state}, 'queued', 'the job is queued again');
+    like(log_of($c), qr/releasing the job/, 'it says it released it');
+
+    my $c2 = converter('--claim-idle-ms', 1000, '--stop-grace', 600);
+    wait_until(sub { (job('j-long') // {})->{state} eq 'converting' }, 30);
+
+    # this one was asked to take its time: it finishes before exiting
+    kill 'TERM', $c2->{pid};
+    my $d2 = wait_state('j-long', 'done', 120);
+    is($d2->{state}, 'done', 'the second consumer finishes it on SIGTERM')
+        or diag(log_of($c2));
+    is($d2->{attempts}, 1, 'the released delivery did not count');
+    is(stop($c2), 0, 'and exits 0');
+    is(pending(), 0, 'acknowledged');
+};
+
+
+subtest 'a job seen again after it was done is only announced again' => sub {
+    my $before = mp3_count();
+    my $announced = sub {
+        scalar(grep { $_->{job_id} eq 'j-ok-1' } stream('mp3'));
+    };
+
+    # the Redis restart above emptied the streams: count from here
+    my $earlier = $announced->();
+    my $c = converter();
+    add_job(job_id => 'j-ok-1', video_fid => $short_fid,
+            filename => 'Holiday – 2024.mp4', bitrate => 128);
+    wait_until(sub { $announced->() > $earlier && pending() == 0 }, 30);
+    like(log_of($c), qr/already done/, 'it sees the job is done');
+    is(mp3_count(), $before, 'no second MP3');
+    is($announced->(), $earlier + 1, 'announced again');
+    is(pending(), 0, 'acknowledged');
+
+    my $m = metrics();
+    like($m, qr/^converter_jobs_total\{result="done"\} 1$/m,
+         'metrics: jobs by result');
+    like($m, qr/^converter_job_duration_seconds_count 1$/m,
+         'metrics: a duration histogram');
+    like($m, qr/^converter_jobs_in_flight 0$/m, 'metrics: in flight');
+    like($m, qr/^converter_bytes_read_total \d+$/m, 'metrics: bytes read');
+    stop($c);
+};
+
+
+subtest 'configuration: defaults < environment < flags, --help' => sub {
+    my ($rc, $err, $out) = run_cmd($bin, '--help');
+    is($rc, 0, '--help exits 0');
+    like($out, qr/--video-queue S.*\n.*env VIDEO_QUEUE, default "video"/,
+         '--help shows flag, variable and default');
+    like($out, qr/METRICS_PORT, default "9100"/, 'METRICS_PORT 9100');
+
+    my $c = converter_env({ VIDEO_QUEUE => 'from-env' });
+    wait_until(sub { log_of($c) =~ /connected/ }, 20);
+    like(log_of($c), qr/stream from-env /, 'the environment sets it');
+    stop($c);
+
+    $c = converter_env({ VIDEO_QUEUE => 'from-env' },
+                       '--video-queue', 'from-flag');
+    wait_until(sub { log_of($c) =~ /connected/ }, 20);
+    like(log_of($c), qr/stream from-flag /, 'a flag beats it');
+    stop($c);
+
+    ($rc, $err) = run_cmd($bin, '--jobs', '0');
+    is($rc, 2, 'a bad value exits 2');
+    like($err, qr/jobs: "0" \(from flag\) is not a number from 1 to 64/,
+         'naming the setting and where it came from');
+};
+
+done_testing();
+
+
+# --- helpers
+
+sub converter { converter_env({}, @_) }
+
+
+sub converter_env {
+    my ($env, @args) = @_;
+    my $log = "$dir/converter-" . (scalar(@converters) + 1) . '.log';
+    open my $fh, '>', $log or die "$log: $!";
+    close $fh;
+
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log;
+        open STDERR, '>&', \*STDOUT;
+        $ENV{$_} = $env->{$_} for keys %$env;
+        exec $bin, 'run', '--redis-url', $redis,
+             '--mongodb-uri', $mongo . $mongo_opts,
+             '--metrics-addr', '127.0.0.1', '--metrics-port', $metrics_port,
+             '--log-level', 'debug', @args
+            or die "exec: $!";
+    }
+
+    my $c = { pid => $pid, log => $log };
+    push @converters, $c;
+    return $c;
+}
+
+
+# SIGTERM and wait; returns the exit status
+sub stop {
+    my ($c) = @_;
+    return $c->{status} if defined $c->{status};
+
+    kill 'TERM', $c->{pid};
+    my $deadline = time + 180;
+    while (time < $deadline) {
+        if (waitpid($c->{pid}, WNOHANG) == $c->{pid}) {
+            return $c->{status} = $? >> 8;
+        }
+        sleep 0.1;
+    }
+    kill 'KILL', $c->{pid};
+    waitpid($c->{pid}, 0);
+    return $c->{status} = -1;
+}
+
+
+sub log_of {
+    my ($c) = @_;
+    return do { local (@ARGV, $/) = ($c->{log}); <> } // '';
+}
+
+
+sub wait_until {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + ($timeout // 30);
+    while (time < $deadline) {
+        my $v = $cond->();
+        return $v if $v;
+        sleep 0.2;
+    }
+    return;
+}
+
+
+sub wait_state {
+    my ($id, $state, $timeout) = @_;
+    my $doc;
+    wait_until(sub {
+        $doc = job($id);
+        return $doc && $doc->{state} eq $state;
+    }, $timeout // 60);
+    return $doc // {};
+}
+
+
+sub redis {
+    my ($rc, $err, $out) = run_cmd('redis-cli', '-u', $redis, @_);
+    die "redis-cli @_: $err" if $rc != 0;
+    return $out;
+}
+
+
+sub add_job {
+    my (@kv) = @_;
+    redis('XADD', 'video', '*', @kv);
+}
+
+
+# the entries of a stream as hashes, with their id as _id
+sub stream {
+    my ($name) = @_;
+    my $list = decode_json(redis('--json', 'XRANGE', $name, '-', '+'));
+    return map { { _id => $_->[0], @{ $_->[1] } } } @$list;
+}
+
+
+sub pending {
+    my $summary = decode_json(redis('--json', 'XPENDING', 'video',
+                                    'converter'));
+    return $summary->[0];
+}
+
+
+sub pending_ids {
+    my $list = decode_json(redis('--json', 'XPENDING', 'video', 'converter',
+                                 '-', '+', '100'));
+    return map { $_->[0] } @$list;
+}
+
+
+sub entry_job {
+    my ($id) = @_;
+    my ($e) = grep { $_->{_id} eq $id } stream('video');
+    return $e ? $e->{job_id} : '';
+}
+
+
+sub metrics {
+    my ($rc, $err, $out) = run_cmd('curl', '-s',
+        "http://127.0.0.1:$metrics_port/metrics");
+    return $out;
+}
+
+
+# Python with pymongo: argv[1] is the MongoDB URI, argv[2] the Redis URL,
+# then the caller's arguments
+sub py {
+    my ($code, @args) = @_;
+    my $prelude = <<'PY';
+import sys, json, pymongo, gridfs
+from bson import ObjectId
+db = pymongo.MongoClient(sys.argv[1]).get_default_database()
+PY
+    my ($rc, $err, $out) = run_cmd('/usr/bin/python3', '-c',
+                                   "$prelude\n$code", $mongo, $redis, @args);
+    die "python: $err" if $rc != 0;
+    return $out;
+}
+
+
+sub upload {
+    my ($path, $name, $chunk) = @_;
+    my $out = py(<<'PY', $path, $name, $chunk);
+fs = gridfs.GridFS(db, collection='videos')
+with open(sys.argv[3], 'rb') as f:
+    print(fs.put(f, filename=sys.argv[4], chunk_size=int(sys.argv[5])))
+PY
+    chomp $out;
+    return $out;
+}
+
+
+sub download {
+    my ($fid, $path) = @_;
+    py(<<'PY', $fid, $path);
+fs = gridfs.GridFSBucket(db, bucket_name='mp3s')
+with open(sys.argv[4], 'wb') as f:
+    f.write(fs.open_download_stream(ObjectId(sys.argv[3])).read())
+PY
+    return $path;
+}
+
+
+sub job {
+    my ($id) = @_;
+    my $out = py(<<'PY', $id);
+d = db.jobs.find_one({'_id': sys.argv[3]})
+if d:
+    for k in ('video_fid', 'mp3_fid'):
+        if k in d and d[k] is not None: d[k] = str(d[k])
+    for k in ('created_at', 'updated_at'):
+        if k in d: d[k] = d[k].isoformat()
+print(json.dumps(d))
+PY
+    return decode_json($out);
+}
+
+
+sub mp3_count {
+    my $out = py("print(db['mp3s.files'].count_documents({}))");
+    chomp $out;
+    return $out;
+}

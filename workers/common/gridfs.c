@@ -1,0 +1,749 @@
+/*
+ * audex workers: GridFS source and sink, see gridfs.h.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "gridfs.h"
+
+
+/* a files document claiming bigger chunks than this is not trusted */
+#define AUDEX_GRIDFS_CHUNK_MAX  (16 * 1024 * 1024)
+
+/*
+ * chunks a cursor fetches at once: the server would send up to 16 MiB,
+ * which is memory a job holds for nothing
+ */
+#define AUDEX_GRIDFS_BATCH      4
+
+
+typedef struct {
+    audex_source_t         src;
+    mongoc_collection_t   *chunks;
+    mongoc_cursor_t       *cursor;
+    bson_oid_t             id;
+    int64_t                length;
+    int64_t                chunk_size;
+    int64_t                pos;
+    int64_t                next_n;      /* what the cursor yields next */
+    int                    sorted;      /* the server needs "sort" */
+    int64_t                have_n;      /* what buf holds, or -1 */
+    size_t                 have_len;
+    u_char                *buf;
+    char                  *filename;
+} audex_gridfs_source_t;
+
+
+typedef struct {
+    audex_sink_t           sink;
+    mongoc_collection_t   *files;
+    mongoc_collection_t   *chunks;
+    bson_oid_t             id;
+    char                  *filename;
+    bson_t                *metadata;
+    int64_t                length;
+    int                    finished;
+    u_char                *first;       /* chunk 0, kept to the end */
+    u_char                *cur;         /* the chunk being filled */
+} audex_gridfs_sink_t;
+
+
+static ssize_t audex_gridfs_source_read(audex_source_t *src, u_char *buf,
+    size_t n);
+static int audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n);
+static int64_t audex_gridfs_source_seek(audex_source_t *src, int64_t offset,
+    int whence);
+static int64_t audex_gridfs_source_size(audex_source_t *src);
+static void audex_gridfs_source_close(audex_source_t *src);
+static int audex_gridfs_sink_write(audex_sink_t *sink, const u_char *buf,
+    size_t n);
+static int audex_gridfs_sink_rewrite(audex_sink_t *sink, int64_t offset,
+    const u_char *buf, size_t n);
+static int audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
+    const u_char *data, size_t len);
+static int audex_gridfs_sink_finish(audex_sink_t *sink);
+static void audex_gridfs_sink_abort(audex_sink_t *sink);
+static void audex_gridfs_sink_close(audex_sink_t *sink);
+static int audex_gridfs_delete(mongoc_collection_t *files,
+    mongoc_collection_t *chunks, const bson_oid_t *id, bson_error_t *error);
+static int64_t audex_bson_int(const bson_t *doc, const char *key);
+static audex_io_status_e audex_gridfs_status(const bson_error_t *error);
+
+
+audex_source_t *
+audex_gridfs_source_open(mongoc_client_t *client, const char *db,
+    const char *bucket, const bson_oid_t *id, audex_io_status_e *status,
+    char *err, size_t errlen)
+{
+    char                    name[128], hex[25];
+    bson_t                  filter;
+    bson_iter_t             it;
+    bson_error_t            error;
+    const bson_t           *doc;
+    mongoc_cursor_t        *cursor;
+    mongoc_collection_t    *files;
+    audex_gridfs_source_t  *gs;
+
+    bson_oid_to_string(id, hex);
+
+    gs = calloc(1, sizeof(audex_gridfs_source_t));
+    if (gs == NULL) {
+        *status = AUDEX_IO_TRANSIENT;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    gs->id = *id;
+    gs->have_n = -1;
+
+    snprintf(name, sizeof(name), "%s.files", bucket);
+    files = mongoc_client_get_collection(client, db, name);
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", id);
+
+    cursor = mongoc_collection_find_with_opts(files, &filter, NULL, NULL);
+    bson_destroy(&filter);
+
+    if (!mongoc_cursor_next(cursor, &doc)) {
+        if (mongoc_cursor_error(cursor, &error)) {
+            *status = audex_gridfs_status(&error);
+            snprintf(err, errlen, "%s %s: %s", name, hex, error.message);
+
+        } else {
+            *status = AUDEX_IO_NOT_FOUND;
+            snprintf(err, errlen, "no file %s in GridFS bucket \"%s\"", hex,
+                     bucket);
+        }
+
+        goto failed;
+    }
+
+    gs->length = audex_bson_int(doc, "length");
+    gs->chunk_size = audex_bson_int(doc, "chunkSize");
+
+    if (bson_iter_init_find(&it, doc, "filename")
+        && BSON_ITER_HOLDS_UTF8(&it))
+    {
+        gs->filename = strdup(bson_iter_utf8(&it, NULL));
+    }
+
+    if (gs->length < 0 || gs->chunk_size <= 0
+        || gs->chunk_size > AUDEX_GRIDFS_CHUNK_MAX)
+    {
+        *status = AUDEX_IO_PERMANENT;
+        snprintf(err, errlen, "%s %s: bad length %lld or chunkSize %lld",
+                 name, hex, (long long) gs->length,
+                 (long long) gs->chunk_size);
+        goto failed;
+    }
+
+    gs->buf = malloc(gs->chunk_size);
+    if (gs->buf == NULL) {
+        *status = AUDEX_IO_TRANSIENT;
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(files);
+
+    snprintf(name, sizeof(name), "%s.chunks", bucket);
+    gs->chunks = mongoc_client_get_collection(client, db, name);
+
+    gs->src.read = audex_gridfs_source_read;
+    gs->src.seek = audex_gridfs_source_seek;
+    gs->src.size = audex_gridfs_source_size;
+    gs->src.close = audex_gridfs_source_close;
+
+    return &gs->src;
+
+failed:
+
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(files);
+    free(gs->filename);
+    free(gs);
+
+    return NULL;
+}
+
+
+const char *
+audex_gridfs_source_filename(audex_source_t *src)
+{
+    audex_gridfs_source_t  *gs = (audex_gridfs_source_t *) src;
+
+    return gs->filename ? gs->filename : "";
+}
+
+
+static ssize_t
+audex_gridfs_source_read(audex_source_t *src, u_char *buf, size_t n)
+{
+    size_t                  off, len;
+    int64_t                 k;
+    audex_gridfs_source_t  *gs = (audex_gridfs_source_t *) src;
+
+    if (gs->pos >= gs->length) {
+        return 0;
+    }
+
+    k = gs->pos / gs->chunk_size;
+
+    if (k != gs->have_n && audex_gridfs_source_load(gs, k) != 0) {
+        return -1;
+    }
+
+    off = gs->pos - k * gs->chunk_size;
+    len = gs->have_len - off;
+
+    if (len > n) {
+        len = n;
+    }
+
+    memcpy(buf, gs->buf + off, len);
+    gs->pos += len;
+    src->bytes_read += len;
+
+    return len;
+}
+
+
+/*
+ * Puts chunk n into buf: from the open cursor when it is the next one
+ * there, else from a new cursor on n and the chunks after it.
+ *
+ * The query asks for no order: MongoDB walks the files_id + n index and
+ * returns chunks in order anyway, while FerretDB, asked to sort, would
+ * sort the whole file in memory before answering.  A chunk out of order
+ * makes us ask again, sorted.
+ */
+
+static int
+audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
+{
+    char            hex[25];
+    bson_t          filter, gte, opts, sort;
+    int64_t         want, got_n;
+    uint32_t        len;
+    bson_iter_t     it;
+    bson_error_t    error;
+    bson_subtype_t  subtype;
+    const bson_t   *doc;
+    const uint8_t  *data;
+
+    bson_oid_to_string(&gs->id, hex);
+
+    if (gs->cursor == NULL || gs->next_n != n) {
+        mongoc_cursor_destroy(gs->cursor);
+
+        bson_init(&filter);
+        BSON_APPEND_OID(&filter, "files_id", &gs->id);
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "n", &gte);
+        BSON_APPEND_INT64(&gte, "$gte", n);
+        bson_append_document_end(&filter, &gte);
+
+        bson_init(&opts);
+        BSON_APPEND_INT32(&opts, "batchSize", AUDEX_GRIDFS_BATCH);
+
+        if (gs->sorted) {
+            BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+            BSON_APPEND_INT32(&sort, "n", 1);
+            bson_append_document_end(&opts, &sort);
+        }
+
+        gs->cursor = mongoc_collection_find_with_opts(gs->chunks, &filter,
+                                                      &opts, NULL);
+        bson_destroy(&filter);
+        bson_destroy(&opts);
+        gs->next_n = n;
+    }
+
+    gs->have_n = -1;
+
+    if (!mongoc_cursor_next(gs->cursor, &doc)) {
+        if (mongoc_cursor_error(gs->cursor, &error)) {
+            audex_source_fail(&gs->src, audex_gridfs_status(&error),
+                              "GridFS chunk %lld of %s: %s", (long long) n,
+                              hex, error.message);
+
+        } else {
+            audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
+                              "GridFS chunk %lld of %s is missing",
+                              (long long) n, hex);
+        }
+
+        mongoc_cursor_destroy(gs->cursor);
+        gs->cursor = NULL;
+        return -1;
+    }
+
+    got_n = audex_bson_int(doc, "n");
+
+    want = gs->length - n * gs->chunk_size;
+    if (want > gs->chunk_size) {
+        want = gs->chunk_size;
+    }
+
+    if (got_n != n) {
+        mongoc_cursor_destroy(gs->cursor);
+        gs->cursor = NULL;
+
+        if (!gs->sorted) {
+            gs->sorted = 1;
+            return audex_gridfs_source_load(gs, n);
+        }
+
+        audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
+                          "GridFS chunk %lld of %s is missing",
+                          (long long) n, hex);
+        return -1;
+    }
+
+    if (!bson_iter_init_find(&it, doc, "data") || !BSON_ITER_HOLDS_BINARY(&it))
+    {
+        audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
+                          "GridFS chunk %lld of %s has no data",
+                          (long long) n, hex);
+        return -1;
+    }
+
+    bson_iter_binary(&it, &subtype, &len, &data);
+
+    if ((int64_t) len != want) {
+        audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
+                          "GridFS chunk %lld of %s has %u bytes, not %lld",
+                          (long long) n, hex, len, (long long) want);
+        return -1;
+    }
+
+    memcpy(gs->buf, data, len);
+    gs->have_n = n;
+    gs->have_len = len;
+    gs->next_n = n + 1;
+
+    return 0;
+}
+
+
+static int64_t
+audex_gridfs_source_seek(audex_source_t *src, int64_t offset, int whence)
+{
+    int64_t                 pos;
+    audex_gridfs_source_t  *gs = (audex_gridfs_source_t *) src;
+
+    switch (whence) {
+
+    case AUDEX_SEEK_SIZE:
+        return gs->length;
+
+    case SEEK_SET:
+        pos = offset;
+        break;
+
+    case SEEK_CUR:
+        pos = gs->pos + offset;
+        break;
+
+    case SEEK_END:
+        pos = gs->length + offset;
+        break;
+
+    default:
+        audex_source_fail(src, AUDEX_IO_PERMANENT, "bad whence %d", whence);
+        return -1;
+    }
+
+    if (pos < 0) {
+        audex_source_fail(src, AUDEX_IO_PERMANENT, "seek before start");
+        return -1;
+    }
+
+    gs->pos = pos;
+
+    return pos;
+}
+
+
+static int64_t
+audex_gridfs_source_size(audex_source_t *src)
+{
+    return ((audex_gridfs_source_t *) src)->length;
+}
+
+
+static void
+audex_gridfs_source_close(audex_source_t *src)
+{
+    audex_gridfs_source_t  *gs = (audex_gridfs_source_t *) src;
+
+    if (gs == NULL) {
+        return;
+    }
+
+    mongoc_cursor_destroy(gs->cursor);
+    mongoc_collection_destroy(gs->chunks);
+    free(gs->buf);
+    free(gs->filename);
+    free(gs);
+}
+
+
+audex_sink_t *
+audex_gridfs_sink_open(mongoc_client_t *client, const char *db,
+    const char *bucket, const bson_oid_t *id, const char *filename,
+    const bson_t *metadata, audex_io_status_e *status, char *err,
+    size_t errlen)
+{
+    char                  name[128], hex[25];
+    bson_error_t          error;
+    audex_gridfs_sink_t  *gk;
+
+    gk = calloc(1, sizeof(audex_gridfs_sink_t));
+    if (gk == NULL) {
+        *status = AUDEX_IO_TRANSIENT;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    gk->id = *id;
+    gk->filename = strdup(filename ? filename : "");
+    gk->metadata = metadata ? bson_copy(metadata) : NULL;
+    gk->first = malloc(AUDEX_GRIDFS_CHUNK);
+    gk->cur = malloc(AUDEX_GRIDFS_CHUNK);
+
+    snprintf(name, sizeof(name), "%s.files", bucket);
+    gk->files = mongoc_client_get_collection(client, db, name);
+    snprintf(name, sizeof(name), "%s.chunks", bucket);
+    gk->chunks = mongoc_client_get_collection(client, db, name);
+
+    gk->sink.write = audex_gridfs_sink_write;
+    gk->sink.rewrite = audex_gridfs_sink_rewrite;
+    gk->sink.finish = audex_gridfs_sink_finish;
+    gk->sink.abort = audex_gridfs_sink_abort;
+    gk->sink.close = audex_gridfs_sink_close;
+
+    if (gk->filename == NULL || gk->first == NULL || gk->cur == NULL
+        || (metadata && gk->metadata == NULL))
+    {
+        *status = AUDEX_IO_TRANSIENT;
+        snprintf(err, errlen, "out of memory");
+        audex_gridfs_sink_close(&gk->sink);
+        return NULL;
+    }
+
+    /* what an interrupted earlier attempt left under this id */
+    if (audex_gridfs_delete(gk->files, gk->chunks, id, &error) != 0) {
+        bson_oid_to_string(id, hex);
+        *status = audex_gridfs_status(&error);
+        snprintf(err, errlen, "removing an earlier %s from \"%s\": %s", hex,
+                 bucket, error.message);
+        audex_gridfs_sink_close(&gk->sink);
+        return NULL;
+    }
+
+    return &gk->sink;
+}
+
+
+static int
+audex_gridfs_sink_write(audex_sink_t *sink, const u_char *buf, size_t n)
+{
+    size_t                off, len;
+    audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
+
+    while (n > 0) {
+        off = gk->length % AUDEX_GRIDFS_CHUNK;
+        len = AUDEX_GRIDFS_CHUNK - off;
+
+        if (len > n) {
+            len = n;
+        }
+
+        memcpy((gk->length < AUDEX_GRIDFS_CHUNK ? gk->first : gk->cur) + off,
+               buf, len);
+
+        gk->length += len;
+        buf += len;
+        n -= len;
+
+        /* a full chunk other than chunk 0 goes out now */
+        if (gk->length > AUDEX_GRIDFS_CHUNK
+            && gk->length % AUDEX_GRIDFS_CHUNK == 0
+            && audex_gridfs_sink_chunk(gk,
+                                       gk->length / AUDEX_GRIDFS_CHUNK - 1,
+                                       gk->cur, AUDEX_GRIDFS_CHUNK)
+               != 0)
+        {
+            return -1;
+        }
+    }
+
+    sink->bytes_written = gk->length;
+
+    return 0;
+}
+
+
+static int
+audex_gridfs_sink_rewrite(audex_sink_t *sink, int64_t offset,
+    const u_char *buf, size_t n)
+{
+    audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
+
+    if (offset < 0 || offset + (int64_t) n > AUDEX_GRIDFS_CHUNK
+        || offset + (int64_t) n > gk->length)
+    {
+        audex_sink_fail(sink, AUDEX_IO_PERMANENT,
+                        "rewrite of %zu bytes at %lld is out of range", n,
+                        (long long) offset);
+        return -1;
+    }
+
+    memcpy(gk->first + offset, buf, n);
+
+    return 0;
+}
+
+
+static int
+audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
+    const u_char *data, size_t len)
+{
+    char          hex[25];
+    bson_t        doc;
+    bson_oid_t    oid;
+    bson_error_t  error;
+
+    bson_oid_init(&oid, NULL);
+
+    bson_init(&doc);
+    BSON_APPEND_OID(&doc, "_id", &oid);
+    BSON_APPEND_OID(&doc, "files_id", &gk->id);
+    BSON_APPEND_INT32(&doc, "n", (int32_t) n);
+    BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, data, len);
+
+    if (!mongoc_collection_insert_one(gk->chunks, &doc, NULL, NULL, &error)) {
+        bson_destroy(&doc);
+        bson_oid_to_string(&gk->id, hex);
+
+        /*
+         * a duplicate chunk means another worker writes the same file: it
+         * reclaimed the job, so this attempt has lost it; nothing to fix
+         * by hand, a retry sorts it out
+         */
+        audex_sink_fail(&gk->sink, audex_gridfs_status(&error),
+                        "GridFS chunk %lld of %s: %s", (long long) n, hex,
+                        error.message);
+        return -1;
+    }
+
+    bson_destroy(&doc);
+
+    return 0;
+}
+
+
+static int
+audex_gridfs_sink_finish(audex_sink_t *sink)
+{
+    char                  hex[25];
+    bson_t                doc;
+    size_t                tail;
+    bson_error_t          error;
+    struct timeval        tv;
+    audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
+
+    if (audex_gridfs_sink_chunk(gk, 0, gk->first,
+                                gk->length < AUDEX_GRIDFS_CHUNK
+                                ? gk->length : AUDEX_GRIDFS_CHUNK)
+        != 0)
+    {
+        return -1;
+    }
+
+    tail = gk->length % AUDEX_GRIDFS_CHUNK;
+
+    if (gk->length > AUDEX_GRIDFS_CHUNK && tail != 0
+        && audex_gridfs_sink_chunk(gk, gk->length / AUDEX_GRIDFS_CHUNK,
+                                   gk->cur, tail)
+           != 0)
+    {
+        return -1;
+    }
+
+    gettimeofday(&tv, NULL);
+
+    bson_init(&doc);
+    BSON_APPEND_OID(&doc, "_id", &gk->id);
+    BSON_APPEND_INT64(&doc, "length", gk->length);
+    BSON_APPEND_INT32(&doc, "chunkSize", AUDEX_GRIDFS_CHUNK);
+    BSON_APPEND_DATE_TIME(&doc, "uploadDate",
+                          (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    BSON_APPEND_UTF8(&doc, "filename", gk->filename);
+
+    if (gk->metadata) {
+        BSON_APPEND_DOCUMENT(&doc, "metadata", gk->metadata);
+    }
+
+    if (!mongoc_collection_insert_one(gk->files, &doc, NULL, NULL, &error)) {
+        bson_destroy(&doc);
+        bson_oid_to_string(&gk->id, hex);
+        audex_sink_fail(sink, audex_gridfs_status(&error),
+                        "GridFS file %s: %s", hex, error.message);
+        return -1;
+    }
+
+    bson_destroy(&doc);
+    gk->finished = 1;
+
+    return 0;
+}
+
+
+static void
+audex_gridfs_sink_abort(audex_sink_t *sink)
+{
+    bson_error_t          error;
+    audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
+
+    /*
+     * best effort: chunks without a files document are invisible, and the
+     * next attempt deletes them anyway
+     */
+    (void) audex_gridfs_delete(gk->files, gk->chunks, &gk->id, &error);
+    gk->finished = 0;
+}
+
+
+static void
+audex_gridfs_sink_close(audex_sink_t *sink)
+{
+    audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
+
+    if (gk == NULL) {
+        return;
+    }
+
+    mongoc_collection_destroy(gk->files);
+    mongoc_collection_destroy(gk->chunks);
+    bson_destroy(gk->metadata);
+    free(gk->filename);
+    free(gk->first);
+    free(gk->cur);
+    free(gk);
+}
+
+
+/* the files document first, so that nobody sees a file losing chunks */
+
+static int
+audex_gridfs_delete(mongoc_collection_t *files, mongoc_collection_t *chunks,
+    const bson_oid_t *id, bson_error_t *error)
+{
+    int     ok;
+    bson_t  filter;
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", id);
+    ok = mongoc_collection_delete_one(files, &filter, NULL, NULL, error);
+    bson_destroy(&filter);
+
+    if (!ok) {
+        return -1;
+    }
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "files_id", id);
+    ok = mongoc_collection_delete_many(chunks, &filter, NULL, NULL, error);
+    bson_destroy(&filter);
+
+    return ok ? 0 : -1;
+}
+
+
+int
+audex_gridfs_ensure_indexes(mongoc_client_t *client, const char *db,
+    const char *bucket, char *err, size_t errlen)
+{
+    int                    ok;
+    char                   name[128];
+    bson_t                 cmd, indexes, index, key;
+    bson_error_t           error;
+    mongoc_database_t     *d;
+
+    snprintf(name, sizeof(name), "%s.chunks", bucket);
+
+    bson_init(&cmd);
+    BSON_APPEND_UTF8(&cmd, "createIndexes", name);
+    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
+    BSON_APPEND_INT32(&key, "files_id", 1);
+    BSON_APPEND_INT32(&key, "n", 1);
+    bson_append_document_end(&index, &key);
+    BSON_APPEND_UTF8(&index, "name", "files_id_1_n_1");
+    BSON_APPEND_BOOL(&index, "unique", true);
+    bson_append_document_end(&indexes, &index);
+    bson_append_array_end(&cmd, &indexes);
+
+    d = mongoc_client_get_database(client, db);
+    ok = mongoc_database_write_command_with_opts(d, &cmd, NULL, NULL,
+                                                 &error);
+    mongoc_database_destroy(d);
+    bson_destroy(&cmd);
+
+    if (!ok) {
+        snprintf(err, errlen, "createIndexes on %s: %s", name,
+                 error.message);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int64_t
+audex_bson_int(const bson_t *doc, const char *key)
+{
+    bson_iter_t  it;
+
+    if (!bson_iter_init_find(&it, doc, key)) {
+        return -1;
+    }
+
+    switch (bson_iter_type(&it)) {
+
+    case BSON_TYPE_INT32:
+        return bson_iter_int32(&it);
+
+    case BSON_TYPE_INT64:
+        return bson_iter_int64(&it);
+
+    case BSON_TYPE_DOUBLE:
+        return (int64_t) bson_iter_double(&it);
+
+    default:
+        return -1;
+    }
+}
+
+
+/* server or network trouble is worth a retry; a bad query is not */
+
+static audex_io_status_e
+audex_gridfs_status(const bson_error_t *error)
+{
+    switch (error->domain) {
+
+    case MONGOC_ERROR_BSON:
+    case MONGOC_ERROR_GRIDFS:
+        return AUDEX_IO_PERMANENT;
+
+    default:
+        return AUDEX_IO_TRANSIENT;
+    }
+}

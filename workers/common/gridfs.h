@@ -1,0 +1,59 @@
+/*
+ * audex workers: GridFS files as audex_source_t and audex_sink_t.
+ *
+ * Both follow the GridFS specification directly on <bucket>.files and
+ * <bucket>.chunks, so that any driver reads what they write:
+ *
+ * - the source reads chunk n on demand, one lookup per chunk, and keeps
+ *   the last one, so an MP4 with its index at the end costs a few extra
+ *   lookups, not a copy;
+ *
+ * - the sink writes 255 KiB chunks as they fill, except chunk 0, which it
+ *   keeps until the end so that the converter can rewrite the info frame
+ *   near the start; the files document goes last, which is what makes
+ *   the file exist.  The id is the caller's: an earlier attempt with the
+ *   same id is deleted first, so a retry never leaves two files.
+ *
+ * Errors from the server or the network are AUDEX_IO_TRANSIENT; a file
+ * that is missing is AUDEX_IO_NOT_FOUND; missing or malformed chunks are
+ * AUDEX_IO_PERMANENT.
+ */
+
+#ifndef _AUDEX_GRIDFS_H_INCLUDED_
+#define _AUDEX_GRIDFS_H_INCLUDED_
+
+
+#include <mongoc/mongoc.h>
+
+#include "io.h"
+
+
+#define AUDEX_GRIDFS_CHUNK  (255 * 1024)
+
+
+/*
+ * Opens <bucket> file id of database db for reading.  NULL on failure,
+ * *status and err say why.
+ */
+audex_source_t *audex_gridfs_source_open(mongoc_client_t *client,
+    const char *db, const char *bucket, const bson_oid_t *id,
+    audex_io_status_e *status, char *err, size_t errlen);
+
+/* the "filename" of the files document, or "" */
+const char *audex_gridfs_source_filename(audex_source_t *src);
+
+/*
+ * Creates <bucket> file id; filename and metadata (may be NULL) go into
+ * the files document.  NULL on failure, *status and err say why.
+ */
+audex_sink_t *audex_gridfs_sink_open(mongoc_client_t *client,
+    const char *db, const char *bucket, const bson_oid_t *id,
+    const char *filename, const bson_t *metadata, audex_io_status_e *status,
+    char *err, size_t errlen);
+
+/* the unique files_id + n index drivers expect on <bucket>.chunks */
+int audex_gridfs_ensure_indexes(mongoc_client_t *client, const char *db,
+    const char *bucket, char *err, size_t errlen);
+
+
+#endif /* _AUDEX_GRIDFS_H_INCLUDED_ */

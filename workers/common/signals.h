@@ -1,0 +1,24 @@
+/*
+ * audex workers: signals.
+ *
+ * SIGTERM and SIGINT only set audex_stop; the worker's loops look at it at
+ * least once a second and wind down.  A second signal means "now": the
+ * process exits at once.  SIGPIPE is ignored, write errors are handled.
+ */
+
+#ifndef _AUDEX_SIGNALS_H_INCLUDED_
+#define _AUDEX_SIGNALS_H_INCLUDED_
+
+
+#include <signal.h>
+
+
+/* the signal that asked us to stop, or 0 */
+extern volatile sig_atomic_t  audex_stop;
+
+
+/* 0 or -1 with errno set */
+int audex_signals_install(void);
+
+
+#endif /* _AUDEX_SIGNALS_H_INCLUDED_ */

@@ -1,0 +1,100 @@
+/*
+ * audex-converter: the conversion engine.
+ *
+ * audex_convert() reads any container FFmpeg can demux from a source,
+ * picks the best audio stream and writes an MP3 to a sink:
+ *
+ *   ID3v2 tag | Xing/Info + LAME frame | MP3 frames
+ *
+ * Audio that is already MP3 is copied frame by frame unless a bitrate or
+ * a quality was asked for; anything else is decoded, resampled to a rate
+ * MP3 can carry (see audex_mp3_rate()), downmixed to stereo when it has
+ * more than two channels, and encoded with LAME.
+ */
+
+#ifndef _AUDEX_CONVERT_H_INCLUDED_
+#define _AUDEX_CONVERT_H_INCLUDED_
+
+
+#include <stdint.h>
+
+#include "io.h"
+
+
+#define AUDEX_CONVERT_DEFAULT_BITRATE  192
+
+
+/*
+ * Every failure is one of these.  The permanent ones will fail the same
+ * way on every retry; see audex_convert_status_permanent().
+ */
+typedef enum {
+    AUDEX_CONVERT_OK = 0,
+    AUDEX_CONVERT_NOT_FOUND,        /* the input does not exist */
+    AUDEX_CONVERT_NO_AUDIO,         /* no audio stream in the input */
+    AUDEX_CONVERT_UNSUPPORTED,      /* an audio codec nobody can decode */
+    AUDEX_CONVERT_CORRUPT,          /* not media, damaged or truncated */
+    AUDEX_CONVERT_IO,               /* reading or writing failed */
+    AUDEX_CONVERT_INTERNAL,         /* out of memory, library failure */
+    AUDEX_CONVERT_CANCELLED         /* the caller asked to stop */
+} audex_convert_status_e;
+
+
+typedef struct {
+    audex_convert_status_e   status;
+    char                     message[320];
+} audex_convert_error_t;
+
+
+typedef struct {
+    /* kbit/s for CBR; 0 means "not given" */
+    int                      bitrate;
+    /* LAME VBR quality 0 (best) .. 9; -1 means "not given" */
+    int                      quality;
+
+    /* ID3v2 title, UTF-8; NULL for none */
+    const char              *title;
+    /* the input's name: a hint for the demuxer and for messages */
+    const char              *name;
+
+    /*
+     * called after each packet with the fraction done, 0.0 .. 1.0;
+     * returning nonzero cancels the conversion (AUDEX_CONVERT_CANCELLED)
+     */
+    int                    (*progress)(void *data, double done);
+    void                    *progress_data;
+} audex_convert_opts_t;
+
+
+typedef struct {
+    int                      copied;        /* MP3 frames copied as is */
+    int                      sample_rate;
+    int                      channels;
+    int                      bitrate;       /* kbit/s; 0 for VBR */
+    int                      quality;       /* VBR quality or -1 */
+    double                   duration;      /* seconds of audio written */
+    uint64_t                 bytes_in;
+    uint64_t                 bytes_out;
+    char                     codec[32];     /* the source audio codec */
+} audex_convert_result_t;
+
+
+/*
+ * Converts src into sink.  On success the sink is finished; on failure it
+ * is aborted and err says why.  The caller closes both.  Returns 0 or -1.
+ */
+int audex_convert(audex_source_t *src, audex_sink_t *sink,
+    const audex_convert_opts_t *opts, audex_convert_result_t *res,
+    audex_convert_error_t *err);
+
+/* one-time library setup (FFmpeg log routing); call before threads start */
+void audex_convert_init(void);
+
+/* "no_audio", "corrupt", ...: stable names for job documents and metrics */
+const char *audex_convert_status_name(audex_convert_status_e status);
+
+/* 1 when a retry cannot help */
+int audex_convert_status_permanent(audex_convert_status_e status);
+
+
+#endif /* _AUDEX_CONVERT_H_INCLUDED_ */

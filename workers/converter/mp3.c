@@ -1,0 +1,348 @@
+/*
+ * audex-converter: MP3 frame headers and the LAME encoder, see mp3.h.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lame/lame.h>
+
+#include "log.h"
+#include "mp3.h"
+
+
+/* samples handed to LAME per call; its output bound follows from it */
+#define AUDEX_MP3_SLICE    4608
+#define AUDEX_MP3_OUT_MAX  (AUDEX_MP3_SLICE * 5 / 4 + 7200)
+
+
+struct audex_mp3_enc_s {
+    lame_global_flags  *gfp;
+    int                 channels;
+    int                 vbr;
+    u_char              out[AUDEX_MP3_OUT_MAX];
+};
+
+
+static void audex_mp3_lame_error(const char *fmt, va_list args);
+static void audex_mp3_lame_debug(const char *fmt, va_list args);
+static int audex_mp3_enc_put(audex_mp3_enc_t *enc, int n, audex_sink_t *sink);
+
+
+/* Layer III bitrates in kbit/s by [lsf][index] */
+static const int  audex_mp3_bitrates[2][15] = {
+    { 0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320 },
+    { 0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160 }
+};
+
+/* sample rates by [version field][index]; field 1 is reserved */
+static const int  audex_mp3_rates[4][3] = {
+    { 11025, 12000, 8000 },
+    { 0, 0, 0 },
+    { 22050, 24000, 16000 },
+    { 44100, 48000, 32000 }
+};
+
+/* every rate MPEG-1, MPEG-2 and MPEG-2.5 Layer III can carry */
+static const int  audex_mp3_valid_rates[] = {
+    8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000
+};
+
+
+/*
+ * The rule, documented in the README of the converter:
+ *
+ * - 8000 .. 48000 Hz rates that MP3 has (MPEG-2.5 included, so 8 kHz
+ *   telephone audio stays 8 kHz) are kept;
+ * - above 48 kHz, multiples of 11025 Hz (88.2, 176.4 kHz) go to 44.1 kHz,
+ *   where the ratio is an integer, and everything else to 48 kHz;
+ * - below 8 kHz, 8 kHz;
+ * - anything else to the nearest MP3 rate, ties going up.
+ */
+
+int
+audex_mp3_rate(int rate)
+{
+    int     best, d, bd;
+    size_t  i;
+
+    if (rate > 48000) {
+        return (rate % 11025 == 0) ? 44100 : 48000;
+    }
+
+    if (rate <= 8000) {
+        return 8000;
+    }
+
+    best = audex_mp3_valid_rates[0];
+    bd = abs(rate - best);
+
+    for (i = 1; i < sizeof(audex_mp3_valid_rates) / sizeof(int); i++) {
+        d = abs(rate - audex_mp3_valid_rates[i]);
+
+        if (d <= bd) {
+            best = audex_mp3_valid_rates[i];
+            bd = d;
+        }
+    }
+
+    return best;
+}
+
+
+int
+audex_mp3_header_parse(uint32_t h, audex_mp3_header_t *hdr)
+{
+    int  version, layer, bi, ri, mono;
+
+    if ((h & 0xffe00000) != 0xffe00000) {
+        return -1;
+    }
+
+    version = (h >> 19) & 3;
+    layer = (h >> 17) & 3;
+    bi = (h >> 12) & 0xf;
+    ri = (h >> 10) & 3;
+
+    /* reserved version, not Layer III, free format, bad index, emphasis */
+    if (version == 1 || layer != 1 || bi == 0 || bi == 15 || ri == 3
+        || (h & 3) == 2)
+    {
+        return -1;
+    }
+
+    mono = (((h >> 6) & 3) == 3);
+
+    hdr->lsf = (version != 3);
+    hdr->mpeg25 = (version == 0);
+    hdr->bitrate_index = bi;
+    hdr->bitrate = audex_mp3_bitrates[hdr->lsf][bi];
+    hdr->rate_index = ri;
+    hdr->sample_rate = audex_mp3_rates[version][ri];
+    hdr->channels = mono ? 1 : 2;
+    hdr->samples = hdr->lsf ? 576 : 1152;
+    hdr->side_info = hdr->lsf ? (mono ? 9 : 17) : (mono ? 17 : 32);
+    hdr->size = audex_mp3_frame_size(hdr, bi) + ((h >> 9) & 1);
+
+    return 0;
+}
+
+
+int
+audex_mp3_bitrate(const audex_mp3_header_t *hdr, int bitrate_index)
+{
+    return audex_mp3_bitrates[hdr->lsf][bitrate_index];
+}
+
+
+int
+audex_mp3_frame_size(const audex_mp3_header_t *hdr, int bitrate_index)
+{
+    int  br;
+
+    br = audex_mp3_bitrates[hdr->lsf][bitrate_index];
+
+    return (hdr->lsf ? 72000 : 144000) * br / hdr->sample_rate;
+}
+
+
+uint16_t
+audex_mp3_crc16(uint16_t crc, const u_char *p, size_t len)
+{
+    int  i;
+
+    while (len--) {
+        crc ^= *p++;
+
+        for (i = 0; i < 8; i++) {
+            crc = (crc & 1) ? (crc >> 1) ^ 0xa001 : (crc >> 1);
+        }
+    }
+
+    return crc;
+}
+
+
+audex_mp3_enc_t *
+audex_mp3_enc_create(int rate, int channels, int bitrate, int quality,
+    char *err, size_t errlen)
+{
+    audex_mp3_enc_t    *enc;
+    lame_global_flags  *gfp;
+
+    enc = calloc(1, sizeof(audex_mp3_enc_t));
+    if (enc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    gfp = lame_init();
+    if (gfp == NULL) {
+        snprintf(err, errlen, "lame_init() failed");
+        free(enc);
+        return NULL;
+    }
+
+    enc->gfp = gfp;
+    enc->channels = channels;
+    enc->vbr = (bitrate <= 0);
+
+    lame_set_errorf(gfp, audex_mp3_lame_error);
+    lame_set_debugf(gfp, audex_mp3_lame_debug);
+    lame_set_msgf(gfp, audex_mp3_lame_debug);
+
+    lame_set_num_channels(gfp, channels);
+    lame_set_in_samplerate(gfp, rate);
+
+    /*
+     * the converter resamples with libswresample beforehand; left alone,
+     * LAME would pick its own output rate from the bitrate
+     */
+    lame_set_out_samplerate(gfp, rate);
+    lame_set_mode(gfp, channels == 1 ? MONO : JOINT_STEREO);
+
+    if (enc->vbr) {
+        lame_set_VBR(gfp, vbr_default);
+        lame_set_VBR_quality(gfp, (float) quality);
+
+    } else {
+        lame_set_VBR(gfp, vbr_off);
+        lame_set_brate(gfp, bitrate);
+    }
+
+    /* the ID3v2 tag is ours; ID3v1 is not wanted */
+    lame_set_write_id3tag_automatic(gfp, 0);
+
+    /* the Xing/LAME frame carries frame count and delays, for gapless */
+    lame_set_bWriteVbrTag(gfp, 1);
+
+    if (lame_init_params(gfp) < 0) {
+        snprintf(err, errlen, "LAME rejected %d Hz, %d channel(s), %s %d",
+                 rate, channels, enc->vbr ? "VBR quality" : "bitrate",
+                 enc->vbr ? quality : bitrate);
+        audex_mp3_enc_free(enc);
+        return NULL;
+    }
+
+    return enc;
+}
+
+
+int
+audex_mp3_enc_encode(audex_mp3_enc_t *enc, const float *left,
+    const float *right, int nsamples, audex_sink_t *sink)
+{
+    int  n, rc;
+
+    while (nsamples > 0) {
+        n = (nsamples > AUDEX_MP3_SLICE) ? AUDEX_MP3_SLICE : nsamples;
+
+        rc = lame_encode_buffer_ieee_float(enc->gfp, left,
+                                           enc->channels == 2 ? right : NULL,
+                                           n, enc->out, sizeof(enc->out));
+        if (audex_mp3_enc_put(enc, rc, sink) != 0) {
+            return -1;
+        }
+
+        left += n;
+        if (enc->channels == 2) {
+            right += n;
+        }
+
+        nsamples -= n;
+    }
+
+    return 0;
+}
+
+
+int
+audex_mp3_enc_flush(audex_mp3_enc_t *enc, audex_sink_t *sink)
+{
+    int  rc;
+
+    rc = lame_encode_flush(enc->gfp, enc->out, sizeof(enc->out));
+
+    return audex_mp3_enc_put(enc, rc, sink);
+}
+
+
+static int
+audex_mp3_enc_put(audex_mp3_enc_t *enc, int n, audex_sink_t *sink)
+{
+    if (n < 0) {
+        /* only a too small buffer or bad parameters: a bug of ours */
+        audex_sink_fail(sink, AUDEX_IO_PERMANENT, "LAME failed: %d", n);
+        return -1;
+    }
+
+    if (n == 0) {
+        return 0;
+    }
+
+    return sink->write(sink, enc->out, n);
+}
+
+
+int
+audex_mp3_enc_write_tag(audex_mp3_enc_t *enc, audex_sink_t *sink,
+    int64_t offset)
+{
+    size_t  n;
+
+    n = lame_get_lametag_frame(enc->gfp, enc->out, sizeof(enc->out));
+
+    /*
+     * LAME leaves the frame out when it would not fit a CBR frame (low
+     * bitrates at high rates): then there is no placeholder either
+     */
+    if (n == 0) {
+        audex_log(AUDEX_LOG_DEBUG, NULL, "LAME wrote no info frame");
+        return 0;
+    }
+
+    if (n > sizeof(enc->out)) {
+        audex_sink_fail(sink, AUDEX_IO_PERMANENT,
+                        "LAME info frame of %zu bytes", n);
+        return -1;
+    }
+
+    return sink->rewrite(sink, offset, enc->out, n);
+}
+
+
+int
+audex_mp3_enc_bitrate(audex_mp3_enc_t *enc)
+{
+    return enc->vbr ? 0 : lame_get_brate(enc->gfp);
+}
+
+
+void
+audex_mp3_enc_free(audex_mp3_enc_t *enc)
+{
+    if (enc == NULL) {
+        return;
+    }
+
+    if (enc->gfp) {
+        lame_close(enc->gfp);
+    }
+
+    free(enc);
+}
+
+
+static void
+audex_mp3_lame_error(const char *fmt, va_list args)
+{
+    audex_log_va(AUDEX_LOG_WARN, NULL, fmt, args);
+}
+
+
+static void
+audex_mp3_lame_debug(const char *fmt, va_list args)
+{
+    audex_log_va(AUDEX_LOG_DEBUG, NULL, fmt, args);
+}

@@ -1,0 +1,114 @@
+/*
+ * audex-converter: MP3 frames and the LAME encoder.
+ */
+
+#ifndef _AUDEX_MP3_H_INCLUDED_
+#define _AUDEX_MP3_H_INCLUDED_
+
+
+#include <stdint.h>
+
+#include "io.h"
+
+
+/* the largest Layer III frame: 320 kbit/s at 32 kHz, with padding */
+#define AUDEX_MP3_FRAME_MAX  1441
+
+
+typedef struct audex_mp3_enc_s  audex_mp3_enc_t;
+
+
+/* a decoded Layer III frame header */
+typedef struct {
+    int      lsf;           /* 1 for MPEG-2 and MPEG-2.5 */
+    int      mpeg25;        /* 1 for MPEG-2.5 */
+    int      bitrate;       /* kbit/s */
+    int      bitrate_index;
+    int      sample_rate;
+    int      rate_index;
+    int      channels;
+    int      size;          /* bytes, header included */
+    int      samples;       /* per channel: 1152 or 576 */
+    int      side_info;     /* bytes of side information after the header */
+} audex_mp3_header_t;
+
+
+/*
+ * The MP3 sample rate a source rate becomes, see mp3.c for the rule;
+ * 8000 .. 48000 Hz rates MP3 can carry are kept as they are.
+ */
+int audex_mp3_rate(int rate);
+
+/* 0 and hdr filled when h is a Layer III header we can copy, else -1 */
+int audex_mp3_header_parse(uint32_t h, audex_mp3_header_t *hdr);
+
+/* frame bytes for a bitrate index with the rest of hdr, padding off */
+int audex_mp3_frame_size(const audex_mp3_header_t *hdr, int bitrate_index);
+int audex_mp3_bitrate(const audex_mp3_header_t *hdr, int bitrate_index);
+
+
+/*
+ * bitrate > 0: CBR at the nearest bitrate MPEG allows at that rate;
+ * otherwise VBR at quality (0 .. 9).  NULL on failure, err says why.
+ */
+audex_mp3_enc_t *audex_mp3_enc_create(int rate, int channels, int bitrate,
+    int quality, char *err, size_t errlen);
+
+/* right is ignored for mono; returns 0, or -1 after a sink error */
+int audex_mp3_enc_encode(audex_mp3_enc_t *enc, const float *left,
+    const float *right, int nsamples, audex_sink_t *sink);
+
+/* writes the last frames; 0 or -1 */
+int audex_mp3_enc_flush(audex_mp3_enc_t *enc, audex_sink_t *sink);
+
+/*
+ * writes the final Xing/LAME frame over its placeholder, the first frame
+ * LAME produced, which the caller put at offset; 0 or -1
+ */
+int audex_mp3_enc_write_tag(audex_mp3_enc_t *enc, audex_sink_t *sink,
+    int64_t offset);
+
+/* the CBR bitrate in kbit/s, 0 for VBR */
+int audex_mp3_enc_bitrate(audex_mp3_enc_t *enc);
+
+void audex_mp3_enc_free(audex_mp3_enc_t *enc);
+
+
+/*
+ * The copy path, mp3copy.c: MP3 frames from any container are re-framed
+ * (packets may split or join frames), stray bytes and old Xing/VBRI
+ * frames are dropped, and an Info/Xing frame with frame count, size and
+ * seek table is put in front, at tag_offset of the sink.
+ */
+typedef struct audex_mp3copy_s  audex_mp3copy_t;
+
+typedef struct {
+    int       sample_rate;
+    int       channels;
+    int       bitrate;      /* kbit/s when all frames share it, else 0 */
+    uint64_t  frames;
+    uint64_t  samples;      /* per channel */
+    uint64_t  junk;         /* bytes dropped between frames */
+} audex_mp3copy_stats_t;
+
+audex_mp3copy_t *audex_mp3copy_create(audex_sink_t *sink,
+    int64_t tag_offset);
+
+/* 0, or -1 after a sink error */
+int audex_mp3copy_feed(audex_mp3copy_t *cp, const u_char *data, size_t len);
+
+/* encoder delay and padding as skip samples (decoder delay included) */
+void audex_mp3copy_padding(audex_mp3copy_t *cp, int64_t skip_start,
+    int64_t discard_end);
+
+/* 0; -1 after a sink error; -2 when no MP3 frame was found at all */
+int audex_mp3copy_finish(audex_mp3copy_t *cp, audex_mp3copy_stats_t *st);
+
+void audex_mp3copy_free(audex_mp3copy_t *cp);
+
+
+/* CRC-16 as used by the LAME tag (polynomial 0x8005, reflected) */
+uint16_t audex_mp3_crc16(uint16_t crc, const u_char *p, size_t len);
+
+
+#endif /* _AUDEX_MP3_H_INCLUDED_ */

@@ -1,0 +1,1105 @@
+/*
+ * audex-converter: the conversion engine, see convert.h.
+ *
+ * One step function per stage, each returning 0 or -1 with the error
+ * classified in ctx->err:
+ *
+ *   open_input -> find_stream -> write_id3 -> (copy | decode) -> finish
+ *
+ * Decoding is the send/receive loop; the resampler and the LAME encoder
+ * are set up from the first decoded frame, because only then are the
+ * real rate and channel layout known.  Nothing is kept per packet or per
+ * frame, so memory does not grow with the length of the input.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/channel_layout.h>
+#include <libavutil/intreadwrite.h>
+#include <libavutil/opt.h>
+#include <libswresample/swresample.h>
+
+#include "convert.h"
+#include "id3.h"
+#include "log.h"
+#include "mp3.h"
+
+
+#define AUDEX_AVIO_BUFFER      65536
+
+/* FFmpeg messages logged per conversion before the rest are dropped */
+#define AUDEX_AV_LOG_MAX       20
+
+/* a damaged packet here and there is tolerated; this many is not */
+#define AUDEX_BAD_PACKETS_MAX  100
+
+
+#if AUDEX_SEEK_SIZE != AVSEEK_SIZE
+#error "AUDEX_SEEK_SIZE must equal AVSEEK_SIZE"
+#endif
+
+
+typedef struct {
+    audex_source_t               *src;
+    audex_sink_t                 *sink;
+    const audex_convert_opts_t   *opts;
+    audex_convert_result_t       *res;
+    audex_convert_error_t        *err;
+
+    AVIOContext                  *avio;
+    AVFormatContext              *fmt;
+    AVStream                     *st;
+    AVCodecContext               *dec;
+    SwrContext                   *swr;
+    AVPacket                     *pkt;
+    AVFrame                      *frame;
+
+    /* the input format the resampler was set up for */
+    AVChannelLayout               swr_layout;
+    int                           swr_rate;
+    int                           swr_format;
+
+    int                           out_rate;
+    int                           out_channels;
+    uint8_t                      *pcm[2];
+    int                           pcm_size;
+
+    audex_mp3_enc_t              *enc;
+    audex_mp3copy_t              *copy;
+    int64_t                       tag_offset;
+
+    int                           packets;
+    int                           bad_packets;
+    int                           short_packets;
+    int64_t                       in_samples;
+    int64_t                       out_samples;
+    double                        expected;
+    double                        progress_span;
+} audex_transcode_t;
+
+
+static int audex_transcode_open_input(audex_transcode_t *ctx);
+static int audex_transcode_find_stream(audex_transcode_t *ctx);
+static int audex_transcode_write_id3(audex_transcode_t *ctx);
+static int audex_transcode_open_decoder(audex_transcode_t *ctx);
+static int audex_transcode_read(audex_transcode_t *ctx);
+static int audex_transcode_decode(audex_transcode_t *ctx, AVPacket *pkt);
+static int audex_transcode_frame(audex_transcode_t *ctx, AVFrame *frame);
+static int audex_transcode_open_output(audex_transcode_t *ctx,
+    AVFrame *frame);
+static int audex_transcode_setup_swr(audex_transcode_t *ctx, AVFrame *frame);
+static int audex_transcode_convert(audex_transcode_t *ctx,
+    const uint8_t **in, int nb);
+static int audex_transcode_flush(audex_transcode_t *ctx);
+static int audex_transcode_copy(audex_transcode_t *ctx, AVPacket *pkt);
+static int audex_transcode_copy_finish(audex_transcode_t *ctx);
+static int audex_transcode_check_length(audex_transcode_t *ctx);
+static int audex_transcode_progress(audex_transcode_t *ctx, AVPacket *pkt);
+static void audex_transcode_cleanup(audex_transcode_t *ctx);
+static int audex_transcode_io_failed(audex_transcode_t *ctx,
+    const char *what);
+static int audex_transcode_fail(audex_transcode_t *ctx,
+    audex_convert_status_e status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int audex_avio_read(void *opaque, uint8_t *buf, int size);
+static int64_t audex_avio_seek(void *opaque, int64_t offset, int whence);
+static int audex_avio_refuse(AVFormatContext *s, AVIOContext **pb,
+    const char *url, int flags, AVDictionary **options);
+static void audex_av_log(void *avcl, int level, const char *fmt,
+    va_list args);
+static const char *audex_av_err(int rc, char *buf, size_t len);
+
+
+static __thread int  audex_av_log_count;
+static __thread int  audex_av_log_prefix = 1;
+
+
+static const char  *audex_convert_status_names[] = {
+    "ok",
+    "not_found",
+    "no_audio",
+    "unsupported_codec",
+    "corrupt",
+    "io",
+    "internal",
+    "cancelled"
+};
+
+
+void
+audex_convert_init(void)
+{
+    av_log_set_level(AV_LOG_WARNING);
+    av_log_set_callback(audex_av_log);
+}
+
+
+const char *
+audex_convert_status_name(audex_convert_status_e status)
+{
+    if ((size_t) status >= sizeof(audex_convert_status_names)
+                           / sizeof(audex_convert_status_names[0]))
+    {
+        return "internal";
+    }
+
+    return audex_convert_status_names[status];
+}
+
+
+int
+audex_convert_status_permanent(audex_convert_status_e status)
+{
+    switch (status) {
+
+    case AUDEX_CONVERT_NOT_FOUND:
+    case AUDEX_CONVERT_NO_AUDIO:
+    case AUDEX_CONVERT_UNSUPPORTED:
+    case AUDEX_CONVERT_CORRUPT:
+        return 1;
+
+    default:
+        return 0;
+    }
+}
+
+
+int
+audex_convert(audex_source_t *src, audex_sink_t *sink,
+    const audex_convert_opts_t *opts, audex_convert_result_t *res,
+    audex_convert_error_t *err)
+{
+    int                rc;
+    audex_transcode_t  ctx;
+
+    memset(&ctx, 0, sizeof(audex_transcode_t));
+    memset(res, 0, sizeof(audex_convert_result_t));
+    memset(err, 0, sizeof(audex_convert_error_t));
+
+    ctx.src = src;
+    ctx.sink = sink;
+    ctx.opts = opts;
+    ctx.res = res;
+    ctx.err = err;
+    ctx.expected = -1;
+    res->quality = -1;
+
+    audex_av_log_count = 0;
+
+    rc = audex_transcode_open_input(&ctx);
+    if (rc == 0) {
+        rc = audex_transcode_find_stream(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_write_id3(&ctx);
+    }
+
+    if (rc == 0 && !res->copied) {
+        rc = audex_transcode_open_decoder(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_read(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = res->copied ? audex_transcode_copy_finish(&ctx)
+                         : audex_transcode_flush(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_check_length(&ctx);
+    }
+
+    if (rc == 0 && sink->finish(sink) != 0) {
+        rc = audex_transcode_io_failed(&ctx, "finishing the output");
+    }
+
+    res->bytes_in = src->bytes_read;
+    res->bytes_out = sink->bytes_written;
+
+    if (rc != 0) {
+        sink->abort(sink);
+    }
+
+    audex_transcode_cleanup(&ctx);
+
+    return rc;
+}
+
+
+static int
+audex_transcode_open_input(audex_transcode_t *ctx)
+{
+    int       rc;
+    char      e[AV_ERROR_MAX_STRING_SIZE];
+    uint8_t  *buf;
+
+    buf = av_malloc(AUDEX_AVIO_BUFFER);
+    if (buf == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "out of memory");
+    }
+
+    ctx->avio = avio_alloc_context(buf, AUDEX_AVIO_BUFFER, 0, ctx->src,
+                                   audex_avio_read, NULL, audex_avio_seek);
+    if (ctx->avio == NULL) {
+        av_free(buf);
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "out of memory");
+    }
+
+    ctx->fmt = avformat_alloc_context();
+    if (ctx->fmt == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "out of memory");
+    }
+
+    ctx->fmt->pb = ctx->avio;
+
+    /*
+     * the input is untrusted: playlists (HLS, DASH, concat) and MP4
+     * external data references would otherwise open other files or URLs
+     */
+    ctx->fmt->io_open = audex_avio_refuse;
+
+    rc = avformat_open_input(&ctx->fmt, ctx->opts->name, NULL, NULL);
+    if (rc < 0) {
+        /* avformat_open_input() frees the context on failure */
+        ctx->fmt = NULL;
+
+        if (ctx->src->status != AUDEX_IO_OK) {
+            return audex_transcode_io_failed(ctx, "reading the input");
+        }
+
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                   "corrupt or truncated input: not a media file FFmpeg "
+                   "can read (%s)", audex_av_err(rc, e, sizeof(e)));
+    }
+
+    rc = avformat_find_stream_info(ctx->fmt, NULL);
+    if (rc < 0) {
+        if (ctx->src->status != AUDEX_IO_OK) {
+            return audex_transcode_io_failed(ctx, "reading the input");
+        }
+
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                   "corrupt or truncated input: cannot read stream "
+                   "information (%s)", audex_av_err(rc, e, sizeof(e)));
+    }
+
+    return 0;
+}
+
+
+static int
+audex_transcode_find_stream(audex_transcode_t *ctx)
+{
+    int                        idx;
+    double                     d;
+    unsigned                   i;
+    AVStream                  *st;
+    const AVCodec             *codec;
+    const AVCodecParameters   *par;
+
+    idx = av_find_best_stream(ctx->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec,
+                              0);
+
+    if (idx == AVERROR_STREAM_NOT_FOUND) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_NO_AUDIO,
+                   "no audio stream: the input has %u stream(s) and none "
+                   "of them is audio", ctx->fmt->nb_streams);
+    }
+
+    if (idx == AVERROR_DECODER_NOT_FOUND) {
+        /* name the first audio codec we could not decode */
+        par = NULL;
+
+        for (i = 0; i < ctx->fmt->nb_streams; i++) {
+            if (ctx->fmt->streams[i]->codecpar->codec_type
+                == AVMEDIA_TYPE_AUDIO)
+            {
+                par = ctx->fmt->streams[i]->codecpar;
+                break;
+            }
+        }
+
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_UNSUPPORTED,
+                   "unsupported audio codec: no decoder for \"%s\"",
+                   par ? avcodec_get_name(par->codec_id) : "?");
+    }
+
+    if (idx < 0) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "av_find_best_stream() failed");
+    }
+
+    st = ctx->fmt->streams[idx];
+    ctx->st = st;
+
+    /* the demuxer then skips other streams' data instead of returning it */
+    for (i = 0; i < ctx->fmt->nb_streams; i++) {
+        if ((int) i != idx) {
+            ctx->fmt->streams[i]->discard = AVDISCARD_ALL;
+        }
+    }
+
+    snprintf(ctx->res->codec, sizeof(ctx->res->codec), "%s",
+             avcodec_get_name(st->codecpar->codec_id));
+
+    ctx->res->copied = (st->codecpar->codec_id == AV_CODEC_ID_MP3
+                        && ctx->opts->bitrate <= 0
+                        && ctx->opts->quality < 0);
+
+    /*
+     * the stream's own duration, when the container states it, is what
+     * tells a truncated file from a short one; a duration guessed from
+     * the bitrate is not good enough for that
+     */
+    if (st->duration != AV_NOPTS_VALUE && st->duration > 0
+        && ctx->fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE)
+    {
+        ctx->expected = st->duration * av_q2d(st->time_base);
+    }
+
+    d = ctx->expected;
+    if (d <= 0 && ctx->fmt->duration != AV_NOPTS_VALUE) {
+        d = ctx->fmt->duration / (double) AV_TIME_BASE;
+    }
+
+    ctx->progress_span = d;
+
+    audex_log(AUDEX_LOG_DEBUG, NULL, "input %s, audio stream #%d: %s, "
+              "%d Hz, %d channel(s), %.3f s, %s",
+              ctx->fmt->iformat->name, idx, ctx->res->codec,
+              st->codecpar->sample_rate, st->codecpar->ch_layout.nb_channels,
+              ctx->expected, ctx->res->copied ? "copy" : "encode");
+
+    return 0;
+}
+
+
+static int
+audex_transcode_write_id3(audex_transcode_t *ctx)
+{
+    u_char  tag[AUDEX_ID3_TAG_MAX];
+    size_t  n;
+
+    n = audex_id3_build(tag, sizeof(tag), ctx->opts->title, "audex");
+
+    if (n > 0 && ctx->sink->write(ctx->sink, tag, n) != 0) {
+        return audex_transcode_io_failed(ctx, "writing the output");
+    }
+
+    ctx->tag_offset = n;
+
+    if (ctx->res->copied) {
+        ctx->copy = audex_mp3copy_create(ctx->sink, ctx->tag_offset);
+        if (ctx->copy == NULL) {
+            return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                        "out of memory");
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+audex_transcode_open_decoder(audex_transcode_t *ctx)
+{
+    int             rc;
+    char            e[AV_ERROR_MAX_STRING_SIZE];
+    const AVCodec  *codec;
+
+    codec = avcodec_find_decoder(ctx->st->codecpar->codec_id);
+    if (codec == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_UNSUPPORTED,
+                   "unsupported audio codec: no decoder for \"%s\"",
+                   ctx->res->codec);
+    }
+
+    ctx->dec = avcodec_alloc_context3(codec);
+    ctx->pkt = av_packet_alloc();
+    ctx->frame = av_frame_alloc();
+
+    if (ctx->dec == NULL || ctx->pkt == NULL || ctx->frame == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "out of memory");
+    }
+
+    rc = avcodec_parameters_to_context(ctx->dec, ctx->st->codecpar);
+    if (rc < 0) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                   "avcodec_parameters_to_context: %s",
+                   audex_av_err(rc, e, sizeof(e)));
+    }
+
+    /* needed to honour the skip-samples side data (encoder delay) */
+    ctx->dec->pkt_timebase = ctx->st->time_base;
+
+    /* jobs run in parallel already; one thread per decoder is enough */
+    ctx->dec->thread_count = 1;
+
+    rc = avcodec_open2(ctx->dec, codec, NULL);
+    if (rc < 0) {
+        return audex_transcode_fail(ctx,
+                   rc == AVERROR(ENOMEM) ? AUDEX_CONVERT_INTERNAL
+                   : rc == AVERROR_INVALIDDATA ? AUDEX_CONVERT_CORRUPT
+                   : AUDEX_CONVERT_UNSUPPORTED,
+                   "cannot open the %s decoder: %s", codec->name,
+                   audex_av_err(rc, e, sizeof(e)));
+    }
+
+    return 0;
+}
+
+
+static int
+audex_transcode_read(audex_transcode_t *ctx)
+{
+    int       rc;
+    char      e[AV_ERROR_MAX_STRING_SIZE];
+    AVPacket *pkt;
+
+    if (ctx->pkt == NULL) {
+        ctx->pkt = av_packet_alloc();
+        if (ctx->pkt == NULL) {
+            return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                        "out of memory");
+        }
+    }
+
+    pkt = ctx->pkt;
+
+    for ( ;; ) {
+        rc = av_read_frame(ctx->fmt, pkt);
+
+        if (rc == AVERROR_EOF) {
+            break;
+        }
+
+        if (rc < 0) {
+            if (ctx->src->status != AUDEX_IO_OK) {
+                return audex_transcode_io_failed(ctx, "reading the input");
+            }
+
+            return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                       "corrupt input: demuxing failed after %d packets "
+                       "(%s)", ctx->packets, audex_av_err(rc, e, sizeof(e)));
+        }
+
+        if (pkt->stream_index != ctx->st->index) {
+            av_packet_unref(pkt);
+            continue;
+        }
+
+        ctx->packets++;
+
+        /* av_get_packet() marks packets the file ended in the middle of */
+        if (pkt->flags & AV_PKT_FLAG_CORRUPT) {
+            ctx->short_packets++;
+        }
+
+        rc = audex_transcode_progress(ctx, pkt);
+
+        if (rc == 0) {
+            rc = ctx->res->copied ? audex_transcode_copy(ctx, pkt)
+                                  : audex_transcode_decode(ctx, pkt);
+        }
+
+        av_packet_unref(pkt);
+
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    /* a read error at the end looks like EOF to the demuxer */
+    if (ctx->src->status != AUDEX_IO_OK) {
+        return audex_transcode_io_failed(ctx, "reading the input");
+    }
+
+    return ctx->res->copied ? 0 : audex_transcode_decode(ctx, NULL);
+}
+
+
+/* pkt NULL drains the decoder */
+
+static int
+audex_transcode_decode(audex_transcode_t *ctx, AVPacket *pkt)
+{
+    int   rc;
+    char  e[AV_ERROR_MAX_STRING_SIZE];
+
+    rc = avcodec_send_packet(ctx->dec, pkt);
+
+    if (rc < 0 && rc != AVERROR_EOF) {
+        if (rc == AVERROR(ENOMEM)) {
+            return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                        "out of memory");
+        }
+
+        /* one damaged packet is an audible click, not a failed job */
+        if (++ctx->bad_packets > AUDEX_BAD_PACKETS_MAX) {
+            return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                       "corrupt input: %d audio packets could not be "
+                       "decoded (%s)", ctx->bad_packets,
+                       audex_av_err(rc, e, sizeof(e)));
+        }
+
+        return 0;
+    }
+
+    for ( ;; ) {
+        rc = avcodec_receive_frame(ctx->dec, ctx->frame);
+
+        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) {
+            return 0;
+        }
+
+        if (rc < 0) {
+            if (rc == AVERROR(ENOMEM)) {
+                return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                            "out of memory");
+            }
+
+            if (++ctx->bad_packets > AUDEX_BAD_PACKETS_MAX) {
+                return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                           "corrupt input: %d audio frames could not be "
+                           "decoded (%s)", ctx->bad_packets,
+                           audex_av_err(rc, e, sizeof(e)));
+            }
+
+            continue;
+        }
+
+        rc = audex_transcode_frame(ctx, ctx->frame);
+        av_frame_unref(ctx->frame);
+
+        if (rc != 0) {
+            return rc;
+        }
+    }
+}
+
+
+static int
+audex_transcode_frame(audex_transcode_t *ctx, AVFrame *frame)
+{
+    if (frame->nb_samples <= 0 || frame->sample_rate <= 0
+        || frame->ch_layout.nb_channels <= 0)
+    {
+        return 0;
+    }
+
+    if (ctx->enc == NULL && audex_transcode_open_output(ctx, frame) != 0) {
+        return -1;
+    }
+
+    /* streams may change rate or layout midway (TS, broadcast AC-3) */
+    if (frame->sample_rate != ctx->swr_rate
+        || frame->format != ctx->swr_format
+        || av_channel_layout_compare(&frame->ch_layout, &ctx->swr_layout)
+           != 0)
+    {
+        if (ctx->swr != NULL && audex_transcode_convert(ctx, NULL, 0) != 0) {
+            return -1;
+        }
+
+        if (audex_transcode_setup_swr(ctx, frame) != 0) {
+            return -1;
+        }
+    }
+
+    ctx->in_samples += frame->nb_samples;
+
+    return audex_transcode_convert(ctx,
+                                   (const uint8_t **) frame->extended_data,
+                                   frame->nb_samples);
+}
+
+
+static int
+audex_transcode_open_output(audex_transcode_t *ctx, AVFrame *frame)
+{
+    int   bitrate, quality;
+    char  e[160];
+
+    ctx->out_rate = audex_mp3_rate(frame->sample_rate);
+    ctx->out_channels = (frame->ch_layout.nb_channels == 1) ? 1 : 2;
+
+    quality = ctx->opts->quality;
+    bitrate = ctx->opts->bitrate;
+
+    if (quality < 0 && bitrate <= 0) {
+        bitrate = AUDEX_CONVERT_DEFAULT_BITRATE;
+    }
+
+    ctx->enc = audex_mp3_enc_create(ctx->out_rate, ctx->out_channels,
+                                    quality >= 0 ? 0 : bitrate, quality,
+                                    e, sizeof(e));
+    if (ctx->enc == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL, "%s", e);
+    }
+
+    ctx->res->sample_rate = ctx->out_rate;
+    ctx->res->channels = ctx->out_channels;
+    ctx->res->bitrate = audex_mp3_enc_bitrate(ctx->enc);
+    ctx->res->quality = quality;
+
+    if (ctx->out_rate != frame->sample_rate
+        || ctx->out_channels != frame->ch_layout.nb_channels)
+    {
+        audex_log(AUDEX_LOG_DEBUG, NULL, "%d Hz, %d channel(s) -> "
+                  "%d Hz, %d channel(s)", frame->sample_rate,
+                  frame->ch_layout.nb_channels, ctx->out_rate,
+                  ctx->out_channels);
+    }
+
+    return 0;
+}
+
+
+static int
+audex_transcode_setup_swr(audex_transcode_t *ctx, AVFrame *frame)
+{
+    int              rc;
+    char             e[AV_ERROR_MAX_STRING_SIZE];
+    AVChannelLayout  in, out;
+
+    swr_free(&ctx->swr);
+    av_channel_layout_uninit(&ctx->swr_layout);
+
+    /* av_channel_layout_copy() frees what its destination held */
+    memset(&in, 0, sizeof(AVChannelLayout));
+
+    /* a layout without channel positions gets the usual one */
+    if (frame->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC) {
+        av_channel_layout_default(&in, frame->ch_layout.nb_channels);
+
+    } else if (av_channel_layout_copy(&in, &frame->ch_layout) < 0) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "out of memory");
+    }
+
+    if (ctx->out_channels == 1) {
+        av_channel_layout_from_mask(&out, AV_CH_LAYOUT_MONO);
+
+    } else {
+        av_channel_layout_from_mask(&out, AV_CH_LAYOUT_STEREO);
+    }
+
+    rc = swr_alloc_set_opts2(&ctx->swr, &out, AV_SAMPLE_FMT_FLTP,
+                             ctx->out_rate, &in, frame->format,
+                             frame->sample_rate, 0, NULL);
+    av_channel_layout_uninit(&in);
+
+    if (rc >= 0) {
+        rc = swr_init(ctx->swr);
+    }
+
+    if (rc < 0) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_UNSUPPORTED,
+                   "cannot convert %d Hz, %d channel(s) %s audio: %s",
+                   frame->sample_rate, frame->ch_layout.nb_channels,
+                   av_get_sample_fmt_name(frame->format),
+                   audex_av_err(rc, e, sizeof(e)));
+    }
+
+    if (av_channel_layout_copy(&ctx->swr_layout, &frame->ch_layout) < 0) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "out of memory");
+    }
+
+    ctx->swr_rate = frame->sample_rate;
+    ctx->swr_format = frame->format;
+
+    return 0;
+}
+
+
+/* resamples nb input samples (in NULL: the resampler's tail) and encodes */
+
+static int
+audex_transcode_convert(audex_transcode_t *ctx, const uint8_t **in, int nb)
+{
+    int   n, need;
+    char  e[AV_ERROR_MAX_STRING_SIZE];
+
+    for ( ;; ) {
+        need = swr_get_out_samples(ctx->swr, nb);
+        if (need < 0) {
+            need = 0;
+        }
+
+        /* grows to the largest frame once, then stays */
+        if (need > ctx->pcm_size) {
+            av_freep(&ctx->pcm[0]);
+            ctx->pcm[1] = NULL;
+            ctx->pcm_size = 0;
+
+            if (av_samples_alloc(ctx->pcm, NULL, ctx->out_channels, need,
+                                 AV_SAMPLE_FMT_FLTP, 0) < 0)
+            {
+                return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                            "out of memory");
+            }
+
+            ctx->pcm_size = need;
+        }
+
+        n = swr_convert(ctx->swr, ctx->pcm, ctx->pcm_size, in, nb);
+        if (n < 0) {
+            return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                       "swr_convert: %s", audex_av_err(n, e, sizeof(e)));
+        }
+
+        if (n > 0) {
+            if (audex_mp3_enc_encode(ctx->enc, (const float *) ctx->pcm[0],
+                                     (const float *) ctx->pcm[1], n,
+                                     ctx->sink)
+                != 0)
+            {
+                return audex_transcode_io_failed(ctx, "writing the output");
+            }
+
+            ctx->out_samples += n;
+        }
+
+        /* draining: repeat until the resampler has nothing left */
+        if (in != NULL || n == 0) {
+            return 0;
+        }
+    }
+}
+
+
+static int
+audex_transcode_flush(audex_transcode_t *ctx)
+{
+    if (ctx->enc == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                   "corrupt input: the %s audio stream has no decodable "
+                   "audio (%d packets)", ctx->res->codec, ctx->packets);
+    }
+
+    if (audex_transcode_convert(ctx, NULL, 0) != 0) {
+        return -1;
+    }
+
+    if (audex_mp3_enc_flush(ctx->enc, ctx->sink) != 0
+        || audex_mp3_enc_write_tag(ctx->enc, ctx->sink, ctx->tag_offset) != 0)
+    {
+        return audex_transcode_io_failed(ctx, "writing the output");
+    }
+
+    ctx->res->duration = (double) ctx->out_samples / ctx->out_rate;
+
+    return 0;
+}
+
+
+static int
+audex_transcode_copy(audex_transcode_t *ctx, AVPacket *pkt)
+{
+    size_t    size;
+    uint8_t  *sd;
+
+    /* encoder delay from an MP4 edit list or the source's LAME tag */
+    sd = av_packet_get_side_data(pkt, AV_PKT_DATA_SKIP_SAMPLES, &size);
+    if (sd != NULL && size >= 8) {
+        audex_mp3copy_padding(ctx->copy, AV_RL32(sd), AV_RL32(sd + 4));
+    }
+
+    if (audex_mp3copy_feed(ctx->copy, pkt->data, pkt->size) != 0) {
+        return audex_transcode_io_failed(ctx, "writing the output");
+    }
+
+    return 0;
+}
+
+
+static int
+audex_transcode_copy_finish(audex_transcode_t *ctx)
+{
+    int                     rc;
+    audex_mp3copy_stats_t   st;
+
+    rc = audex_mp3copy_finish(ctx->copy, &st);
+
+    if (rc == -2) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                   "corrupt input: the MP3 audio stream has no valid "
+                   "frames (%d packets)", ctx->packets);
+    }
+
+    if (rc != 0) {
+        return audex_transcode_io_failed(ctx, "writing the output");
+    }
+
+    if (st.junk > 0) {
+        audex_log(AUDEX_LOG_INFO, NULL, "dropped %llu bytes between MP3 "
+                  "frames", (unsigned long long) st.junk);
+    }
+
+    ctx->in_samples = st.samples;
+    ctx->swr_rate = st.sample_rate;
+    ctx->res->sample_rate = st.sample_rate;
+    ctx->res->channels = st.channels;
+    ctx->res->bitrate = st.bitrate;
+    ctx->res->duration = (double) st.samples / st.sample_rate;
+
+    return 0;
+}
+
+
+/*
+ * A file cut short usually demuxes without an error: the demuxer simply
+ * meets the end of the input.  What gives it away is audio that stops
+ * well before the duration the container promised for the stream.
+ */
+
+static int
+audex_transcode_check_length(audex_transcode_t *ctx)
+{
+    double  got, slack;
+
+    if (ctx->expected <= 0 || ctx->swr_rate <= 0) {
+        return 0;
+    }
+
+    /* the last rate is fine: a rate change midway is rare and brief */
+    got = (double) ctx->in_samples / ctx->swr_rate;
+
+    slack = ctx->expected * 0.05;
+    if (slack < 1.0) {
+        slack = 1.0;
+    }
+
+    if (got + slack < ctx->expected) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                   "corrupt or truncated input: the audio stops at "
+                   "%.1f s of %.1f s%s", got, ctx->expected,
+                   ctx->short_packets ? ", the file ends inside a packet"
+                                      : "");
+    }
+
+    return 0;
+}
+
+
+static int
+audex_transcode_progress(audex_transcode_t *ctx, AVPacket *pkt)
+{
+    double   done;
+    int64_t  start, size;
+
+    if (ctx->opts->progress == NULL) {
+        return 0;
+    }
+
+    done = -1;
+
+    if (ctx->progress_span > 0 && pkt->pts != AV_NOPTS_VALUE) {
+        start = (ctx->st->start_time != AV_NOPTS_VALUE)
+                ? ctx->st->start_time : 0;
+        done = (pkt->pts - start) * av_q2d(ctx->st->time_base)
+               / ctx->progress_span;
+    }
+
+    if (done < 0) {
+        size = ctx->src->size(ctx->src);
+        if (size <= 0) {
+            return 0;
+        }
+
+        done = (double) avio_tell(ctx->fmt->pb) / size;
+    }
+
+    if (done > 1.0) {
+        done = 1.0;
+    }
+
+    if (ctx->opts->progress(ctx->opts->progress_data, done) != 0) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CANCELLED,
+                                    "cancelled");
+    }
+
+    return 0;
+}
+
+
+/* the cleanup ladder: everything in reverse order of creation */
+
+static void
+audex_transcode_cleanup(audex_transcode_t *ctx)
+{
+    audex_mp3copy_free(ctx->copy);
+    audex_mp3_enc_free(ctx->enc);
+    av_freep(&ctx->pcm[0]);
+    av_channel_layout_uninit(&ctx->swr_layout);
+    swr_free(&ctx->swr);
+    av_frame_free(&ctx->frame);
+    av_packet_free(&ctx->pkt);
+    avcodec_free_context(&ctx->dec);
+    avformat_close_input(&ctx->fmt);
+
+    if (ctx->avio) {
+        av_freep(&ctx->avio->buffer);
+        avio_context_free(&ctx->avio);
+    }
+}
+
+
+/* a failed source or sink: its status decides permanent or transient */
+
+static int
+audex_transcode_io_failed(audex_transcode_t *ctx, const char *what)
+{
+    audex_io_status_e  status;
+    const char        *msg;
+
+    if (ctx->src->status != AUDEX_IO_OK) {
+        status = ctx->src->status;
+        msg = ctx->src->error;
+
+    } else {
+        status = ctx->sink->status;
+        msg = ctx->sink->error;
+    }
+
+    switch (status) {
+
+    case AUDEX_IO_NOT_FOUND:
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_NOT_FOUND,
+                                    "input not found: %s", msg);
+
+    case AUDEX_IO_PERMANENT:
+        /* e.g. GridFS chunks missing: retrying will not bring them back */
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
+                                    "%s failed: %s", what, msg);
+
+    default:
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_IO,
+                                    "I/O error %s: %s", what,
+                                    msg[0] ? msg : "unknown");
+    }
+}
+
+
+static int
+audex_transcode_fail(audex_transcode_t *ctx, audex_convert_status_e status,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    /* the first failure is the cause; later ones are consequences */
+    if (ctx->err->status != AUDEX_CONVERT_OK) {
+        return -1;
+    }
+
+    va_start(args, fmt);
+    vsnprintf(ctx->err->message, sizeof(ctx->err->message), fmt, args);
+    va_end(args);
+
+    ctx->err->status = status;
+
+    return -1;
+}
+
+
+static int
+audex_avio_read(void *opaque, uint8_t *buf, int size)
+{
+    ssize_t          n;
+    audex_source_t  *src = opaque;
+
+    n = src->read(src, buf, size);
+
+    if (n < 0) {
+        return AVERROR(EIO);
+    }
+
+    return (n == 0) ? AVERROR_EOF : (int) n;
+}
+
+
+static int64_t
+audex_avio_seek(void *opaque, int64_t offset, int whence)
+{
+    int64_t          rc;
+    audex_source_t  *src = opaque;
+
+    whence &= ~AVSEEK_FORCE;
+
+    rc = src->seek(src, offset, whence);
+
+    if (rc < 0) {
+        return (whence == AVSEEK_SIZE) ? AVERROR(ENOSYS) : AVERROR(EIO);
+    }
+
+    return rc;
+}
+
+
+static int
+audex_avio_refuse(AVFormatContext *s, AVIOContext **pb, const char *url,
+    int flags, AVDictionary **options)
+{
+    audex_log(AUDEX_LOG_WARN, NULL, "input refers to \"%s\": not opened",
+              url);
+
+    return AVERROR(EPERM);
+}
+
+
+static void
+audex_av_log(void *avcl, int level, const char *fmt, va_list args)
+{
+    char    line[1024];
+    size_t  n;
+
+    if (level > av_log_get_level()) {
+        return;
+    }
+
+    av_log_format_line2(avcl, level, fmt, args, line, sizeof(line),
+                        &audex_av_log_prefix);
+
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+        line[--n] = '\0';
+    }
+
+    if (n == 0) {
+        return;
+    }
+
+    /* a damaged file can produce thousands of identical complaints */
+    if (++audex_av_log_count > AUDEX_AV_LOG_MAX) {
+        if (audex_av_log_count == AUDEX_AV_LOG_MAX + 1) {
+            audex_log(AUDEX_LOG_WARN, NULL,
+                      "ffmpeg: further messages suppressed");
+        }
+
+        return;
+    }
+
+    audex_log(level <= AV_LOG_ERROR ? AUDEX_LOG_WARN : AUDEX_LOG_DEBUG,
+              NULL, "ffmpeg: %s", line);
+}
+
+
+static const char *
+audex_av_err(int rc, char *buf, size_t len)
+{
+    av_strerror(rc, buf, len);
+
+    return buf;
+}
