@@ -11,6 +11,9 @@
 #   AUDEX_LINK_SECRET_FILE download-link key (likewise)
 #   AUDEX_REDIS_PORT       port of the Redis we start (6390)
 #   AUDEX_MONGO_PORT       port of the FerretDB we start (27017)
+#   AUDEX_SMTP_PORT        port of the SMTP sink we start (2525), unless
+#                          SMTP_URL names a server to use
+#   AUDEX_CONVERTER_METRICS_PORT, AUDEX_NOTIFIER_METRICS_PORT (9100, 9101)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +22,9 @@ build=${AUDEX_BUILD_DIR:-$top/build}
 port=${AUDEX_PORT:-8080}
 redis_port=${AUDEX_REDIS_PORT:-6390}
 mongo_port=${AUDEX_MONGO_PORT:-27017}
+smtp_port=${AUDEX_SMTP_PORT:-2525}
+converter_metrics=${AUDEX_CONVERTER_METRICS_PORT:-9100}
+notifier_metrics=${AUDEX_NOTIFIER_METRICS_PORT:-9101}
 nginx_bin=${AUDEX_NGINX:-/usr/sbin/nginx}
 
 log() { printf 'audex: %s\n' "$*" >&2; }
@@ -110,22 +116,23 @@ secret_file() {
 # conf/nginx.conf.example, with this run's paths, ports and backends
 nginx_conf() {
     local secret=$1 link=$2
-    sed -E \
-        -e "s#^(load_module ).*#\\1$build/ngx_http_audex_module.so;#" \
-        -e "s#^(pid ).*#\\1$run/nginx.pid;#" \
-        -e "s#^(error_log ).*#\\1$run/logs/error.log info;#" \
-        -e "s#^([[:space:]]*access_log ).*#\\1$run/logs/access.log;#" \
-        -e "s#^([[:space:]]*listen ).*#\\1127.0.0.1:$port;#" \
-        -e "s#^([[:space:]]*audex_mongodb_uri ).*#\\1$(mongodb_uri);#" \
-        -e "s#^([[:space:]]*audex_redis_url ).*#\\1$(redis_url);#" \
-        -e "s#^([[:space:]]*audex_jwt_key HS256 ).*#\\1$secret;#" \
-        -e "s#^([[:space:]]*audex_link_secret ).*#\\1$link;#" \
-        -e "s#^([[:space:]]*(client_body|proxy|fastcgi|uwsgi|scgi)_temp_path ).*#\\1$run/nginx/tmp/\\2;#" \
-        -e "s#/usr/share/audex/html#$top/html#g" \
-        -e "s#/usr/share/audex/docs/#$top/docs/#" \
-        -e "s#/usr/share/audex/swagger-ui/#$build/web/node_modules/swagger-ui-dist/#" \
+    "$top/docker/nginx-conf.sh" \
+        --module "$build/ngx_http_audex_module.so" \
+        --pid "$run/nginx.pid" \
+        --error-log "$run/logs/error.log" \
+        --access-log "$run/logs/access.log" \
+        --listen "127.0.0.1:$port" \
+        --mongodb-uri "$(mongodb_uri)" \
+        --redis-url "$(redis_url)" \
+        --jwt-key "$secret" \
+        --link-secret "$link" \
+        --temp-dir "$run/nginx/tmp" \
+        --path "/usr/share/audex/html=$top/html" \
+        --path "/usr/share/audex/docs/=$top/docs/" \
+        --path "/usr/share/audex/swagger-ui/=$build/web/node_modules/swagger-ui-dist/" \
         "$top/conf/nginx.conf.example" > "$run/nginx/nginx.conf"
 }
+
 
 start_nginx() {
     if alive "$run/nginx.pid"; then
@@ -137,17 +144,34 @@ start_nginx() {
     "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf"
 }
 
+# start_worker NAME [VAR=value ...] -- ARGS: build/bin/audex-NAME ARGS
 start_worker() {
-    local name=$1; shift
-    local bin=$build/bin/audex-$name
+    local name=$1 bin=$build/bin/audex-$1 env=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do env+=("$1"); shift; done
+    shift
     [ -x "$bin" ] || return 0
     if alive "$run/$name.pid"; then
         log "audex-$name already running"
         return 0
     fi
-    MONGODB_URI=$(mongodb_uri) REDIS_URL=$(redis_url) \
+    env MONGODB_URI="$(mongodb_uri)" REDIS_URL="$(redis_url)" "${env[@]}" \
         setsid "$bin" "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
     echo $! > "$run/$name.pid"
+}
+
+# an SMTP server on loopback that keeps every mail in run/mail (Maildir)
+start_smtp() {
+    [ -n "${SMTP_URL:-}" ] && return 0
+    if alive "$run/smtp.pid"; then
+        log "SMTP sink already running"
+        return 0
+    fi
+    mkdir -p "$run/mail"
+    setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" \
+        -c aiosmtpd.handlers.Mailbox "$run/mail" \
+        </dev/null >>"$run/logs/smtp.log" 2>&1 &
+    echo $! > "$run/smtp.pid"
 }
 
 wait_healthy() {
@@ -175,13 +199,18 @@ start() {
     nginx_conf "$secret" "$link"
     start_nginx
     wait_healthy
-    start_worker converter run
-    start_worker notifier run
+    start_worker converter METRICS_PORT="$converter_metrics" -- run
+    start_smtp
+    start_worker notifier LINK_SECRET_FILE="$link" \
+        PUBLIC_URL="http://127.0.0.1:$port" \
+        SMTP_URL="${SMTP_URL:-smtp://127.0.0.1:$smtp_port}" \
+        NOTIFIER_METRICS_PORT="$notifier_metrics" -- run
 
     cat <<MSG
-audex is up: http://127.0.0.1:$port/  (health: /healthz)
+audex is up: http://127.0.0.1:$port/  (health: /healthz, API: /docs)
   logs:   $run/logs/
   data:   $run/
+  mail:   $run/mail/new/ (what the notifier sent)
   stop:   make stop
 MSG
 }
@@ -191,6 +220,7 @@ stop() {
     for w in notifier converter; do
         stop_one "audex-$w" "$run/$w.pid"
     done
+    stop_one "SMTP sink" "$run/smtp.pid"
     stop_one nginx "$run/nginx.pid" QUIT
     stop_one FerretDB "$run/ferretdb.pid"
     stop_one redis-server "$run/redis.pid"
@@ -198,7 +228,7 @@ stop() {
 
 status() {
     local f
-    for f in nginx redis ferretdb converter notifier; do
+    for f in nginx redis ferretdb converter notifier smtp; do
         if alive "$run/$f.pid"; then
             echo "$f: running (pid $(cat "$run/$f.pid"))"
         else

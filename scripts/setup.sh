@@ -22,7 +22,7 @@ packages=(
     libcmocka-dev clang perl libtest-base-perl
     ffmpeg mp3val prometheus
     python3 python3-pymongo python3-gridfs python3-jwt python3-jsonschema
-    python3-yaml chromium fonts-dejavu-core
+    python3-yaml python3-aiosmtpd openssl chromium fonts-dejavu-core
 )
 
 log() { printf 'audex setup: %s\n' "$*" >&2; }

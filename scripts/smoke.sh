@@ -15,7 +15,10 @@ export AUDEX_RUN_DIR=$top/build/smoke
 export AUDEX_PORT=$(free_port)
 export AUDEX_REDIS_PORT=$(free_port)
 export AUDEX_MONGO_PORT=$(free_port)
-unset MONGODB_URI REDIS_URL AUDEX_JWT_SECRET_FILE
+export AUDEX_SMTP_PORT=$(free_port)
+export AUDEX_CONVERTER_METRICS_PORT=$(free_port)
+export AUDEX_NOTIFIER_METRICS_PORT=$(free_port)
+unset MONGODB_URI REDIS_URL AUDEX_JWT_SECRET_FILE SMTP_URL
 
 rm -rf "$AUDEX_RUN_DIR"
 trap 'make -s stop >/dev/null 2>&1 || true' EXIT
@@ -35,6 +38,14 @@ pass "make run prints the URL"
 body=$(curl -s "http://127.0.0.1:$AUDEX_PORT/healthz")
 [ "$body" = '{"mongo":"ok","redis":"ok"}' ] || fail "healthz: $body"
 pass "healthz: both backends ok"
+
+sleep 1
+for w in converter notifier smtp; do
+    p=$(cat "$AUDEX_RUN_DIR/$w.pid" 2>/dev/null) \
+        && [ -r /proc/$p/stat ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$p/stat \
+        || { tail -n 5 "$AUDEX_RUN_DIR/logs/$w.log"; fail "$w runs"; }
+done
+pass "the converter, the notifier and the SMTP sink run"
 
 [ "$(stat -c %a "$AUDEX_RUN_DIR/jwt.secret")" = 600 ] \
     || fail "generated JWT secret is mode 0600"

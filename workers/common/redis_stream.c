@@ -34,8 +34,6 @@ struct audex_redis_s {
 };
 
 
-static redisReply *audex_redis_cmd(audex_redis_t *r, int argc,
-    const char **argv);
 static int audex_stream_entry_parse(audex_redis_t *r, redisReply *item,
     audex_stream_entry_t *e);
 static char *audex_strndup(const char *s, size_t n);
@@ -214,7 +212,7 @@ audex_redis_free(audex_redis_t *r)
  * connection, an error reply (NOGROUP, WRONGTYPE, ...) keeps it.
  */
 
-static redisReply *
+redisReply *
 audex_redis_cmd(audex_redis_t *r, int argc, const char **argv)
 {
     redisReply  *reply;

@@ -18,6 +18,8 @@
 
 #include <stddef.h>
 
+#include <hiredis/hiredis.h>
+
 
 #define AUDEX_STREAM_FIELDS_MAX  32
 
@@ -44,6 +46,13 @@ int audex_redis_connected(audex_redis_t *r);
 const char *audex_redis_error(audex_redis_t *r);
 
 void audex_redis_free(audex_redis_t *r);
+
+/*
+ * Any command, on a connected handle: the reply (the caller frees it), or
+ * NULL with audex_redis_error() set; a connection error also drops the
+ * connection, an error reply keeps it.
+ */
+redisReply *audex_redis_cmd(audex_redis_t *r, int argc, const char **argv);
 
 
 /* XGROUP CREATE stream group $ MKSTREAM; an existing group is fine */
