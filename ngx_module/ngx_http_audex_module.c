@@ -157,6 +157,20 @@ static ngx_command_t  ngx_http_audex_commands[] = {
       0,
       NULL },
 
+    { ngx_string("audex_upload"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_upload,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("audex_upload_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_audex_loc_conf_t, upload_max_size),
+      NULL },
+
     { ngx_string("audex_healthz"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_audex_health,
@@ -301,8 +315,15 @@ ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     alcf->upload = 0;
+     */
+
     alcf->auth = NGX_CONF_UNSET_UINT;
     alcf->handler_id = NGX_CONF_UNSET_UINT;
+    alcf->upload_max_size = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -318,6 +339,8 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_uint_value(conf->auth, prev->auth,
                               NGX_HTTP_AUDEX_AUTH_OFF);
+    ngx_conf_merge_off_value(conf->upload_max_size, prev->upload_max_size,
+                             (off_t) 2 * 1024 * 1024 * 1024);
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
 
@@ -325,6 +348,10 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "audex_auth needs audex_jwt_key at http level");
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->upload) {
+        return ngx_http_audex_upload_merge(cf, conf);
     }
 
     return NGX_CONF_OK;

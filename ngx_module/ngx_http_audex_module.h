@@ -28,6 +28,9 @@
 
 #define NGX_HTTP_AUDEX_ERRLEN  256
 
+/* the GridFS chunk size: 255 KiB, the drivers' default */
+#define NGX_HTTP_AUDEX_GRIDFS_CHUNK  261120
+
 
 typedef struct {
     ngx_str_t                  mongodb_uri;
@@ -87,6 +90,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                 auth;
     ngx_uint_t                 handler_id;      /* NGX_HTTP_AUDEX_H_* */
+    off_t                      upload_max_size;
+    ngx_flag_t                 upload;          /* audex_upload here */
 } ngx_http_audex_loc_conf_t;
 
 
@@ -97,6 +102,32 @@ typedef struct {
     ngx_str_t                  email;
     ngx_uint_t                 admin;
 } ngx_http_audex_user_t;
+
+
+/* a GridFS file being written, in the thread that writes it */
+typedef struct {
+    bson_oid_t                 id;
+    int32_t                    n;               /* chunks stored */
+    int64_t                    length;          /* bytes in them */
+    const char                *filename;       /* UTF-8 */
+    const char                *content_type;
+    const char                *format;         /* the sniffed container */
+    const char                *owner_id;
+    const char                *owner_email;
+    char                       sha256[65];      /* hex */
+} ngx_http_audex_gridfs_file_t;
+
+
+/* a conversion job, as stored in "jobs" and sent on the jobs stream */
+typedef struct {
+    char                       id[25];          /* 24 hex digits */
+    char                       video_fid[25];
+    const char                *owner_id;
+    const char                *owner_email;
+    const char                *filename;
+    const char                *option;          /* "bitrate", "quality" */
+    ngx_uint_t                 value;
+} ngx_http_audex_job_t;
 
 
 /* the module's context of a (main) request */
@@ -187,6 +218,30 @@ char *ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_audex_metrics_init(ngx_conf_t *cf);
 char *ngx_http_audex_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_audex_metrics_add(ngx_uint_t counter, off_t n);
+
+/* ngx_http_audex_upload.c */
+char *ngx_http_audex_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_audex_upload_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf);
+
+/* ngx_http_audex_gridfs.c: pool threads only */
+ngx_int_t ngx_http_audex_gridfs_indexes(mongoc_client_t *client,
+    const char *db, char *err);
+ngx_int_t ngx_http_audex_gridfs_put_chunk(mongoc_client_t *client,
+    const char *db, ngx_http_audex_gridfs_file_t *file, const u_char *data,
+    size_t len, char *err);
+ngx_int_t ngx_http_audex_gridfs_put_file(mongoc_client_t *client,
+    const char *db, ngx_http_audex_gridfs_file_t *file, char *err);
+ngx_int_t ngx_http_audex_gridfs_remove(mongoc_client_t *client,
+    const char *db, ngx_http_audex_gridfs_file_t *file, char *err);
+
+/* ngx_http_audex_queue.c: pool threads only */
+ngx_int_t ngx_http_audex_queue_insert(mongoc_client_t *client,
+    const char *db, ngx_http_audex_job_t *job, char *err);
+ngx_int_t ngx_http_audex_queue_remove(mongoc_client_t *client,
+    const char *db, ngx_http_audex_job_t *job, char *err);
+ngx_int_t ngx_http_audex_queue_publish(ngx_http_audex_main_conf_t *amcf,
+    ngx_http_audex_job_t *job, char *err);
 
 /* ngx_http_audex_health.c */
 char *ngx_http_audex_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -1,0 +1,136 @@
+/*
+ * Conversion jobs: the document in "jobs" that GET /jobs/<id> reads and
+ * the workers update, and the entry on the Redis stream the converters
+ * consume (audex_jobs_stream, default "video").
+ *
+ * The document is written first: a converter that takes the entry at
+ * once must find its job.  An entry that cannot be sent leaves a job no
+ * worker will ever run, so the caller then removes the document.
+ *
+ * Everything here runs in a pool thread.
+ */
+
+
+#include "ngx_http_audex_module.h"
+
+
+static void ngx_http_audex_queue_error(char *err, const char *what,
+    const char *message);
+
+
+ngx_int_t
+ngx_http_audex_queue_insert(mongoc_client_t *client, const char *db,
+    ngx_http_audex_job_t *job, char *err)
+{
+    bson_t               *doc;
+    int64_t               now;
+    ngx_int_t             rc;
+    bson_oid_t            fid;
+    bson_error_t          error;
+    struct timeval        tv;
+    mongoc_collection_t  *jobs;
+
+    ngx_gettimeofday(&tv);
+    now = (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+
+    bson_oid_init_from_string(&fid, job->video_fid);
+
+    doc = BCON_NEW("_id", BCON_UTF8(job->id),
+                   "state", BCON_UTF8("queued"),
+                   "progress", BCON_INT32(0),
+                   "video_fid", BCON_OID(&fid),
+                   "mp3_fid", BCON_NULL,
+                   "error", BCON_NULL,
+                   "owner_id", BCON_UTF8(job->owner_id),
+                   "owner_email", BCON_UTF8(job->owner_email),
+                   "filename", BCON_UTF8(job->filename),
+                   job->option, BCON_INT32((int32_t) job->value),
+                   "created_at", BCON_DATE_TIME(now),
+                   "updated_at", BCON_DATE_TIME(now));
+
+    jobs = mongoc_client_get_collection(client, db, "jobs");
+    rc = NGX_OK;
+
+    if (!mongoc_collection_insert_one(jobs, doc, NULL, NULL, &error)) {
+        ngx_http_audex_queue_error(err, "storing the job", error.message);
+        rc = NGX_ERROR;
+    }
+
+    mongoc_collection_destroy(jobs);
+    bson_destroy(doc);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_audex_queue_remove(mongoc_client_t *client, const char *db,
+    ngx_http_audex_job_t *job, char *err)
+{
+    bson_t               *filter;
+    ngx_int_t             rc;
+    bson_error_t          error;
+    mongoc_collection_t  *jobs;
+
+    jobs = mongoc_client_get_collection(client, db, "jobs");
+    filter = BCON_NEW("_id", BCON_UTF8(job->id));
+    rc = NGX_OK;
+
+    if (!mongoc_collection_delete_one(jobs, filter, NULL, NULL, &error)) {
+        ngx_http_audex_queue_error(err, "removing the job", error.message);
+        rc = NGX_ERROR;
+    }
+
+    bson_destroy(filter);
+    mongoc_collection_destroy(jobs);
+
+    return rc;
+}
+
+
+/* XADD <stream> * job_id .. video_fid .. owner_id .. owner_email ..
+ *      filename .. bitrate|quality N */
+
+ngx_int_t
+ngx_http_audex_queue_publish(ngx_http_audex_main_conf_t *amcf,
+    ngx_http_audex_job_t *job, char *err)
+{
+    ngx_int_t    rc;
+    redisReply  *reply;
+
+    reply = ngx_http_audex_redis_command(amcf, err,
+                "XADD %s * job_id %s video_fid %s owner_id %s "
+                "owner_email %s filename %s %s %u",
+                (char *) amcf->jobs_stream.data, job->id, job->video_fid,
+                job->owner_id, job->owner_email, job->filename, job->option,
+                (unsigned) job->value);
+
+    if (reply == NULL) {
+        /* err says why */
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        ngx_http_audex_queue_error(err, "XADD",
+                                   reply->type == REDIS_REPLY_ERROR
+                                   ? reply->str : "unexpected reply");
+        rc = NGX_ERROR;
+    }
+
+    freeReplyObject(reply);
+
+    return rc;
+}
+
+
+static void
+ngx_http_audex_queue_error(char *err, const char *what, const char *message)
+{
+    u_char  *p;
+
+    p = ngx_snprintf((u_char *) err, NGX_HTTP_AUDEX_ERRLEN - 1, "%s: %s",
+                     what, message);
+    *p = '\0';
+}

@@ -1,0 +1,1497 @@
+/*
+ * POST /upload: a video streamed into GridFS, then a conversion job.
+ *
+ * The body is read unbuffered and parsed as it arrives, multipart or
+ * raw; the file's bytes collect in one GridFS chunk buffer, and a full
+ * chunk goes to a pool thread while reading stops: the client waits
+ * for MongoDB, so an upload costs one chunk of memory whatever its size,
+ * and nothing touches the disk.  The first bytes are sniffed before
+ * anything is stored.  At the end one more task writes the last chunk,
+ * the files document and the job, and sends the job to the converters.
+ *
+ * An upload that fails after storing chunks has them removed before the
+ * answer goes out, so a client that sees an error leaves nothing behind.
+ */
+
+
+#include "ngx_http_audex_module.h"
+
+#include <openssl/evp.h>
+
+#include "audex_multipart.h"
+#include "audex_sniff.h"
+#include "audex_upload_opts.h"
+
+
+/*
+ * The multipart parser may hand over a few bytes more than it was fed:
+ * those it held back as a possible delimiter.  Room for them past a
+ * full chunk means a slice of input never has to be split.
+ */
+#define NGX_HTTP_AUDEX_UPLOAD_SLACK      (AUDEX_MULTIPART_BOUNDARY_MAX + 64)
+
+/* longer than any valid option: a longer value is invalid either way */
+#define NGX_HTTP_AUDEX_UPLOAD_FIELD_MAX  1024
+#define NGX_HTTP_AUDEX_UPLOAD_NAME_MAX   64
+
+
+/* why an upload ends; made into a status in ngx_http_audex_upload_error */
+typedef enum {
+    NGX_HTTP_AUDEX_UPLOAD_OK = 0,
+    NGX_HTTP_AUDEX_UPLOAD_NO_USER,
+    NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE,
+    NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE,
+    NGX_HTTP_AUDEX_UPLOAD_FORMAT,
+    NGX_HTTP_AUDEX_UPLOAD_ONE_FILE,
+    NGX_HTTP_AUDEX_UPLOAD_MULTIPART,
+    NGX_HTTP_AUDEX_UPLOAD_OPTION,
+    NGX_HTTP_AUDEX_UPLOAD_BAD_BODY,
+    NGX_HTTP_AUDEX_UPLOAD_TIMEOUT,
+    NGX_HTTP_AUDEX_UPLOAD_CLOSED,
+    NGX_HTTP_AUDEX_UPLOAD_BUSY,
+    NGX_HTTP_AUDEX_UPLOAD_MONGO,
+    NGX_HTTP_AUDEX_UPLOAD_REDIS,
+    NGX_HTTP_AUDEX_UPLOAD_INTERNAL
+} ngx_http_audex_upload_rc_e;
+
+
+/* what a pool thread is asked to do */
+typedef enum {
+    NGX_HTTP_AUDEX_UPLOAD_CHUNK = 0,        /* store one full chunk */
+    NGX_HTTP_AUDEX_UPLOAD_COMMIT,           /* last chunk, files doc, job */
+    NGX_HTTP_AUDEX_UPLOAD_REMOVE            /* undo a failed upload */
+} ngx_http_audex_upload_op_e;
+
+
+typedef struct ngx_http_audex_upload_s  ngx_http_audex_upload_t;
+
+
+/* the task data, posted again for every chunk */
+typedef struct {
+    ngx_http_audex_upload_t       *upload;      /* event loop side only */
+    ngx_http_audex_main_conf_t    *amcf;
+    ngx_http_audex_upload_op_e     op;
+    const u_char                  *data;
+    size_t                         len;
+    ngx_http_audex_gridfs_file_t   file;
+    ngx_http_audex_job_t           job;
+    ngx_http_audex_upload_rc_e     rc;
+    ngx_uint_t                     undo_failed;
+    char                           err[NGX_HTTP_AUDEX_ERRLEN];
+    char                           undo_err[NGX_HTTP_AUDEX_ERRLEN];
+} ngx_http_audex_upload_task_t;
+
+
+struct ngx_http_audex_upload_s {
+    ngx_http_request_t            *request;
+    ngx_http_audex_upload_task_t  *task;
+    ngx_uint_t                     busy;        /* the task is in flight */
+
+    off_t                          max_size;    /* 0: no limit */
+    off_t                          received;    /* body bytes parsed */
+    ngx_chain_t                   *in;          /* body not parsed yet */
+
+    audex_multipart_t             *mp;          /* NULL: a raw body */
+    audex_upload_opts_t            opts;        /* query and form fields */
+    audex_upload_opts_t            named;       /* the file's own name */
+
+    ngx_uint_t                     files;       /* file parts seen */
+    unsigned                       in_file:1;
+    unsigned                       in_field:1;
+
+    size_t                         field_name_len;
+    size_t                         field_len;
+    u_char                         field_name[NGX_HTTP_AUDEX_UPLOAD_NAME_MAX];
+    u_char                         field[NGX_HTTP_AUDEX_UPLOAD_FIELD_MAX];
+
+    audex_sniff_type_t             type;
+    EVP_MD_CTX                    *sha256;
+
+    u_char                        *chunk;       /* the chunk being filled */
+    size_t                         fill;
+    off_t                          length;      /* file bytes seen */
+
+    ngx_http_audex_upload_rc_e     rc;
+    char                           why[NGX_HTTP_AUDEX_ERRLEN];
+};
+
+
+static ngx_int_t ngx_http_audex_upload_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_upload_start(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_content_type(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_disposition(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static int ngx_http_audex_upload_disposition_part(void *ctx,
+    const audex_multipart_part_t *part);
+static void ngx_http_audex_upload_sha256_cleanup(void *data);
+static ngx_http_audex_upload_t *ngx_http_audex_upload_get(
+    ngx_http_request_t *r);
+static void ngx_http_audex_upload_body(ngx_http_request_t *r);
+static void ngx_http_audex_upload_read(ngx_http_request_t *r);
+static void ngx_http_audex_upload_pump(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_parse(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static int ngx_http_audex_upload_part_begin(void *ctx,
+    const audex_multipart_part_t *part);
+static int ngx_http_audex_upload_part_data(void *ctx, const u_char *p,
+    size_t len);
+static int ngx_http_audex_upload_part_end(void *ctx);
+static int ngx_http_audex_upload_name(ngx_http_audex_upload_t *up,
+    const audex_multipart_part_t *part);
+static int ngx_http_audex_upload_data(ngx_http_audex_upload_t *up,
+    const u_char *p, size_t len);
+static int ngx_http_audex_upload_file_end(ngx_http_audex_upload_t *up);
+static void ngx_http_audex_upload_end(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_post(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up, ngx_http_audex_upload_op_e op, size_t len);
+static void ngx_http_audex_upload_work(void *data, ngx_log_t *log);
+static void ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
+    mongoc_client_t *client);
+static void ngx_http_audex_upload_done(ngx_http_request_t *r, void *data);
+static void ngx_http_audex_upload_fail(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_error(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_accepted(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+
+
+static audex_multipart_sink_t  ngx_http_audex_upload_sink = {
+    ngx_http_audex_upload_part_begin,
+    ngx_http_audex_upload_part_data,
+    ngx_http_audex_upload_part_end
+};
+
+
+char *
+ngx_http_audex_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_audex_loc_conf_t *alcf = conf;
+
+    if (alcf->upload) {
+        return "is duplicate";
+    }
+
+    alcf->upload = 1;
+
+    ngx_http_audex_set_handler(cf, ngx_http_audex_upload_handler,
+                               NGX_HTTP_AUDEX_H_UPLOAD);
+
+    return NGX_CONF_OK;
+}
+
+
+/* called when the location's configuration is merged */
+
+char *
+ngx_http_audex_upload_merge(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (alcf->auth == NGX_HTTP_AUDEX_AUTH_OFF) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "audex_upload needs \"audex_auth on\" in its "
+                           "location: uploads belong to a user");
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * audex_upload_max_size is the limit here: its 413 is JSON, and the
+     * upload is refused before the first byte is stored.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->client_max_body_size = 0;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_audex_upload_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_http_audex_user_t       *user;
+    ngx_http_audex_upload_t     *up;
+    ngx_http_audex_loc_conf_t   *alcf;
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_audex_method_not_allowed(r, "POST");
+    }
+
+    up = ngx_pcalloc(r->pool, sizeof(ngx_http_audex_upload_t));
+    if (up == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     up->busy = 0;
+     *     up->received = 0;
+     *     up->in = NULL;
+     *     up->mp = NULL;
+     *     up->files = 0;
+     *     up->fill = 0;
+     *     up->length = 0;
+     *     up->rc = NGX_HTTP_AUDEX_UPLOAD_OK;
+     */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_audex_module);
+
+    up->request = r;
+    up->max_size = alcf->upload_max_size;
+    up->type = AUDEX_SNIFF_NEED_MORE;
+    audex_upload_opts_init(&up->opts);
+    audex_upload_opts_init(&up->named);
+
+    if (r != r->main) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+        ngx_cpystrn((u_char *) up->why, (u_char *) "not in a subrequest",
+                    sizeof(up->why));
+        return ngx_http_audex_upload_error(r, up);
+    }
+
+    user = ngx_http_audex_auth_user(r);
+
+    if (user == NULL) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_NO_USER;
+        return ngx_http_audex_upload_error(r, up);
+    }
+
+    ngx_http_audex_get_ctx(r)->data = up;
+
+    rc = ngx_http_audex_upload_start(r, up);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? ngx_http_audex_upload_error(r, up) : rc;
+    }
+
+    r->request_body_no_buffering = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_audex_upload_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* nothing was stored yet: nginx found the body itself at fault */
+        up->rc = r->connection->read->timedout
+                 ? NGX_HTTP_AUDEX_UPLOAD_TIMEOUT
+                 : r->connection->error
+                   ? NGX_HTTP_AUDEX_UPLOAD_CLOSED
+                   : NGX_HTTP_AUDEX_UPLOAD_BAD_BODY;
+        return ngx_http_audex_upload_error(r, up);
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Everything that can be refused before the body is read.  Returns
+ * NGX_OK, NGX_ERROR with up->rc set, or an HTTP status.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_start(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_audex_upload_task_t  *task;
+
+    if (up->max_size && r->headers_in.content_length_n > up->max_size) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE;
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_audex_upload_content_type(r, up) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (r->args.len
+        && audex_upload_opts_parse_query(&up->opts, r->args.data,
+                                         r->args.len, up->why,
+                                         sizeof(up->why))
+           != AUDEX_UPLOAD_OPTS_OK)
+    {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_OPTION;
+        return NGX_ERROR;
+    }
+
+    if (up->mp == NULL && ngx_http_audex_upload_disposition(r, up) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    up->chunk = ngx_palloc(r->pool, NGX_HTTP_AUDEX_GRIDFS_CHUNK
+                                    + NGX_HTTP_AUDEX_UPLOAD_SLACK);
+    if (up->chunk == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    up->sha256 = EVP_MD_CTX_new();
+    if (up->sha256 == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_audex_upload_sha256_cleanup;
+    cln->data = up->sha256;
+
+    if (EVP_DigestInit_ex(up->sha256, EVP_sha256(), NULL) != 1) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* one task for the whole upload, posted again for every chunk */
+
+    task = ngx_http_audex_thread_alloc(r,
+                                       sizeof(ngx_http_audex_upload_task_t));
+    if (task == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(task, sizeof(ngx_http_audex_upload_task_t));
+
+    task->upload = up;
+    task->amcf = ngx_http_get_module_main_conf(r, ngx_http_audex_module);
+    bson_oid_init(&task->file.id, NULL);
+
+    up->task = task;
+
+    return NGX_OK;
+}
+
+
+/*
+ * multipart/form-data, or a raw body: application/octet-stream, or any
+ * video or audio type.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_content_type(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    u_char                *p, *mem;
+    size_t                 len, size, blen;
+    ngx_str_t             *ct;
+    ngx_uint_t             i;
+    const u_char          *boundary;
+    audex_multipart_rc_t   rc;
+
+    if (r->headers_in.content_type == NULL) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE;
+        ngx_cpystrn((u_char *) up->why, (u_char *) "none", sizeof(up->why));
+        return NGX_ERROR;
+    }
+
+    ct = &r->headers_in.content_type->value;
+
+    /* the media type alone, for comparing and for messages */
+
+    for (len = 0; len < ct->len; len++) {
+        if (ct->data[len] == ';' || ct->data[len] == ' ') {
+            break;
+        }
+    }
+
+    if (len > sizeof("multipart/") - 1
+        && ngx_strncasecmp(ct->data, (u_char *) "multipart/",
+                           sizeof("multipart/") - 1) == 0)
+    {
+        rc = audex_multipart_boundary(ct->data, ct->len, &boundary, &blen);
+
+        if (rc == AUDEX_MULTIPART_OK) {
+            size = audex_multipart_size(blen);
+
+            mem = ngx_palloc(r->pool, size);
+            if (mem == NULL) {
+                up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+                return NGX_ERROR;
+            }
+
+            up->mp = audex_multipart_init(mem, size, boundary, blen,
+                                          &ngx_http_audex_upload_sink, up);
+            if (up->mp == NULL) {
+                up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+                return NGX_ERROR;
+            }
+
+            return NGX_OK;
+        }
+
+        if (rc == AUDEX_MULTIPART_ERR_BOUNDARY) {
+            up->rc = NGX_HTTP_AUDEX_UPLOAD_MULTIPART;
+            ngx_cpystrn((u_char *) up->why,
+                        (u_char *) audex_multipart_strerror(rc),
+                        sizeof(up->why));
+            return NGX_ERROR;
+        }
+
+        /* multipart/mixed and the like */
+
+    } else if ((len == sizeof("application/octet-stream") - 1
+                && ngx_strncasecmp(ct->data,
+                                   (u_char *) "application/octet-stream",
+                                   len) == 0)
+               || (len > sizeof("video/") - 1
+                   && ngx_strncasecmp(ct->data, (u_char *) "video/",
+                                      sizeof("video/") - 1) == 0)
+               || (len > sizeof("audio/") - 1
+                   && ngx_strncasecmp(ct->data, (u_char *) "audio/",
+                                      sizeof("audio/") - 1) == 0))
+    {
+        return NGX_OK;
+    }
+
+    /* a client's words in a message: printable ASCII, cut short */
+
+    len = ngx_min(len, 64);
+    p = (u_char *) up->why;
+
+    for (i = 0; i < len; i++) {
+        *p++ = (ct->data[i] > 0x20 && ct->data[i] < 0x7f
+                && ct->data[i] != '"' && ct->data[i] != '\\')
+               ? ct->data[i] : '?';
+    }
+
+    *p = '\0';
+
+    up->rc = NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE;
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A raw body may name its file in a Content-Disposition header.  The
+ * multipart parser already reads such parameters (quoting, RFC 5987
+ * filename*): the header's parameters are handed to it as the head of
+ * a one-part body, behind a disposition of its own.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_disposition(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    u_char              *p, *params, *end, *buf, *mem;
+    size_t               len, size;
+    ngx_uint_t           i;
+    ngx_list_part_t     *part;
+    ngx_table_elt_t     *h;
+    audex_multipart_t   *mp;
+    audex_multipart_rc_t rc;
+    audex_multipart_sink_t  sink = {
+        ngx_http_audex_upload_disposition_part, NULL, NULL
+    };
+
+    static u_char  head[] = "--x\r\nContent-Disposition: form-data; "
+                            "name=\"file\"";
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Content-Disposition") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Disposition",
+                               h[i].key.len) == 0)
+        {
+            break;
+        }
+    }
+
+    end = h[i].value.data + h[i].value.len;
+    params = ngx_strlchr(h[i].value.data, end, ';');
+
+    if (params == NULL) {
+        return NGX_OK;
+    }
+
+    len = sizeof(head) - 1 + (end - params) + sizeof("\r\n\r\n") - 1;
+
+    buf = ngx_pnalloc(r->pool, len);
+    size = audex_multipart_size(1);
+    mem = ngx_palloc(r->pool, size);
+
+    if (buf == NULL || mem == NULL) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, head, sizeof(head) - 1);
+    p = ngx_cpymem(p, params, end - params);
+    p = ngx_cpymem(p, "\r\n\r\n", sizeof("\r\n\r\n") - 1);
+
+    mp = audex_multipart_init(mem, size, (u_char *) "x", 1, &sink, up);
+    if (mp == NULL) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+        return NGX_ERROR;
+    }
+
+    rc = audex_multipart_execute(mp, buf, p);
+
+    if (rc != AUDEX_MULTIPART_OK) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_OPTION;
+        ngx_cpystrn((u_char *) up->why,
+                    (u_char *) "malformed Content-Disposition header",
+                    sizeof(up->why));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_audex_upload_disposition_part(void *ctx,
+    const audex_multipart_part_t *part)
+{
+    return ngx_http_audex_upload_name(ctx, part);
+}
+
+
+static void
+ngx_http_audex_upload_sha256_cleanup(void *data)
+{
+    EVP_MD_CTX_free(data);
+}
+
+
+static ngx_http_audex_upload_t *
+ngx_http_audex_upload_get(ngx_http_request_t *r)
+{
+    return ngx_http_audex_get_ctx(r)->data;
+}
+
+
+/* ngx_http_read_client_request_body() calls this once, with what it has */
+
+static void
+ngx_http_audex_upload_body(ngx_http_request_t *r)
+{
+    r->read_event_handler = ngx_http_audex_upload_read;
+
+    ngx_http_audex_upload_pump(r, ngx_http_audex_upload_get(r));
+}
+
+
+static void
+ngx_http_audex_upload_read(ngx_http_request_t *r)
+{
+    ngx_http_audex_upload_t  *up;
+
+    up = ngx_http_audex_upload_get(r);
+
+    /*
+     * While a chunk is stored, what the client sends waits in the socket
+     * (backpressure); the task's completion resumes reading.  After a
+     * failure the request is being answered, not read.
+     */
+
+    if (up->busy || up->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
+        return;
+    }
+
+    ngx_http_audex_upload_pump(r, up);
+}
+
+
+/*
+ * Parses what nginx has read and reads more, until the socket is empty
+ * (the read event resumes), a full chunk goes to a thread (its
+ * completion resumes), the body ends, or the upload fails.
+ */
+
+static void
+ngx_http_audex_upload_pump(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
+{
+    ngx_int_t                 rc;
+    ngx_chain_t             **ll;
+    ngx_http_request_body_t  *rb;
+
+    rb = r->request_body;
+
+    for ( ;; ) {
+
+        /* nginx does not reuse these buffers until they are parsed */
+
+        if (rb->bufs) {
+            for (ll = &up->in; *ll; ll = &(*ll)->next) { /* void */ }
+
+            *ll = rb->bufs;
+            rb->bufs = NULL;
+        }
+
+        rc = ngx_http_audex_upload_parse(r, up);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_http_audex_upload_fail(r, up);
+            return;
+        }
+
+        if (!r->reading_body) {
+            ngx_http_audex_upload_end(r, up);
+            return;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            up->rc = (rc == NGX_HTTP_REQUEST_TIME_OUT)
+                     ? NGX_HTTP_AUDEX_UPLOAD_TIMEOUT
+                     : r->connection->error
+                       ? NGX_HTTP_AUDEX_UPLOAD_CLOSED
+                       : (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
+                         ? NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE
+                         : NGX_HTTP_AUDEX_UPLOAD_BAD_BODY;
+
+            ngx_http_audex_upload_fail(r, up);
+            return;
+        }
+
+        if (rb->bufs == NULL && rc == NGX_AGAIN) {
+            return;
+        }
+    }
+}
+
+
+/*
+ * Feeds up->in to the parser, never more at once than fits in the chunk
+ * buffer.  Returns NGX_OK when all of it is parsed, NGX_AGAIN when a
+ * full chunk went to a thread, NGX_ERROR with up->rc set.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_parse(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    size_t                 n;
+    ngx_buf_t             *b;
+    ngx_chain_t           *cl;
+    audex_multipart_rc_t   rc;
+
+    while (up->in) {
+        cl = up->in;
+        b = cl->buf;
+
+        while (b->pos < b->last) {
+
+            if (up->fill >= NGX_HTTP_AUDEX_GRIDFS_CHUNK) {
+                return ngx_http_audex_upload_post(r, up,
+                                                  NGX_HTTP_AUDEX_UPLOAD_CHUNK,
+                                                  NGX_HTTP_AUDEX_GRIDFS_CHUNK);
+            }
+
+            n = b->last - b->pos;
+
+            /* once the file part is over, no byte can reach the chunk */
+
+            if (up->mp == NULL || up->in_file || up->files == 0) {
+                n = ngx_min(n, NGX_HTTP_AUDEX_GRIDFS_CHUNK - up->fill);
+            }
+
+            if (up->max_size && up->received + (off_t) n > up->max_size) {
+                up->rc = NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE;
+                return NGX_ERROR;
+            }
+
+            up->received += n;
+
+            if (up->mp) {
+                rc = audex_multipart_execute(up->mp, b->pos, b->pos + n);
+
+                if (rc != AUDEX_MULTIPART_OK && rc != AUDEX_MULTIPART_DONE) {
+                    if (up->rc == NGX_HTTP_AUDEX_UPLOAD_OK) {
+                        up->rc = NGX_HTTP_AUDEX_UPLOAD_MULTIPART;
+                        ngx_cpystrn((u_char *) up->why,
+                                    (u_char *) audex_multipart_strerror(rc),
+                                    sizeof(up->why));
+                    }
+
+                    return NGX_ERROR;
+                }
+
+            } else if (ngx_http_audex_upload_data(up, b->pos, n) != 0) {
+                return NGX_ERROR;
+            }
+
+            b->pos += n;
+        }
+
+        up->in = cl->next;
+        ngx_free_chain(r->pool, cl);
+    }
+
+    if (up->fill >= NGX_HTTP_AUDEX_GRIDFS_CHUNK) {
+        return ngx_http_audex_upload_post(r, up, NGX_HTTP_AUDEX_UPLOAD_CHUNK,
+                                          NGX_HTTP_AUDEX_GRIDFS_CHUNK);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The part holding the file: the one with a filename, or named "file".
+ * Other parts are form fields; bitrate, quality and filename are read,
+ * anything else a form may carry is ignored.
+ */
+
+static int
+ngx_http_audex_upload_part_begin(void *ctx, const audex_multipart_part_t *part)
+{
+    ngx_http_audex_upload_t *up = ctx;
+
+    if (part->filename
+        || (part->name_len == 4
+            && ngx_strncmp(part->name, "file", 4) == 0))
+    {
+        if (up->files++) {
+            up->rc = NGX_HTTP_AUDEX_UPLOAD_ONE_FILE;
+            return -1;
+        }
+
+        up->in_file = 1;
+
+        return ngx_http_audex_upload_name(up, part);
+    }
+
+    up->in_field = 1;
+    up->field_len = 0;
+
+    /* a longer name is no option's: cut, it stays unknown */
+    up->field_name_len = ngx_min(part->name_len,
+                                 NGX_HTTP_AUDEX_UPLOAD_NAME_MAX);
+    ngx_memcpy(up->field_name, part->name, up->field_name_len);
+
+    return 0;
+}
+
+
+static int
+ngx_http_audex_upload_part_data(void *ctx, const u_char *p, size_t len)
+{
+    ngx_http_audex_upload_t *up = ctx;
+
+    size_t  n;
+
+    if (up->in_file) {
+        return ngx_http_audex_upload_data(up, p, len);
+    }
+
+    if (up->in_field) {
+        /* a value cut here is longer than any valid one: still refused */
+        n = ngx_min(len, NGX_HTTP_AUDEX_UPLOAD_FIELD_MAX - up->field_len);
+        ngx_memcpy(up->field + up->field_len, p, n);
+        up->field_len += n;
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_audex_upload_part_end(void *ctx)
+{
+    ngx_http_audex_upload_t *up = ctx;
+
+    int  rc;
+
+    if (up->in_file) {
+        up->in_file = 0;
+        return ngx_http_audex_upload_file_end(up);
+    }
+
+    if (!up->in_field) {
+        return 0;
+    }
+
+    up->in_field = 0;
+
+    rc = audex_upload_opts_set(&up->opts, up->field_name, up->field_name_len,
+                               up->field, up->field_len, up->why,
+                               sizeof(up->why));
+
+    if (rc == AUDEX_UPLOAD_OPTS_ERROR) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_OPTION;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The name the client gave its file, made fit to store: the last path
+ * component (old browsers send "C:\dir\x.mp4"), Latin-1 turned into
+ * UTF-8, control characters replaced, cut to the allowed length at a
+ * character boundary.  A name that still does not fit is dropped: the
+ * file keeps a name of ours rather than failing.
+ */
+
+static int
+ngx_http_audex_upload_name(ngx_http_audex_upload_t *up,
+    const audex_multipart_part_t *part)
+{
+    u_char         *d, *cut;
+    size_t          n;
+    const u_char   *p, *q, *end;
+    u_char          buf[2 * AUDEX_UPLOAD_FILENAME_MAX + 2];
+
+    if (part->filename == NULL) {
+        return 0;
+    }
+
+    p = part->filename;
+    end = p + part->filename_len;
+
+    for (q = end; q > p; q--) {
+        if (q[-1] == '/' || q[-1] == '\\') {
+            break;
+        }
+    }
+
+    p = q;
+    d = buf;
+    cut = buf;
+
+    while (p < end) {
+
+        /* the length of the character at p */
+
+        n = 1;
+
+        if (part->filename_utf8 && *p >= 0xc0) {
+            n = (*p >= 0xf0) ? 4 : (*p >= 0xe0) ? 3 : 2;
+        }
+
+        if ((size_t) (d - buf) + ((*p >= 0x80 && !part->filename_utf8) ? 2 : n)
+            > AUDEX_UPLOAD_FILENAME_MAX)
+        {
+            break;
+        }
+
+        if (*p < 0x20 || *p == 0x7f) {
+            *d++ = '_';
+            p++;
+
+        } else if (*p >= 0x80 && !part->filename_utf8) {
+            *d++ = (u_char) (0xc0 | (*p >> 6));
+            *d++ = (u_char) (0x80 | (*p & 0x3f));
+            p++;
+
+        } else {
+            d = ngx_cpymem(d, p, n);
+            p += n;
+        }
+
+        cut = d;
+    }
+
+    if (cut == buf) {
+        return 0;
+    }
+
+    audex_upload_opts_init(&up->named);
+
+    (void) audex_upload_opts_set(&up->named, (u_char *) "filename",
+                                 sizeof("filename") - 1, buf, cut - buf,
+                                 NULL, 0);
+
+    return 0;
+}
+
+
+/* file bytes: into the chunk buffer and the digest; sniffed first */
+
+static int
+ngx_http_audex_upload_data(ngx_http_audex_upload_t *up, const u_char *p,
+    size_t len)
+{
+    if (up->fill + len
+        > NGX_HTTP_AUDEX_GRIDFS_CHUNK + NGX_HTTP_AUDEX_UPLOAD_SLACK)
+    {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+        ngx_cpystrn((u_char *) up->why, (u_char *) "chunk buffer overflow",
+                    sizeof(up->why));
+        return -1;
+    }
+
+    ngx_memcpy(up->chunk + up->fill, p, len);
+    up->fill += len;
+    up->length += len;
+
+    if (EVP_DigestUpdate(up->sha256, p, len) != 1) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+        ngx_cpystrn((u_char *) up->why, (u_char *) "SHA-256 failed",
+                    sizeof(up->why));
+        return -1;
+    }
+
+    /*
+     * The first chunk is still whole in the buffer: the sniffer decides
+     * with AUDEX_SNIFF_MAX bytes at most, far fewer than a chunk, so
+     * nothing is stored before it has.
+     */
+
+    if (up->type == AUDEX_SNIFF_NEED_MORE) {
+        up->type = audex_sniff(up->chunk, up->fill, 0);
+
+        if (up->type == AUDEX_SNIFF_UNKNOWN) {
+            up->rc = NGX_HTTP_AUDEX_UPLOAD_FORMAT;
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_audex_upload_file_end(ngx_http_audex_upload_t *up)
+{
+    if (up->type == AUDEX_SNIFF_NEED_MORE) {
+        up->type = audex_sniff(up->chunk, up->fill, 1);
+    }
+
+    if (up->type == AUDEX_SNIFF_UNKNOWN || up->type == AUDEX_SNIFF_NEED_MORE)
+    {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_FORMAT;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* the whole body is parsed: check it, then commit in a thread */
+
+static void
+ngx_http_audex_upload_end(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
+{
+    u_char                        *p;
+    bson_oid_t                     oid;
+    unsigned int                   dlen;
+    audex_multipart_rc_t           rc;
+    ngx_http_audex_user_t         *user;
+    ngx_http_audex_upload_task_t  *task;
+    u_char                         digest[EVP_MAX_MD_SIZE];
+
+    if (up->mp) {
+        rc = audex_multipart_finish(up->mp);
+
+        if (rc != AUDEX_MULTIPART_DONE) {
+            up->rc = NGX_HTTP_AUDEX_UPLOAD_MULTIPART;
+            ngx_cpystrn((u_char *) up->why,
+                        (u_char *) audex_multipart_strerror(rc),
+                        sizeof(up->why));
+            goto failed;
+        }
+
+        if (up->files != 1) {
+            up->rc = NGX_HTTP_AUDEX_UPLOAD_ONE_FILE;
+            goto failed;
+        }
+
+    } else if (ngx_http_audex_upload_file_end(up) != 0) {
+        goto failed;
+    }
+
+    if (EVP_DigestFinal_ex(up->sha256, digest, &dlen) != 1) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
+        ngx_cpystrn((u_char *) up->why, (u_char *) "SHA-256 failed",
+                    sizeof(up->why));
+        goto failed;
+    }
+
+    task = up->task;
+    user = ngx_http_audex_auth_user(r);
+
+    p = ngx_hex_dump((u_char *) task->file.sha256, digest, dlen);
+    *p = '\0';
+
+    task->file.filename = (char *) (up->opts.filename_len
+                                    ? up->opts.filename
+                                    : up->named.filename_len
+                                      ? up->named.filename
+                                      : (u_char *) "upload");
+    task->file.content_type = audex_sniff_mime(up->type);
+    task->file.format = audex_sniff_name(up->type);
+    task->file.owner_id = (char *) user->user_id.data;
+    task->file.owner_email = (char *) user->email.data;
+
+    bson_oid_init(&oid, NULL);
+    bson_oid_to_string(&oid, task->job.id);
+    bson_oid_to_string(&task->file.id, task->job.video_fid);
+
+    task->job.owner_id = task->file.owner_id;
+    task->job.owner_email = task->file.owner_email;
+    task->job.filename = task->file.filename;
+
+    if (up->opts.mode == AUDEX_UPLOAD_VBR) {
+        task->job.option = "quality";
+        task->job.value = up->opts.quality;
+
+    } else {
+        task->job.option = "bitrate";
+        task->job.value = up->opts.bitrate;
+    }
+
+    if (ngx_http_audex_upload_post(r, up, NGX_HTTP_AUDEX_UPLOAD_COMMIT,
+                                   up->fill)
+        == NGX_AGAIN)
+    {
+        return;
+    }
+
+failed:
+
+    ngx_http_audex_upload_fail(r, up);
+}
+
+
+/* Returns NGX_AGAIN once posted, NGX_ERROR with up->rc set. */
+
+static ngx_int_t
+ngx_http_audex_upload_post(ngx_http_request_t *r, ngx_http_audex_upload_t *up,
+    ngx_http_audex_upload_op_e op, size_t len)
+{
+    ngx_http_audex_upload_task_t  *task;
+
+    task = up->task;
+    task->op = op;
+    task->data = up->chunk;
+    task->len = len;
+
+    if (ngx_http_audex_thread_post(r, task, ngx_http_audex_upload_work,
+                                   ngx_http_audex_upload_done)
+        != NGX_OK)
+    {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_BUSY;
+        return NGX_ERROR;
+    }
+
+    up->busy = 1;
+
+    /* the client now waits for us: its body timeout must not run */
+
+    if (r->connection->read->timer_set) {
+        ngx_del_timer(r->connection->read);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "audex upload: task %d, chunk %D, %uz bytes",
+                   (int) op, task->file.n, len);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_audex_upload_work(void *data, ngx_log_t *log)
+{
+    ngx_http_audex_upload_task_t *task = data;
+
+    const char       *db;
+    mongoc_client_t  *client;
+
+    db = task->amcf->mongo_db;
+    task->rc = NGX_HTTP_AUDEX_UPLOAD_OK;
+    task->err[0] = '\0';
+
+    client = ngx_http_audex_mongo_pop(task->amcf);
+
+    switch (task->op) {
+
+    case NGX_HTTP_AUDEX_UPLOAD_CHUNK:
+        if ((task->file.n == 0
+             && ngx_http_audex_gridfs_indexes(client, db, task->err)
+                != NGX_OK)
+            || ngx_http_audex_gridfs_put_chunk(client, db, &task->file,
+                                               task->data, task->len,
+                                               task->err)
+               != NGX_OK)
+        {
+            task->rc = NGX_HTTP_AUDEX_UPLOAD_MONGO;
+        }
+
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_COMMIT:
+        ngx_http_audex_upload_commit(task, client);
+        break;
+
+    default: /* NGX_HTTP_AUDEX_UPLOAD_REMOVE */
+        if (ngx_http_audex_gridfs_remove(client, db, &task->file,
+                                         task->undo_err)
+            != NGX_OK)
+        {
+            task->undo_failed = 1;
+        }
+
+        break;
+    }
+
+    ngx_http_audex_mongo_push(task->amcf, client);
+}
+
+
+/*
+ * The last chunk, the files document, the job, the stream entry; when a
+ * step fails, what the steps before it wrote is removed.
+ */
+
+static void
+ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
+    mongoc_client_t *client)
+{
+    const char  *db;
+    char         undo[NGX_HTTP_AUDEX_ERRLEN];
+
+    db = task->amcf->mongo_db;
+
+    if (ngx_http_audex_gridfs_indexes(client, db, task->err) != NGX_OK
+        || (task->len
+            && ngx_http_audex_gridfs_put_chunk(client, db, &task->file,
+                                               task->data, task->len,
+                                               task->err)
+               != NGX_OK)
+        || ngx_http_audex_gridfs_put_file(client, db, &task->file, task->err)
+           != NGX_OK
+        || ngx_http_audex_queue_insert(client, db, &task->job, task->err)
+           != NGX_OK)
+    {
+        task->rc = NGX_HTTP_AUDEX_UPLOAD_MONGO;
+        goto undo_file;
+    }
+
+    if (ngx_http_audex_queue_publish(task->amcf, &task->job, task->err)
+        == NGX_OK)
+    {
+        return;
+    }
+
+    task->rc = NGX_HTTP_AUDEX_UPLOAD_REDIS;
+
+    if (ngx_http_audex_queue_remove(client, db, &task->job, task->undo_err)
+        != NGX_OK)
+    {
+        task->undo_failed = 1;
+    }
+
+undo_file:
+
+    if (ngx_http_audex_gridfs_remove(client, db, &task->file, undo)
+        != NGX_OK
+        && !task->undo_failed)
+    {
+        task->undo_failed = 1;
+        ngx_memcpy(task->undo_err, undo, NGX_HTTP_AUDEX_ERRLEN);
+    }
+}
+
+
+static void
+ngx_http_audex_upload_done(ngx_http_request_t *r, void *data)
+{
+    ngx_http_audex_upload_task_t *task = data;
+
+    ngx_http_audex_upload_t  *up;
+
+    up = task->upload;
+    up->busy = 0;
+
+    switch (task->op) {
+
+    case NGX_HTTP_AUDEX_UPLOAD_CHUNK:
+
+        if (task->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
+            up->rc = task->rc;
+            ngx_http_audex_upload_fail(r, up);
+            return;
+        }
+
+        /* what the parser handed over past the chunk starts the next */
+
+        up->fill -= NGX_HTTP_AUDEX_GRIDFS_CHUNK;
+        ngx_memmove(up->chunk, up->chunk + NGX_HTTP_AUDEX_GRIDFS_CHUNK,
+                    up->fill);
+
+        ngx_http_audex_upload_pump(r, up);
+        return;
+
+    case NGX_HTTP_AUDEX_UPLOAD_COMMIT:
+
+        if (task->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
+            /* the commit has undone its own work */
+            up->rc = task->rc;
+            ngx_http_finalize_request(r, ngx_http_audex_upload_error(r, up));
+            return;
+        }
+
+        ngx_http_finalize_request(r, ngx_http_audex_upload_accepted(r, up));
+        return;
+
+    default: /* NGX_HTTP_AUDEX_UPLOAD_REMOVE */
+        ngx_http_finalize_request(r, ngx_http_audex_upload_error(r, up));
+        return;
+    }
+}
+
+
+/* an upload that ends badly, with no task in flight: undo, then answer */
+
+static void
+ngx_http_audex_upload_fail(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
+{
+    ngx_http_audex_upload_rc_e  rc;
+
+    if (up->task->file.n > 0) {
+        rc = up->rc;
+
+        if (ngx_http_audex_upload_post(r, up, NGX_HTTP_AUDEX_UPLOAD_REMOVE, 0)
+            == NGX_AGAIN)
+        {
+            return;
+        }
+
+        /* the answer is about the upload, not about the undo */
+        up->rc = rc;
+        up->task->undo_failed = 1;
+        ngx_cpystrn((u_char *) up->task->undo_err,
+                    (u_char *) "the thread pool queue is full",
+                    NGX_HTTP_AUDEX_ERRLEN);
+    }
+
+    ngx_http_finalize_request(r, ngx_http_audex_upload_error(r, up));
+}
+
+
+/*
+ * The one place where a failed upload becomes an HTTP status: logs one
+ * line (client faults at info, backend failures at error), answers
+ * JSON, and returns what to finalize the request with.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
+{
+    u_char                        *p;
+    ngx_int_t                      rc;
+    ngx_str_t                      msg;
+    ngx_uint_t                     status, level;
+    const char                    *text, *detail;
+    ngx_http_audex_upload_task_t  *task;
+    u_char                         buf[NGX_HTTP_AUDEX_ERRLEN + 64];
+
+    task = up->task;
+    level = NGX_LOG_INFO;
+    detail = NULL;
+
+    switch (up->rc) {
+
+    case NGX_HTTP_AUDEX_UPLOAD_NO_USER:
+        status = NGX_HTTP_UNAUTHORIZED;
+        text = "token required";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE:
+        status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        text = "upload too large";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE:
+        status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
+        p = ngx_snprintf(buf, sizeof(buf) - 1, "unsupported media type: %s",
+                         up->why);
+        *p = '\0';
+        text = (char *) buf;
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_FORMAT:
+        status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
+        text = up->length ? "unsupported media type: not a known audio or "
+                            "video format"
+                          : "unsupported media type: empty file";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_ONE_FILE:
+        status = NGX_HTTP_BAD_REQUEST;
+        text = "exactly one file required";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_MULTIPART:
+    case NGX_HTTP_AUDEX_UPLOAD_OPTION:
+        status = NGX_HTTP_BAD_REQUEST;
+        text = up->why;
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_BAD_BODY:
+        status = NGX_HTTP_BAD_REQUEST;
+        text = "malformed request body";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_TIMEOUT:
+        status = NGX_HTTP_REQUEST_TIME_OUT;
+        text = "client timed out";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_CLOSED:
+        status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        text = "client closed the connection";
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_BUSY:
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        text = "server busy";
+        detail = "the thread pool queue is full";
+        level = NGX_LOG_ERR;
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_MONGO:
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        text = "database unavailable";
+        detail = task->err;
+        level = NGX_LOG_ERR;
+        break;
+
+    case NGX_HTTP_AUDEX_UPLOAD_REDIS:
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        text = "job queue unavailable";
+        detail = task->err;
+        level = NGX_LOG_ERR;
+        break;
+
+    default:
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        text = "internal error";
+        detail = up->why;
+        level = NGX_LOG_ALERT;
+        break;
+    }
+
+    if (task && task->undo_failed) {
+        level = ngx_min(level, NGX_LOG_ERR);
+    }
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "audex: upload failed: %s%s%s%s after %O bytes%s%s%s",
+                  text, detail ? " (" : "", detail ? detail : "",
+                  detail ? ")," : ",", up->received,
+                  (task && task->file.n) ? ", stored chunks " : "",
+                  (task && task->file.n)
+                  ? (task->undo_failed ? "NOT removed: " : "removed") : "",
+                  (task && task->undo_failed) ? task->undo_err : "");
+
+    if (status == NGX_HTTP_REQUEST_TIME_OUT
+        || status == NGX_HTTP_CLIENT_CLOSED_REQUEST)
+    {
+        /* no one to answer */
+        return status;
+    }
+
+    if (r->request_body == NULL) {
+        /* refused before reading: no 100 Continue, no keepalive */
+
+        if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            r->expect_tested = 1;
+            r->keepalive = 0;
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else {
+        /*
+         * Refused while reading: the rest of the body is not worth
+         * reading, and must not be taken for a next request.  Lingering
+         * lets the client read the answer before the connection closes.
+         */
+        r->keepalive = 0;
+        r->lingering_close = 1;
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        ngx_str_set(&msg, "Bearer realm=\"audex\"");
+
+        if (ngx_http_audex_add_header(r, "WWW-Authenticate", msg.data,
+                                      msg.len)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_audex_send_error(r, status, text);
+}
+
+
+/* 202 {"job_id":"...","video_fid":"...","status_url":"/jobs/..."} */
+
+static ngx_int_t
+ngx_http_audex_upload_accepted(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    u_char                        *body, *location, *p;
+    size_t                         len;
+    ngx_http_audex_upload_task_t  *task;
+
+    task = up->task;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "audex: upload of \"%s\" by %s stored as %s "
+                  "(%s, %O bytes), job %s queued",
+                  task->file.filename, task->file.owner_email,
+                  task->job.video_fid, task->file.format, up->length,
+                  task->job.id);
+
+    ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_UPLOAD_BYTES, up->length);
+    ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_UPLOAD_FILES, 1);
+
+    len = sizeof("{\"job_id\":\"\",\"video_fid\":\"\","
+                 "\"status_url\":\"/jobs/\"}\n") - 1 + 3 * 24;
+
+    body = ngx_pnalloc(r->pool, len);
+    location = ngx_pnalloc(r->pool, sizeof("/jobs/") - 1 + 24);
+
+    if (body == NULL || location == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(location, "/jobs/%s", task->job.id);
+
+    if (ngx_http_audex_add_header(r, "Location", location, p - location)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"job_id\":\"%s\",\"video_fid\":\"%s\","
+                    "\"status_url\":\"/jobs/%s\"}\n",
+                    task->job.id, task->job.video_fid, task->job.id);
+
+    return ngx_http_audex_send_json(r, NGX_HTTP_ACCEPTED, body, p - body);
+}
