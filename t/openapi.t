@@ -140,7 +140,7 @@ run_tests(setup => sub {
         ok(scalar @e, "the checker rejects $n") or diag("$op accepted it");
     }
 
-    $skip{upload} = Audex::Web::OpenAPI::directive_missing('audex_upload;');
+    $skip{upload} = Audex::Web::OpenAPI::directive_missing('audex_auth on; audex_upload;');
     $skip{metrics} = Audex::Web::OpenAPI::directive_missing('audex_metrics;');
 
     add_user('ann@example.com', 'pw-ann-1');
@@ -466,7 +466,7 @@ __DATA__
 
 === TEST 9: upload: too large
 --- http_config eval: $::http
---- config eval: $::loc . ($::skip{upload} ? '' : 'location = /upload { audex_auth on; audex_upload; client_max_body_size 1k; }')
+--- config eval: $::loc . ($::skip{upload} ? '' : 'location = /upload { audex_auth on; audex_upload; audex_upload_max_size 1k; }')
 --- request eval: $::skip{upload} ? ['POST /upload'] : [map { $_->{req} } @::upload_big]
 --- more_headers eval: $::skip{upload} ? [''] : [map { $_->{hdr} } @::upload_big]
 --- check: ::api_or_skip('upload', $::upload_big[$i], $res, $i)

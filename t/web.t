@@ -160,7 +160,7 @@ run_tests(setup => sub {
 
     add_user('web@example.com', 'pw-web-7');
 
-    $upload_missing = Audex::Web::OpenAPI::directive_missing('audex_upload;');
+    $upload_missing = Audex::Web::OpenAPI::directive_missing('audex_auth on; audex_upload;');
     return if $upload_missing;
 
     $video = make_media("$TOP/build/t/web", {
