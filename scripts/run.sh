@@ -167,7 +167,7 @@ start_smtp() {
         log "SMTP sink already running"
         return 0
     fi
-    mkdir -p "$run/mail"
+    mkdir -p "$run/mail/cur" "$run/mail/new" "$run/mail/tmp"
     setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" \
         -c aiosmtpd.handlers.Mailbox "$run/mail" \
         </dev/null >>"$run/logs/smtp.log" 2>&1 &

@@ -1,0 +1,94 @@
+# The README's tour, run as it stands against the whole system started
+# the way `make run` starts it (scripts/run.sh), on free ports: login,
+# upload, conversion, status, both downloads, the owner's email.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Audex::Backend qw(free_port);
+use Cwd qw(abs_path getcwd);
+use File::Path qw(remove_tree make_path);
+use Test::More;
+
+my $top = abs_path(getcwd());
+my $run = "$top/build/t/readme";
+
+remove_tree($run);
+make_path("$run/tour");
+
+open my $fh, '<', "$top/README.md" or die "README.md: $!";
+my $readme = do { local $/; <$fh> };
+close $fh;
+
+my ($block) = $readme =~ /<!-- t\/readme.t runs this block -->\n```sh\n(.*?)```/s
+    or BAIL_OUT('no block marked for t/readme.t in README.md');
+
+my %env = (
+    AUDEX_RUN_DIR                => $run,
+    AUDEX_PORT                   => free_port(),
+    AUDEX_REDIS_PORT             => free_port(),
+    AUDEX_MONGO_PORT             => free_port(),
+    AUDEX_SMTP_PORT              => free_port(),
+    AUDEX_CONVERTER_METRICS_PORT => free_port(),
+    AUDEX_NOTIFIER_METRICS_PORT  => free_port(),
+);
+local @ENV{keys %env} = values %env;
+delete local $ENV{$_} for qw(MONGODB_URI REDIS_URL SMTP_URL
+                             AUDEX_JWT_SECRET_FILE AUDEX_LINK_SECRET_FILE);
+
+END {
+    system("$top/scripts/run.sh", 'stop') if $run && -d $run;
+}
+
+my $out = `$top/scripts/run.sh start 2>&1`;
+is($?, 0, 'the system starts') or BAIL_OUT($out);
+
+# the block as printed, but on this run's ports and directories; the
+# tool's default MongoDB URI names this run's FerretDB
+(my $script = $block) =~ s/127\.0\.0\.1:8080/127.0.0.1:$env{AUDEX_PORT}/g;
+$script =~ s{\brun/mail/}{$run/mail/}g;
+$ENV{MONGODB_URI} = "mongodb://127.0.0.1:$env{AUDEX_MONGO_PORT}/audex";
+
+symlink("$top/build", "$run/tour/build") or die "symlink: $!";
+
+# the notifier may take a moment after "done": give the mail a few tries
+$script =~ s/^grep -l (.*)$/for i in \$(seq 30); do grep -l $1 2>\/dev\/null \&\& break; sleep 1; done/m;
+open my $sh, '>', "$run/tour/tour.sh" or die $!;
+print $sh "set -euo pipefail\n", $script;
+close $sh;
+
+$out = `cd $run/tour && bash tour.sh 2>&1`;
+is($?, 0, 'every command of the tour succeeds') or diag($out);
+
+like($out, qr/"job_id":"[0-9a-f]{24}","video_fid":"[0-9a-f]{24}","status_url":"\/jobs\/[0-9a-f]{24}"/,
+     'the upload answers with the job');
+like($out, qr/"state":"done","progress":100/, 'the job is done');
+
+my $mp3 = "$run/tour/clip.mp3";
+ok(-s $mp3, 'the MP3 was downloaded');
+open my $m, '<', $mp3 or die;
+read $m, my $magic, 3;
+close $m;
+is($magic, 'ID3', 'it starts with an ID3v2 tag');
+
+my $dur = `ffprobe -v error -show_entries format=duration -of csv=p=0 $mp3`;
+ok(abs($dur - 3) < 0.2, "its duration is the video's 3 s ($dur)");
+
+my @mail = glob("$run/mail/new/*");
+ok(@mail >= 1, 'the owner got an email');
+if (@mail) {
+    open my $mf, '<', $mail[0] or die;
+    my $mtext = do { local $/; <$mf> };
+    close $mf;
+    like($mtext, qr/^To: .*me\@example\.com/mi, 'addressed to the owner');
+    require MIME::QuotedPrint;
+    my ($body) = $mtext =~ /\r?\n\r?\n(.*)/s;
+    $body = MIME::QuotedPrint::decode_qp($body);
+    my ($link) = $body =~ m{(http://127\.0\.0\.1:$env{AUDEX_PORT}/download\?\S+)};
+    ok($link, 'with a download link') or diag($body);
+    my $via = `curl -s "$link" | cmp - $mp3 2>&1`;
+    is($?, 0, 'the emailed link downloads the same MP3') or diag($via);
+}
+
+done_testing();
