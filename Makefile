@@ -103,13 +103,19 @@ prove: all web
 smoke: all
 	@scripts/smoke.sh
 
-# workers and unit tests with AddressSanitizer and UBSan, into build/asan
+# workers and unit tests with AddressSanitizer and UBSan, into build/asan;
+# then the converter's media set through the sanitized converter (any
+# report makes the run fail: halt_on_error, exit codes checked)
 asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan CFLAGS="-g -O1" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer \
 	         -fno-sanitize-recover=all" workers unit
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=99 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	AUDEX_CONVERTER_BIN=$(BUILD)/asan/bin/audex-converter \
+	    prove t/converter_convert.t
 
-test: all style unit fuzz smoke prove
+test: all style unit fuzz asan smoke prove
 
 run: all web
 	@scripts/run.sh start

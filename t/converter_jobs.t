@@ -235,6 +235,36 @@ subtest 'SIGTERM releases a long job, the next consumer finishes it' => sub {
 };
 
 
+subtest 'kill -9 in the middle of a job: it still completes exactly once' => sub {
+    my $before = mp3_count();
+    my $c = converter();
+    add_job(job_id => 'j-killed', video_fid => $long_fid,
+            filename => 'killed.mka');
+
+    my $mid = wait_until(sub {
+        my $d = job('j-killed');
+        return $d && $d->{state} eq 'converting' && $d->{progress} > 0
+               && $d->{progress} < 100;
+    }, 60);
+    ok($mid, 'the job was mid-conversion');
+
+    kill 'KILL', $c->{pid};
+    waitpid($c->{pid}, 0);
+    $c->{status} = -9;
+
+    my $c2 = converter('--claim-idle-ms', 1000);
+    my $d = wait_state('j-killed', 'done', 180);
+    is($d->{state}, 'done', 'another consumer took it over and finished it')
+        or diag(log_of($c2));
+    is($d->{attempts}, 2, 'on its second delivery');
+    is(mp3_count(), $before + 1, 'exactly one MP3 for it');
+    is(scalar(grep { $_->{job_id} eq 'j-killed' && ($_->{state} // '') eq 'done' }
+              stream('mp3')), 1, 'announced once');
+    is(pending(), 0, 'acknowledged');
+    stop($c2);
+};
+
+
 subtest 'a job seen again after it was done is only announced again' => sub {
     my $before = mp3_count();
     my $announced = sub {
