@@ -158,6 +158,9 @@ static audex_job_result_e audex_job_succeeded(audex_job_t *job);
 static audex_job_result_e audex_job_failed(audex_job_t *job);
 static int audex_job_mongo_alive(audex_job_t *job);
 static int audex_job_describe(audex_job_t *job);
+static int audex_job_publish(audex_job_t *job, const char *stream, int n,
+    const char **keys, const char **values);
+static void audex_job_ack(audex_job_t *job);
 static audex_job_result_e audex_job_fail(audex_job_t *job,
     const char *code, const char *message);
 static audex_job_result_e audex_job_bury(audex_job_t *job,
@@ -945,13 +948,7 @@ audex_job_succeeded(audex_job_t *job)
         return AUDEX_JOB_RETRY;
     }
 
-    if (audex_stream_ack(job->w->redis, audex_job_conf.video_queue,
-                         audex_job_conf.group, job->entry.id)
-        != 0)
-    {
-        audex_log(AUDEX_LOG_WARN, NULL, "XACK: %s",
-                  audex_redis_error(job->w->redis));
-    }
+    audex_job_ack(job);
 
     audex_log(AUDEX_LOG_INFO, NULL, "done: mp3 %s \"%s\", %s %s, %.1f s, "
               "%llu -> %llu bytes in %.1f s", job->mp3_hex, job->mp3_name,
@@ -1056,6 +1053,37 @@ audex_job_mongo_alive(audex_job_t *job)
 }
 
 
+/* XADD, with a warning when it fails; 0 or -1 */
+
+static int
+audex_job_publish(audex_job_t *job, const char *stream, int n,
+    const char **keys, const char **values)
+{
+    if (audex_stream_add(job->w->redis, stream, n, keys, values) != 0) {
+        audex_log(AUDEX_LOG_WARN, NULL, "XADD %s: %s", stream,
+                  audex_redis_error(job->w->redis));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* XACK; a failure only costs a redelivery, which finds the job settled */
+
+static void
+audex_job_ack(audex_job_t *job)
+{
+    if (audex_stream_ack(job->w->redis, audex_job_conf.video_queue,
+                         audex_job_conf.group, job->entry.id)
+        != 0)
+    {
+        audex_log(AUDEX_LOG_WARN, NULL, "XACK: %s",
+                  audex_redis_error(job->w->redis));
+    }
+}
+
+
 /*
  * Marks the job failed, announces it on the MP3 stream (state=failed, so
  * the owner hears of it) and acknowledges the entry.
@@ -1090,24 +1118,15 @@ audex_job_fail(audex_job_t *job, const char *code, const char *message)
 
         /* not announced: the entry comes back and fails again, and the
          * notifier keys on the job, so the owner still hears once */
-        if (audex_stream_add(job->w->redis, audex_job_conf.mp3_queue, n,
-                             keys, values)
+        if (audex_job_publish(job, audex_job_conf.mp3_queue, n, keys,
+                              values)
             != 0)
         {
-            audex_log(AUDEX_LOG_WARN, NULL, "XADD %s: %s",
-                      audex_job_conf.mp3_queue,
-                      audex_redis_error(job->w->redis));
             return AUDEX_JOB_RETRY;
         }
     }
 
-    if (audex_stream_ack(job->w->redis, audex_job_conf.video_queue,
-                         audex_job_conf.group, job->entry.id)
-        != 0)
-    {
-        audex_log(AUDEX_LOG_WARN, NULL, "XACK: %s",
-                  audex_redis_error(job->w->redis));
-    }
+    audex_job_ack(job);
 
     return AUDEX_JOB_FAILED;
 }
@@ -1152,23 +1171,13 @@ audex_job_bury(audex_job_t *job, const char *message)
         return AUDEX_JOB_RETRY;
     }
 
-    if (audex_stream_add(job->w->redis, audex_job_conf.dead_queue, n, keys,
-                         values)
+    if (audex_job_publish(job, audex_job_conf.dead_queue, n, keys, values)
         != 0)
     {
-        audex_log(AUDEX_LOG_WARN, NULL, "XADD %s: %s",
-                  audex_job_conf.dead_queue,
-                  audex_redis_error(job->w->redis));
         return AUDEX_JOB_RETRY;
     }
 
-    if (audex_stream_ack(job->w->redis, audex_job_conf.video_queue,
-                         audex_job_conf.group, job->entry.id)
-        != 0)
-    {
-        audex_log(AUDEX_LOG_WARN, NULL, "XACK: %s",
-                  audex_redis_error(job->w->redis));
-    }
+    audex_job_ack(job);
 
     return AUDEX_JOB_DEAD;
 }
@@ -1314,13 +1323,9 @@ audex_job_announce(audex_job_t *job)
     keys[n] = "duration";     values[n++] = duration;
     keys[n] = "bytes";        values[n++] = bytes;
 
-    if (audex_stream_add(job->w->redis, audex_job_conf.mp3_queue, n, keys,
-                         values)
+    if (audex_job_publish(job, audex_job_conf.mp3_queue, n, keys, values)
         != 0)
     {
-        audex_log(AUDEX_LOG_WARN, NULL, "XADD %s: %s",
-                  audex_job_conf.mp3_queue,
-                  audex_redis_error(job->w->redis));
         return -1;
     }
 
