@@ -161,6 +161,10 @@ run_tests(setup => sub {
     add_user('web@example.com', 'pw-web-7');
 
     $upload_missing = Audex::Web::OpenAPI::directive_missing('audex_auth on; audex_upload;');
+
+    # uploads exist: if nginx -t refuses the directive the build is broken
+    ok(!$upload_missing, 'the module takes audex_upload')
+        or diag($upload_missing);
     return if $upload_missing;
 
     $video = make_media("$TOP/build/t/web", {
