@@ -1,6 +1,7 @@
 # audex: `make` builds, `make run` starts everything, `make test` tests.
 # Every target that needs packages installs what is missing first
-# (scripts/setup.sh), so a fresh Debian 12 machine needs nothing else.
+# (scripts/setup.sh); the README's "Prerequisites" says what a machine
+# needs beforehand, and `make fresh-check` proves it.
 
 SHELL        := /bin/bash
 BUILD        ?= build
@@ -37,7 +38,7 @@ FUZZ_SRCS    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all deps module workers unit style prove smoke fuzz asan test web \
-        run stop status clean
+        test-steps fresh-check run stop status clean
 
 all: deps module workers
 
@@ -115,7 +116,18 @@ asan: deps
 	AUDEX_CONVERTER_BIN=$(BUILD)/asan/bin/audex-converter \
 	    prove t/converter_convert.t
 
-test: all style unit fuzz asan smoke prove
+# everything, then a check that no test left a process running
+test:
+	@scripts/leftovers.sh mark $(BUILD)/test.mark
+	@$(MAKE) --no-print-directory test-steps
+	@scripts/leftovers.sh check $(BUILD)/test.mark
+
+test-steps: all style unit fuzz asan smoke prove
+
+# a clean Debian 12 root runs `make test` on a clone of HEAD (slow: see
+# the README, "Checking a fresh machine")
+fresh-check:
+	@scripts/fresh-check.sh
 
 run: all web
 	@scripts/run.sh start

@@ -9,20 +9,25 @@ set -euo pipefail
 FERRETDB_VERSION=v1.24.2
 
 packages=(
+    # Every package make, make run and make test use, by name: apt runs
+    # with --no-install-recommends, so nothing arrives as a recommendation
+    # (scripts/fresh-check.sh proves the list on a clean Debian 12 root).
     # build
-    gcc make pkg-config git
+    gcc make pkg-config git ca-certificates
     nginx nginx-dev
     libmongoc-dev libbson-dev libhiredis-dev libjwt-dev libargon2-dev
     libssl-dev libcurl4-openssl-dev
     libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
     libmp3lame-dev
     # run
-    redis-server curl
-    # test
-    libcmocka-dev clang perl libtest-base-perl
+    redis-server redis-tools curl procps
+    # test: clang's sanitizer and libFuzzer runtime is a package of its own
+    libcmocka-dev clang libclang-rt-14-dev perl libtest-base-perl
     ffmpeg mp3val prometheus
-    python3 python3-pymongo python3-gridfs python3-jwt python3-jsonschema
+    python3 python3-pymongo python3-gridfs python3-jsonschema
     python3-yaml python3-aiosmtpd openssl chromium fonts-dejavu-core
+    # PyJWT signs RS256/ES256 only with python3-cryptography
+    python3-jwt python3-cryptography
 )
 
 log() { printf 'audex setup: %s\n' "$*" >&2; }

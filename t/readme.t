@@ -37,8 +37,14 @@ local @ENV{keys %env} = values %env;
 delete local $ENV{$_} for qw(MONGODB_URI REDIS_URL SMTP_URL
                              AUDEX_JWT_SECRET_FILE AUDEX_LINK_SECRET_FILE);
 
+# END runs after the file scope has ended and with it the `local` above:
+# name this run's directory and ports again, or run.sh would stop the
+# default run/ (a user's own `make run`) and leave this one running
 END {
-    system("$top/scripts/run.sh", 'stop') if $run && -d $run;
+    if ($run && -d $run) {
+        local @ENV{keys %env} = values %env;
+        system("$top/scripts/run.sh", 'stop');
+    }
 }
 
 my $out = `$top/scripts/run.sh start 2>&1`;
