@@ -95,8 +95,10 @@ tar -C "$root" -xf "$base"
 
 # what a new machine of ours has beside Debian: the apt sources and
 # settings, the extra CA certificates, no services started by packages
-cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/" \
-    2>/dev/null || true
+if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/"
+    rm -f "$root/etc/apt/sources.list"
+fi
 cp /etc/apt/apt.conf.d/99artifact-registry "$root/etc/apt/apt.conf.d/" \
     2>/dev/null || true
 mkdir -p "$root/usr/local/share/ca-certificates"
@@ -115,12 +117,13 @@ ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
 git clone -q --no-hardlinks "$top" "$root/src/audex"
 git -C "$root/src/audex" checkout -q "$commit"
 
-# inside: trust the certificates, then `make test` as a user would
+# inside: trust the certificates, add the two tools a user types before
+# anything of ours runs (git to clone, make), then `make test`
 cat > "$root/src/run-check.sh" <<'EOF'
 set -eu
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends ca-certificates >/dev/null
+    --no-install-recommends ca-certificates git make >/dev/null
 update-ca-certificates >/dev/null
 cd /src/audex
 make test
