@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what audex needs to build, run and test, and nothing twice:
 # Debian packages that are missing (apt-get, as root or through sudo) and
-# FerretDB v1.24.2 (built with Go once, then reused).
+# FerretDB v1.24.2 with our patch (built with Go once per patch, then reused).
 #
 # usage: scripts/setup.sh [--no-ferretdb]
 set -euo pipefail
 
 FERRETDB_VERSION=v1.24.2
+# our patch to it (see its header); the build's version names the patch,
+# so a changed patch means a rebuild
+top=$(cd "$(dirname "$0")/.." && pwd)
+FERRETDB_PATCH=$top/scripts/ferretdb/sqlite-id-index.patch
 
 packages=(
     # Every package make, make run and make test use, by name: apt runs
@@ -61,29 +65,35 @@ fi
 
 [ "${1:-}" = "--no-ferretdb" ] && exit 0
 
-if ! command -v go >/dev/null; then
-    if [ -x /usr/local/go/bin/go ]; then
-        export PATH=$PATH:/usr/local/go/bin
-    else
-        log "installing Go to build FerretDB"
-        as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq golang-go >/dev/null
-    fi
+# Go >= 1.24 builds FerretDB (its go.mod says so): Debian 12's golang-go
+# is 1.19 and cannot, so none is installed here; see the README's
+# "Prerequisites".
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+    export PATH=$PATH:/usr/local/go/bin
+fi
+go_ok=$(go env GOVERSION 2>/dev/null \
+        | sed -n 's/^go1\.\([0-9][0-9]*\).*/\1/p')
+if [ -z "$go_ok" ] || [ "$go_ok" -lt 24 ]; then
+    log "FerretDB $FERRETDB_VERSION needs Go 1.24 or later on PATH or in" \
+        "/usr/local/go (found: $(go env GOVERSION 2>/dev/null || echo none))"
+    exit 1
 fi
 
 ferretdb=${FERRETDB:-$(go env GOPATH)/bin/ferretdb}
 
 # (the whole output first: grep -q would close the pipe on ferretdb)
+want=$FERRETDB_VERSION-audex.$(sha256sum "$FERRETDB_PATCH" | cut -c1-8)
 have=$("$ferretdb" --version 2>/dev/null || true)
 case "$have" in
-    *"version: $FERRETDB_VERSION"*) exit 0 ;;
+    *"version: $want"*) exit 0 ;;
 esac
 
 # `go install ...@version` wants the module proxy's version list, which
 # the registries reachable here refuse, and a module-cache build of
 # FerretDB panics at start without build/version/version.txt.  So: fetch
-# that exact version, fill in version.txt, build it as the main module.
-log "building FerretDB $FERRETDB_VERSION (once)"
+# that exact version, apply our patch, fill in version.txt, build it as
+# the main module.
+log "building FerretDB $want (once per patch)"
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -94,7 +104,8 @@ dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json \
 
 cp -r "$dir" "$work/src"
 chmod -R u+w "$work/src"
-echo "$FERRETDB_VERSION" > "$work/src/build/version/version.txt"
+(cd "$work/src" && git apply "$FERRETDB_PATCH")
+echo "$want" > "$work/src/build/version/version.txt"
 
 mkdir -p "$(dirname "$ferretdb")"
 (cd "$work/src" && GOFLAGS=-mod=mod go build -trimpath -o "$ferretdb" \

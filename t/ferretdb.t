@@ -1,0 +1,65 @@
+# The embedded MongoDB-wire server is FerretDB built by scripts/setup.sh
+# with scripts/ferretdb/sqlite-id-index.patch: its version names the
+# patch, and a lookup by _id (what the store layer does for every chunk,
+# job and account) is a SEARCH on the _id index, not a SCAN of the table.
+# Against a real MongoDB (MONGODB_URI) there is nothing to check here.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use Audex::Backend;
+use JSON::PP ();
+
+plan skip_all => 'MONGODB_URI names a real MongoDB'
+    if $ENV{MONGODB_URI};
+
+my $patch = 'scripts/ferretdb/sqlite-id-index.patch';
+my ($sum) = split ' ', `sha256sum $patch`;
+my $want = 'v1.24.2-audex.' . substr($sum, 0, 8);
+
+my $bin = ferretdb_bin();
+my $version = `$bin --version 2>&1`;
+like($version, qr/^version: \Q$want\E$/m,
+     "$bin is the patched build ($want)");
+
+my ($uri) = start_mongo();
+my ($port) = $uri =~ /:(\d+)\//;
+ok(wait_port($port), 'FerretDB listens');
+
+# each line: filter as Python, then what its plan must say
+my $prog = <<'PY';
+import sys, json, pymongo, bson
+db = pymongo.MongoClient(sys.argv[1]).get_default_database()
+c = db.plans
+ids = c.insert_many([{"files_id": i, "n": i} for i in range(50)]).inserted_ids
+c.insert_one({"_id": "by-name", "n": 0})
+for name, f in (("ObjectId", {"_id": ids[7]}), ("string", {"_id": "by-name"}),
+                ("other field", {"n": 3})):
+    e = db.command("explain", {"find": "plans", "filter": f, "limit": 1})
+    found = list(c.find(f, limit=1))
+    print(json.dumps({"name": name, "plan": e["queryPlanner"]["Plan"],
+                      "found": len(found)}))
+PY
+open my $fh, '-|', '/usr/bin/python3', '-c', $prog, $uri
+    or die "python3: $!";
+my %plan;
+while (my $l = <$fh>) {
+    my $r = JSON::PP::decode_json($l);
+    $plan{ $r->{name} } = $r;
+}
+close $fh;
+is($?, 0, 'pymongo explained three finds');
+
+for my $k ('ObjectId', 'string') {
+    like("@{ $plan{$k}{plan} // [] }", qr/SEARCH \S+ USING INDEX \S+__id_/,
+         "{_id: <$k>} searches the _id index");
+    is($plan{$k}{found}, 1, "{_id: <$k>} finds its document");
+}
+# the control: a filter FerretDB does not push down still scans, so the
+# two above are not passing on a plan that says SEARCH for everything
+like("@{ $plan{'other field'}{plan} // [] }", qr/\bSCAN\b/,
+     'a filter on another field scans (control)');
+
+done_testing();
