@@ -74,6 +74,9 @@ if [ ! -s "$base" ]; then
 fi
 
 root=$(mktemp -d "$cache/root.XXXXXX")
+# mktemp makes it 0700; a root directory is 0755, or nginx's workers
+# (nobody) could not reach anything in it
+chmod 0755 "$root"
 
 cleanup() {
     local rc=$?
@@ -152,9 +155,15 @@ EOF
 )
 
 log "make test on a clean Debian 12 root ($commit), log: $cache/last.log"
+# in the background, so that a signal to this script reaches it at once:
+# --kill-child ends the namespace's first process, and every process in
+# the namespace with it
+unshare --mount --pid --fork --kill-child --propagation private \
+    bash -c "$inner" > "$cache/last.log" 2>&1 &
+child=$!
+trap 'kill -TERM $child 2>/dev/null; wait $child; exit 130' INT TERM
 set +e
-unshare --mount --pid --fork --propagation private bash -c "$inner" \
-    > "$cache/last.log" 2>&1
+wait $child
 rc=$?
 set -e
 
