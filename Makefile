@@ -16,7 +16,7 @@ WARN         := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS       ?= -g -O2
 SAN          ?=
 ALL_CFLAGS    = -std=gnu99 $(WARN) $(CFLAGS) $(SAN) -fPIC \
-                -Ilib -Iworkers/common
+                -Ilib -Istore -Iworkers/common
 
 pkg_cflags    = $(shell pkg-config --cflags $(1) 2>/dev/null)
 pkg_libs      = $(shell pkg-config --libs $(1) 2>/dev/null)
@@ -25,8 +25,11 @@ LIB_SRCS     := $(wildcard lib/*.c)
 LIB_OBJS     := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 LIB_A        := $(BUILD)/lib/libaudex.a
 
-COMMON_SRCS  := $(wildcard workers/common/*.c)
-COMMON_HDRS  := $(wildcard workers/common/*.h lib/*.h)
+# the store layer (MongoDB), shared by the module and the workers
+STORE_SRCS   := $(wildcard store/*.c)
+
+COMMON_SRCS  := $(wildcard workers/common/*.c) $(STORE_SRCS)
+COMMON_HDRS  := $(wildcard workers/common/*.h lib/*.h store/*.h)
 WORKERS      := $(filter-out common,$(notdir $(patsubst %/main.c,%,\
                     $(wildcard workers/*/main.c))))
 WORKER_BINS  := $(WORKERS:%=$(BUILD)/bin/audex-%)
@@ -70,6 +73,14 @@ $(BUILD)/unit/%: t/unit/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(LIB_PKGS) cmocka) -o $@ $< \
 	    $(LIB_A) $(call pkg_libs,$(LIB_PKGS) cmocka) -lm -lpthread
+
+# the store layer's test talks to a server (t/store.t gives it one)
+$(BUILD)/unit/test_store: t/unit/test_store.c $(STORE_SRCS) \
+                          $(wildcard store/*.h) lib/audex_schema.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,libmongoc-1.0 libcrypto cmocka) \
+	    -o $@ $< $(STORE_SRCS) \
+	    $(call pkg_libs,libmongoc-1.0 libcrypto cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

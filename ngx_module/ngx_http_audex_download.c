@@ -18,9 +18,6 @@
 #include "audex_link.h"
 
 
-#define NGX_HTTP_AUDEX_BUCKET  "mp3s"
-
-
 typedef struct {
     ngx_http_audex_main_conf_t  *amcf;
 
@@ -141,6 +138,7 @@ ngx_http_audex_download_stat(void *data, ngx_log_t *log)
     ngx_http_audex_download_ctx_t *ctx = data;
 
     bson_t               *filter;
+    int64_t               length, chunk_size;
     uint32_t              len;
     bson_iter_t           it, sub;
     const char           *s;
@@ -152,20 +150,22 @@ ngx_http_audex_download_stat(void *data, ngx_log_t *log)
 
     client = ngx_http_audex_mongo_pop(ctx->amcf);
     files = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
-                                         NGX_HTTP_AUDEX_BUCKET ".files");
+                                         AUDEX_MP3S_FILES);
     filter = BCON_NEW("_id", BCON_OID(&ctx->oid));
     cursor = mongoc_collection_find_with_opts(files, filter, NULL, NULL);
 
     if (mongoc_cursor_next(cursor, &doc)) {
         ctx->found = 1;
-        ctx->chunk_size = 255 * 1024;
 
-        if (bson_iter_init_find(&it, doc, "length")) {
-            ctx->length = (off_t) bson_iter_as_int64(&it);
-        }
+        if (audex_store_file_geometry(doc, &length, &chunk_size) == 0) {
+            ctx->length = (off_t) length;
+            ctx->chunk_size = (size_t) chunk_size;
 
-        if (bson_iter_init_find(&it, doc, "chunkSize")) {
-            ctx->chunk_size = (size_t) bson_iter_as_int64(&it);
+        } else {
+            ngx_cpystrn((u_char *) ctx->err,
+                        (u_char *) "corrupt files document",
+                        NGX_HTTP_AUDEX_ERRLEN);
+            ctx->failed = 1;
         }
 
         if (bson_iter_init_find(&it, doc, "uploadDate")
@@ -196,15 +196,6 @@ ngx_http_audex_download_stat(void *data, ngx_log_t *log)
             } else if (BSON_ITER_HOLDS_OID(&sub)) {
                 bson_oid_to_string(bson_iter_oid(&sub), (char *) ctx->owner);
             }
-        }
-
-        if (ctx->chunk_size == 0 || ctx->chunk_size > 16 * 1024 * 1024
-            || ctx->length < 0)
-        {
-            ngx_cpystrn((u_char *) ctx->err,
-                        (u_char *) "corrupt files document",
-                        NGX_HTTP_AUDEX_ERRLEN);
-            ctx->failed = 1;
         }
     }
 
@@ -647,52 +638,44 @@ ngx_http_audex_download_read(void *data, ngx_log_t *log)
 {
     ngx_http_audex_download_ctx_t *ctx = data;
 
-    bson_t               *filter;
-    uint32_t              len;
-    bson_iter_t           it;
-    const bson_t         *doc;
+    ssize_t               len;
     bson_error_t          error;
-    const uint8_t        *bin;
-    bson_subtype_t        subtype;
     mongoc_client_t      *client;
-    mongoc_cursor_t      *cursor;
     mongoc_collection_t  *chunks;
 
     ctx->buf_len = 0;
 
     client = ngx_http_audex_mongo_pop(ctx->amcf);
     chunks = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
-                                          NGX_HTTP_AUDEX_BUCKET ".chunks");
-    filter = BCON_NEW("files_id", BCON_OID(&ctx->oid),
-                      "n", BCON_INT32((int32_t) ctx->chunk));
-    cursor = mongoc_collection_find_with_opts(chunks, filter, NULL, NULL);
+                                          AUDEX_MP3S_CHUNKS);
 
-    if (mongoc_cursor_next(cursor, &doc)) {
-        if (bson_iter_init_find(&it, doc, "data")
-            && BSON_ITER_HOLDS_BINARY(&it))
-        {
-            bson_iter_binary(&it, &subtype, &len, &bin);
+    len = audex_store_chunk_get(chunks, &ctx->oid, (int32_t) ctx->chunk,
+                                ctx->buf, ctx->chunk_size, &error);
 
-            if (len <= ctx->chunk_size) {
-                ngx_memcpy(ctx->buf, bin, len);
-                ctx->buf_len = len;
-            }
-        }
+    switch (len) {
 
-    } else if (!mongoc_cursor_error(cursor, &error)) {
-        ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
-                     "chunk %L is missing%Z", ctx->chunk);
-        ctx->failed = 1;
-    }
-
-    if (mongoc_cursor_error(cursor, &error)) {
+    case AUDEX_STORE_ERROR:
         ngx_cpystrn((u_char *) ctx->err, (u_char *) error.message,
                     NGX_HTTP_AUDEX_ERRLEN);
         ctx->failed = 1;
+        break;
+
+    case AUDEX_STORE_MISSING:
+        ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
+                     "chunk %L is missing%Z", ctx->chunk);
+        ctx->failed = 1;
+        break;
+
+    case AUDEX_STORE_CORRUPT:
+        ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
+                     "chunk %L has no data or too much%Z", ctx->chunk);
+        ctx->failed = 1;
+        break;
+
+    default:
+        ctx->buf_len = (size_t) len;
     }
 
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(filter);
     mongoc_collection_destroy(chunks);
     ngx_http_audex_mongo_push(ctx->amcf, client);
 }

@@ -5,20 +5,18 @@
  *
  * The layout is the GridFS specification's, in the "videos" bucket, so
  * any driver reads the file back (pymongo's GridFSBucket in the tests):
- * chunks {files_id, n, data} of NGX_HTTP_AUDEX_GRIDFS_CHUNK bytes but
- * the last, and a files document {_id, length, chunkSize, uploadDate,
+ * chunks {_id, files_id, n, data} of AUDEX_GRIDFS_CHUNK bytes but the
+ * last, and a files document {_id, length, chunkSize, uploadDate,
  * filename, contentType, metadata}.  Readers ignore a file until its
- * files document exists, which is why it is written last.
+ * files document exists, which is why it is written last.  Chunks and
+ * removal go through the store layer (store/audex_store.h), which derives
+ * each chunk's _id from (files_id, n).
  *
  * Everything here runs in a pool thread with a client the caller popped.
  */
 
 
 #include "ngx_http_audex_module.h"
-
-
-#define NGX_HTTP_AUDEX_GRIDFS_FILES   "videos.files"
-#define NGX_HTTP_AUDEX_GRIDFS_CHUNKS  "videos.chunks"
 
 
 static void ngx_http_audex_gridfs_error(char *err, const char *what,
@@ -40,7 +38,6 @@ ngx_int_t
 ngx_http_audex_gridfs_indexes(mongoc_client_t *client, const char *db,
     char *err)
 {
-    bson_t               *cmd;
     ngx_int_t             rc;
     bson_error_t          error;
     mongoc_database_t    *database;
@@ -52,46 +49,12 @@ ngx_http_audex_gridfs_indexes(mongoc_client_t *client, const char *db,
     database = mongoc_client_get_database(client, db);
     rc = NGX_OK;
 
-    cmd = BCON_NEW("createIndexes", BCON_UTF8(NGX_HTTP_AUDEX_GRIDFS_CHUNKS),
-                   "indexes", "[",
-                       "{",
-                           "key", "{", "files_id", BCON_INT32(1),
-                                       "n", BCON_INT32(1), "}",
-                           "name", BCON_UTF8("files_id_1_n_1"),
-                           "unique", BCON_BOOL(true),
-                       "}",
-                   "]");
-
-    if (!mongoc_database_write_command_with_opts(database, cmd, NULL, NULL,
-                                                 &error))
+    if (audex_store_bucket_indexes(database, AUDEX_BUCKET_VIDEOS, &error)
+        != 0)
     {
-        ngx_http_audex_gridfs_error(err, "creating the chunks index",
+        ngx_http_audex_gridfs_error(err, "creating the bucket's indexes",
                                     &error);
         rc = NGX_ERROR;
-    }
-
-    bson_destroy(cmd);
-
-    if (rc == NGX_OK) {
-        cmd = BCON_NEW("createIndexes",
-                       BCON_UTF8(NGX_HTTP_AUDEX_GRIDFS_FILES),
-                       "indexes", "[",
-                           "{",
-                               "key", "{", "filename", BCON_INT32(1),
-                                           "uploadDate", BCON_INT32(1), "}",
-                               "name", BCON_UTF8("filename_1_uploadDate_1"),
-                           "}",
-                       "]");
-
-        if (!mongoc_database_write_command_with_opts(database, cmd, NULL,
-                                                     NULL, &error))
-        {
-            ngx_http_audex_gridfs_error(err, "creating the files index",
-                                        &error);
-            rc = NGX_ERROR;
-        }
-
-        bson_destroy(cmd);
     }
 
     mongoc_database_destroy(database);
@@ -111,34 +74,17 @@ ngx_http_audex_gridfs_put_chunk(mongoc_client_t *client, const char *db,
     ngx_http_audex_gridfs_file_t *file, const u_char *data, size_t len,
     char *err)
 {
-    bson_t                doc;
     ngx_int_t             rc;
-    bson_oid_t            oid;
     bson_error_t          error;
     mongoc_collection_t  *chunks;
 
-    bson_oid_init(&oid, NULL);
-
-    /* one allocation of the chunk's size, not a series of doublings */
-    bson_init(&doc);
-
-    if (!bson_append_oid(&doc, "_id", 3, &oid)
-        || !bson_append_oid(&doc, "files_id", 8, &file->id)
-        || !bson_append_int32(&doc, "n", 1, file->n)
-        || !bson_append_binary(&doc, "data", 4, BSON_SUBTYPE_BINARY, data,
-                               (uint32_t) len))
-    {
-        ngx_cpystrn((u_char *) err, (u_char *) "cannot build a chunk",
-                    NGX_HTTP_AUDEX_ERRLEN);
-        bson_destroy(&doc);
-        return NGX_ERROR;
-    }
-
-    chunks = mongoc_client_get_collection(client, db,
-                                          NGX_HTTP_AUDEX_GRIDFS_CHUNKS);
+    chunks = mongoc_client_get_collection(client, db, AUDEX_VIDEOS_CHUNKS);
     rc = NGX_OK;
 
-    if (!mongoc_collection_insert_one(chunks, &doc, NULL, NULL, &error)) {
+    if (audex_store_chunk_put(chunks, &file->id, file->n, data,
+                              (uint32_t) len, &error)
+        != 0)
+    {
         ngx_http_audex_gridfs_error(err, "storing a chunk", &error);
         rc = NGX_ERROR;
 
@@ -148,7 +94,6 @@ ngx_http_audex_gridfs_put_chunk(mongoc_client_t *client, const char *db,
     }
 
     mongoc_collection_destroy(chunks);
-    bson_destroy(&doc);
 
     return rc;
 }
@@ -172,7 +117,7 @@ ngx_http_audex_gridfs_put_file(mongoc_client_t *client, const char *db,
 
     doc = BCON_NEW("_id", BCON_OID(&file->id),
                    "length", BCON_INT64(file->length),
-                   "chunkSize", BCON_INT32(NGX_HTTP_AUDEX_GRIDFS_CHUNK),
+                   "chunkSize", BCON_INT32(AUDEX_GRIDFS_CHUNK),
                    "uploadDate", BCON_DATE_TIME(now),
                    "filename", BCON_UTF8(file->filename),
                    "contentType", BCON_UTF8(file->content_type),
@@ -184,8 +129,7 @@ ngx_http_audex_gridfs_put_file(mongoc_client_t *client, const char *db,
                        "format", BCON_UTF8(file->format),
                    "}");
 
-    files = mongoc_client_get_collection(client, db,
-                                         NGX_HTTP_AUDEX_GRIDFS_FILES);
+    files = mongoc_client_get_collection(client, db, AUDEX_VIDEOS_FILES);
     rc = NGX_OK;
 
     if (!mongoc_collection_insert_one(files, doc, NULL, NULL, &error)) {
@@ -202,45 +146,30 @@ ngx_http_audex_gridfs_put_file(mongoc_client_t *client, const char *db,
 
 
 /*
- * Removes the files document, then the chunks: a reader never sees a
- * file whose chunks are gone.  Both are tried even if the first fails.
+ * Removes the files document, then the chunks (store layer): a reader
+ * never sees a file whose chunks are gone, and a retry finishes what an
+ * interrupted removal left.
  */
 
 ngx_int_t
 ngx_http_audex_gridfs_remove(mongoc_client_t *client, const char *db,
     ngx_http_audex_gridfs_file_t *file, char *err)
 {
-    bson_t               *filter;
     ngx_int_t             rc;
     bson_error_t          error;
-    mongoc_collection_t  *coll;
+    mongoc_collection_t  *files, *chunks;
 
+    files = mongoc_client_get_collection(client, db, AUDEX_VIDEOS_FILES);
+    chunks = mongoc_client_get_collection(client, db, AUDEX_VIDEOS_CHUNKS);
     rc = NGX_OK;
 
-    coll = mongoc_client_get_collection(client, db,
-                                        NGX_HTTP_AUDEX_GRIDFS_FILES);
-    filter = BCON_NEW("_id", BCON_OID(&file->id));
-
-    if (!mongoc_collection_delete_one(coll, filter, NULL, NULL, &error)) {
-        ngx_http_audex_gridfs_error(err, "removing the files document",
-                                    &error);
+    if (audex_store_file_delete(files, chunks, &file->id, &error) != 0) {
+        ngx_http_audex_gridfs_error(err, "removing the file", &error);
         rc = NGX_ERROR;
     }
 
-    bson_destroy(filter);
-    mongoc_collection_destroy(coll);
-
-    coll = mongoc_client_get_collection(client, db,
-                                        NGX_HTTP_AUDEX_GRIDFS_CHUNKS);
-    filter = BCON_NEW("files_id", BCON_OID(&file->id));
-
-    if (!mongoc_collection_delete_many(coll, filter, NULL, NULL, &error)) {
-        ngx_http_audex_gridfs_error(err, "removing the chunks", &error);
-        rc = NGX_ERROR;
-    }
-
-    bson_destroy(filter);
-    mongoc_collection_destroy(coll);
+    mongoc_collection_destroy(chunks);
+    mongoc_collection_destroy(files);
 
     return rc;
 }

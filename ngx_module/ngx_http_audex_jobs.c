@@ -174,7 +174,8 @@ ngx_http_audex_jobs_work(void *data, ngx_log_t *log)
     mongoc_collection_t  *jobs;
 
     client = ngx_http_audex_mongo_pop(ctx->amcf);
-    jobs = mongoc_client_get_collection(client, ctx->amcf->mongo_db, "jobs");
+    jobs = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
+                                        AUDEX_COLL_JOBS);
 
     rc = ngx_http_audex_jobs_find(ctx, jobs, &error);
 
@@ -296,10 +297,10 @@ ngx_http_audex_jobs_file_id(const bson_t *doc, const char *name,
 
 
 /*
- * The MP3 and the video leave GridFS (chunks first: a files document
- * without chunks is a truncated file, chunks without one are invisible),
- * then the job.  A job still queued or converting is refused: its
- * converter would write the MP3 back.
+ * The MP3 and the video leave GridFS (the store layer removes a files
+ * document before its chunks, by their ids), then the job: a retry after
+ * a failure finds the job and finishes the removal.  A job still queued
+ * or converting is refused: its converter would write the MP3 back.
  */
 
 static ngx_int_t
@@ -309,13 +310,14 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
     bson_t               *filter;
     bson_oid_t            oid;
     bson_iter_t           it;
-    ngx_uint_t            i, j;
+    ngx_int_t             rc;
+    ngx_uint_t            i;
     const char           *state;
-    mongoc_collection_t  *coll;
+    mongoc_collection_t  *files, *chunks;
     static const char    *fields[] = { "mp3_fid", "video_fid" };
     static const char    *buckets[][2] = {
-        { "mp3s.chunks", "mp3s.files" },
-        { "videos.chunks", "videos.files" }
+        { AUDEX_MP3S_FILES, AUDEX_MP3S_CHUNKS },
+        { AUDEX_VIDEOS_FILES, AUDEX_VIDEOS_CHUNKS }
     };
 
     state = "";
@@ -339,22 +341,19 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
             continue;
         }
 
-        for (j = 0; j < 2; j++) {
-            coll = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
-                                                buckets[i][j]);
-            filter = (j == 0) ? BCON_NEW("files_id", BCON_OID(&oid))
-                              : BCON_NEW("_id", BCON_OID(&oid));
+        files = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
+                                             buckets[i][0]);
+        chunks = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
+                                              buckets[i][1]);
 
-            if (!mongoc_collection_delete_many(coll, filter, NULL, NULL,
-                                               error))
-            {
-                bson_destroy(filter);
-                mongoc_collection_destroy(coll);
-                return NGX_ERROR;
-            }
+        rc = audex_store_file_delete(files, chunks, &oid, error) == 0
+             ? NGX_OK : NGX_ERROR;
 
-            bson_destroy(filter);
-            mongoc_collection_destroy(coll);
+        mongoc_collection_destroy(chunks);
+        mongoc_collection_destroy(files);
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 

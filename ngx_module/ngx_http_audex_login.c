@@ -203,7 +203,7 @@ ngx_http_audex_login_check(ngx_http_audex_login_ctx_t *ctx,
     mongoc_collection_t   *users;
 
     users = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
-                                         "users");
+                                         AUDEX_COLL_USERS);
     filter = BCON_NEW("email", BCON_UTF8(ctx->email));
     cursor = mongoc_collection_find_with_opts(users, filter, NULL, NULL);
 

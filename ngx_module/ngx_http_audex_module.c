@@ -280,7 +280,7 @@ ngx_http_audex_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (amcf->jobs_stream.len == 0) {
-        ngx_str_set(&amcf->jobs_stream, "video");
+        ngx_str_set(&amcf->jobs_stream, AUDEX_STREAM_VIDEO);
     }
 
     if (amcf->jobs_group.len == 0) {

@@ -24,12 +24,11 @@
 
 #include "audex_redis_url.h"
 #include "audex_jwt.h"
+#include "audex_schema.h"
+#include "audex_store.h"
 
 
 #define NGX_HTTP_AUDEX_ERRLEN  256
-
-/* the GridFS chunk size: 255 KiB, the drivers' default */
-#define NGX_HTTP_AUDEX_GRIDFS_CHUNK  261120
 
 
 typedef struct {

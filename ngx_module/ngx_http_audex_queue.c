@@ -48,7 +48,7 @@ ngx_http_audex_queue_insert(mongoc_client_t *client, const char *db,
                    "created_at", BCON_DATE_TIME(now),
                    "updated_at", BCON_DATE_TIME(now));
 
-    jobs = mongoc_client_get_collection(client, db, "jobs");
+    jobs = mongoc_client_get_collection(client, db, AUDEX_COLL_JOBS);
     rc = NGX_OK;
 
     if (!mongoc_collection_insert_one(jobs, doc, NULL, NULL, &error)) {
@@ -72,7 +72,7 @@ ngx_http_audex_queue_remove(mongoc_client_t *client, const char *db,
     bson_error_t          error;
     mongoc_collection_t  *jobs;
 
-    jobs = mongoc_client_get_collection(client, db, "jobs");
+    jobs = mongoc_client_get_collection(client, db, AUDEX_COLL_JOBS);
     filter = BCON_NEW("_id", BCON_UTF8(job->id));
     rc = NGX_OK;
 

@@ -325,7 +325,7 @@ ngx_http_audex_upload_start(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    up->chunk = ngx_palloc(r->pool, NGX_HTTP_AUDEX_GRIDFS_CHUNK
+    up->chunk = ngx_palloc(r->pool, AUDEX_GRIDFS_CHUNK
                                     + NGX_HTTP_AUDEX_UPLOAD_SLACK);
     if (up->chunk == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -697,10 +697,10 @@ ngx_http_audex_upload_parse(ngx_http_request_t *r,
 
         while (b->pos < b->last) {
 
-            if (up->fill >= NGX_HTTP_AUDEX_GRIDFS_CHUNK) {
+            if (up->fill >= AUDEX_GRIDFS_CHUNK) {
                 return ngx_http_audex_upload_post(r, up,
                                                   NGX_HTTP_AUDEX_UPLOAD_CHUNK,
-                                                  NGX_HTTP_AUDEX_GRIDFS_CHUNK);
+                                                  AUDEX_GRIDFS_CHUNK);
             }
 
             n = b->last - b->pos;
@@ -708,7 +708,7 @@ ngx_http_audex_upload_parse(ngx_http_request_t *r,
             /* once the file part is over, no byte can reach the chunk */
 
             if (up->mp == NULL || up->in_file || up->files == 0) {
-                n = ngx_min(n, NGX_HTTP_AUDEX_GRIDFS_CHUNK - up->fill);
+                n = ngx_min(n, AUDEX_GRIDFS_CHUNK - up->fill);
             }
 
             if (up->max_size && up->received + (off_t) n > up->max_size) {
@@ -743,9 +743,9 @@ ngx_http_audex_upload_parse(ngx_http_request_t *r,
         ngx_free_chain(r->pool, cl);
     }
 
-    if (up->fill >= NGX_HTTP_AUDEX_GRIDFS_CHUNK) {
+    if (up->fill >= AUDEX_GRIDFS_CHUNK) {
         return ngx_http_audex_upload_post(r, up, NGX_HTTP_AUDEX_UPLOAD_CHUNK,
-                                          NGX_HTTP_AUDEX_GRIDFS_CHUNK);
+                                          AUDEX_GRIDFS_CHUNK);
     }
 
     return NGX_OK;
@@ -930,7 +930,7 @@ ngx_http_audex_upload_data(ngx_http_audex_upload_t *up, const u_char *p,
     size_t len)
 {
     if (up->fill + len
-        > NGX_HTTP_AUDEX_GRIDFS_CHUNK + NGX_HTTP_AUDEX_UPLOAD_SLACK)
+        > AUDEX_GRIDFS_CHUNK + NGX_HTTP_AUDEX_UPLOAD_SLACK)
     {
         up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
         ngx_cpystrn((u_char *) up->why, (u_char *) "chunk buffer overflow",
@@ -1234,8 +1234,8 @@ ngx_http_audex_upload_done(ngx_http_request_t *r, void *data)
 
         /* what the parser handed over past the chunk starts the next */
 
-        up->fill -= NGX_HTTP_AUDEX_GRIDFS_CHUNK;
-        ngx_memmove(up->chunk, up->chunk + NGX_HTTP_AUDEX_GRIDFS_CHUNK,
+        up->fill -= AUDEX_GRIDFS_CHUNK;
+        ngx_memmove(up->chunk, up->chunk + AUDEX_GRIDFS_CHUNK,
                     up->fill);
 
         ngx_http_audex_upload_pump(r, up);
@@ -1399,10 +1399,11 @@ ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
                   "audex: upload failed: %s%s%s%s after %O bytes%s%s%s",
                   text, detail ? " (" : "", detail ? detail : "",
                   detail ? ")," : ",", up->received,
-                  (task && task->file.n) ? ", stored chunks " : "",
-                  (task && task->file.n)
-                  ? (task->undo_failed ? "NOT removed: " : "removed") : "",
-                  (task && task->undo_failed) ? task->undo_err : "");
+                  (task && task->undo_failed)
+                  ? ", clean-up failed, stored chunks may be left: " : "",
+                  (task && task->undo_failed) ? task->undo_err : "",
+                  (task && task->file.n && !task->undo_failed)
+                  ? ", stored chunks removed" : "");
 
     if (status == NGX_HTTP_REQUEST_TIME_OUT
         || status == NGX_HTTP_CLIENT_CLOSED_REQUEST)

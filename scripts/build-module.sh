@@ -25,7 +25,8 @@ fi
 # or the list of module sources changes; compiling is incremental.
 stamp_want=$( { cat "$top/config" "$src/conf_flags";
                 /usr/sbin/nginx -v 2>&1;
-                ls "$top"/ngx_module/*.[ch] "$top"/lib/audex_*.[ch]; } \
+                ls "$top"/ngx_module/*.[ch] "$top"/lib/audex_*.[ch] \
+                   "$top"/store/audex_*.[ch]; } \
               | sha1sum | cut -d' ' -f1)
 stamp_have=$(cat "$tree/.audex-configured" 2>/dev/null || true)
 

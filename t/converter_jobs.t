@@ -77,6 +77,17 @@ subtest 'two jobs at once: GridFS to GridFS, announced, acknowledged' => sub {
     like($meta, qr/"bitrate": 128, "channels": \d, "duration": [\d.]+, "job_id": "j-ok-1", "owner_id": "u1", "sample_rate": \d+/,
          'the MP3 metadata: duration, bitrate, rate, channels, owner, job');
 
+    # lib/audex_schema.h: a chunk's _id is sha256(files_id || be32(n))[0:12]
+    my $ids = py("import hashlib, struct\n"
+                 . "f = ObjectId('$d1->{mp3_fid}')\n"
+                 . "c = list(db['mp3s.chunks'].find({'files_id': f}))\n"
+                 . "print(len(c), sum(1 for x in c if x['_id'].binary == "
+                 . "hashlib.sha256(f.binary + struct.pack('>i', x['n']))"
+                 . ".digest()[:12]))");
+    my ($all, $derived) = split ' ', $ids;
+    ok($all > 0, 'the MP3 has chunks');
+    is($derived, $all, "each MP3 chunk's _id derives from (files_id, n)");
+
     my $mp3 = download($d1->{mp3_fid}, "$dir/j1.mp3");
     my $p = probe($mp3);
     is($p->{streams}[0]{bit_rate}, 128000, 'CBR 128 as the job asked');

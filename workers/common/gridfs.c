@@ -7,28 +7,16 @@
 #include <sys/time.h>
 
 #include "gridfs.h"
-
-
-/* a files document claiming bigger chunks than this is not trusted */
-#define AUDEX_GRIDFS_CHUNK_MAX  (16 * 1024 * 1024)
-
-/*
- * chunks a cursor fetches at once: the server would send up to 16 MiB,
- * which is memory a job holds for nothing
- */
-#define AUDEX_GRIDFS_BATCH      4
+#include "audex_store.h"
 
 
 typedef struct {
     audex_source_t         src;
     mongoc_collection_t   *chunks;
-    mongoc_cursor_t       *cursor;
     bson_oid_t             id;
     int64_t                length;
     int64_t                chunk_size;
     int64_t                pos;
-    int64_t                next_n;      /* what the cursor yields next */
-    int                    sorted;      /* the server needs "sort" */
     int64_t                have_n;      /* what buf holds, or -1 */
     size_t                 have_len;
     u_char                *buf;
@@ -66,9 +54,6 @@ static int audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
 static int audex_gridfs_sink_finish(audex_sink_t *sink);
 static void audex_gridfs_sink_abort(audex_sink_t *sink);
 static void audex_gridfs_sink_close(audex_sink_t *sink);
-static int audex_gridfs_delete(mongoc_collection_t *files,
-    mongoc_collection_t *chunks, const bson_oid_t *id, bson_error_t *error);
-static int64_t audex_bson_int(const bson_t *doc, const char *key);
 static audex_io_status_e audex_gridfs_status(const bson_error_t *error);
 
 
@@ -121,18 +106,13 @@ audex_gridfs_source_open(mongoc_client_t *client, const char *db,
         goto failed;
     }
 
-    gs->length = audex_bson_int(doc, "length");
-    gs->chunk_size = audex_bson_int(doc, "chunkSize");
-
     if (bson_iter_init_find(&it, doc, "filename")
         && BSON_ITER_HOLDS_UTF8(&it))
     {
         gs->filename = strdup(bson_iter_utf8(&it, NULL));
     }
 
-    if (gs->length < 0 || gs->chunk_size <= 0
-        || gs->chunk_size > AUDEX_GRIDFS_CHUNK_MAX)
-    {
+    if (audex_store_file_geometry(doc, &gs->length, &gs->chunk_size) != 0) {
         *status = AUDEX_IO_PERMANENT;
         snprintf(err, errlen, "%s %s: bad length %lld or chunkSize %lld",
                  name, hex, (long long) gs->length,
@@ -213,117 +193,61 @@ audex_gridfs_source_read(audex_source_t *src, u_char *buf, size_t n)
 
 
 /*
- * Puts chunk n into buf: from the open cursor when it is the next one
- * there, else from a new cursor on n and the chunks after it.
- *
- * The query asks for no order: MongoDB walks the files_id + n index and
- * returns chunks in order anyway, while FerretDB, asked to sort, would
- * sort the whole file in memory before answering.  A chunk out of order
- * makes us ask again, sorted.
+ * Puts chunk n into buf: one lookup by the chunk's _id (store layer), so
+ * reading a file costs the same however much else the bucket holds, and
+ * a seek (an MP4 whose index is at the end) costs one lookup.
  */
 
 static int
 audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
 {
-    char            hex[25];
-    bson_t          filter, gte, opts, sort;
-    int64_t         want, got_n;
-    uint32_t        len;
-    bson_iter_t     it;
-    bson_error_t    error;
-    bson_subtype_t  subtype;
-    const bson_t   *doc;
-    const uint8_t  *data;
+    char          hex[25];
+    ssize_t       len;
+    int64_t       want;
+    bson_error_t  error;
 
     bson_oid_to_string(&gs->id, hex);
-
-    if (gs->cursor == NULL || gs->next_n != n) {
-        mongoc_cursor_destroy(gs->cursor);
-
-        bson_init(&filter);
-        BSON_APPEND_OID(&filter, "files_id", &gs->id);
-        BSON_APPEND_DOCUMENT_BEGIN(&filter, "n", &gte);
-        BSON_APPEND_INT64(&gte, "$gte", n);
-        bson_append_document_end(&filter, &gte);
-
-        bson_init(&opts);
-        BSON_APPEND_INT32(&opts, "batchSize", AUDEX_GRIDFS_BATCH);
-
-        if (gs->sorted) {
-            BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-            BSON_APPEND_INT32(&sort, "n", 1);
-            bson_append_document_end(&opts, &sort);
-        }
-
-        gs->cursor = mongoc_collection_find_with_opts(gs->chunks, &filter,
-                                                      &opts, NULL);
-        bson_destroy(&filter);
-        bson_destroy(&opts);
-        gs->next_n = n;
-    }
-
     gs->have_n = -1;
-
-    if (!mongoc_cursor_next(gs->cursor, &doc)) {
-        if (mongoc_cursor_error(gs->cursor, &error)) {
-            audex_source_fail(&gs->src, audex_gridfs_status(&error),
-                              "GridFS chunk %lld of %s: %s", (long long) n,
-                              hex, error.message);
-
-        } else {
-            audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
-                              "GridFS chunk %lld of %s is missing",
-                              (long long) n, hex);
-        }
-
-        mongoc_cursor_destroy(gs->cursor);
-        gs->cursor = NULL;
-        return -1;
-    }
-
-    got_n = audex_bson_int(doc, "n");
 
     want = gs->length - n * gs->chunk_size;
     if (want > gs->chunk_size) {
         want = gs->chunk_size;
     }
 
-    if (got_n != n) {
-        mongoc_cursor_destroy(gs->cursor);
-        gs->cursor = NULL;
+    len = audex_store_chunk_get(gs->chunks, &gs->id, (int32_t) n, gs->buf,
+                                gs->chunk_size, &error);
 
-        if (!gs->sorted) {
-            gs->sorted = 1;
-            return audex_gridfs_source_load(gs, n);
-        }
+    switch (len) {
 
+    case AUDEX_STORE_ERROR:
+        audex_source_fail(&gs->src, audex_gridfs_status(&error),
+                          "GridFS chunk %lld of %s: %s", (long long) n, hex,
+                          error.message);
+        return -1;
+
+    case AUDEX_STORE_MISSING:
         audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
                           "GridFS chunk %lld of %s is missing",
                           (long long) n, hex);
         return -1;
-    }
 
-    if (!bson_iter_init_find(&it, doc, "data") || !BSON_ITER_HOLDS_BINARY(&it))
-    {
+    case AUDEX_STORE_CORRUPT:
         audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
-                          "GridFS chunk %lld of %s has no data",
-                          (long long) n, hex);
+                          "GridFS chunk %lld of %s has no data or more than"
+                          " %lld bytes", (long long) n, hex,
+                          (long long) gs->chunk_size);
         return -1;
     }
 
-    bson_iter_binary(&it, &subtype, &len, &data);
-
     if ((int64_t) len != want) {
         audex_source_fail(&gs->src, AUDEX_IO_PERMANENT,
-                          "GridFS chunk %lld of %s has %u bytes, not %lld",
+                          "GridFS chunk %lld of %s has %zd bytes, not %lld",
                           (long long) n, hex, len, (long long) want);
         return -1;
     }
 
-    memcpy(gs->buf, data, len);
     gs->have_n = n;
     gs->have_len = len;
-    gs->next_n = n + 1;
 
     return 0;
 }
@@ -384,7 +308,6 @@ audex_gridfs_source_close(audex_source_t *src)
         return;
     }
 
-    mongoc_cursor_destroy(gs->cursor);
     mongoc_collection_destroy(gs->chunks);
     free(gs->buf);
     free(gs->filename);
@@ -436,7 +359,7 @@ audex_gridfs_sink_open(mongoc_client_t *client, const char *db,
     }
 
     /* what an interrupted earlier attempt left under this id */
-    if (audex_gridfs_delete(gk->files, gk->chunks, id, &error) != 0) {
+    if (audex_store_file_delete(gk->files, gk->chunks, id, &error) != 0) {
         bson_oid_to_string(id, hex);
         *status = audex_gridfs_status(&error);
         snprintf(err, errlen, "removing an earlier %s from \"%s\": %s", hex,
@@ -514,34 +437,24 @@ audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
     const u_char *data, size_t len)
 {
     char          hex[25];
-    bson_t        doc;
-    bson_oid_t    oid;
     bson_error_t  error;
 
-    bson_oid_init(&oid, NULL);
-
-    bson_init(&doc);
-    BSON_APPEND_OID(&doc, "_id", &oid);
-    BSON_APPEND_OID(&doc, "files_id", &gk->id);
-    BSON_APPEND_INT32(&doc, "n", (int32_t) n);
-    BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, data, len);
-
-    if (!mongoc_collection_insert_one(gk->chunks, &doc, NULL, NULL, &error)) {
-        bson_destroy(&doc);
+    if (audex_store_chunk_put(gk->chunks, &gk->id, (int32_t) n, data,
+                              (uint32_t) len, &error)
+        != 0)
+    {
         bson_oid_to_string(&gk->id, hex);
 
         /*
-         * a duplicate chunk means another worker writes the same file: it
-         * reclaimed the job, so this attempt has lost it; nothing to fix
-         * by hand, a retry sorts it out
+         * another chunk under this one's id means another worker writes
+         * the same file: it reclaimed the job, so this attempt has lost
+         * it; nothing to fix by hand, a retry sorts it out
          */
         audex_sink_fail(&gk->sink, audex_gridfs_status(&error),
                         "GridFS chunk %lld of %s: %s", (long long) n, hex,
                         error.message);
         return -1;
     }
-
-    bson_destroy(&doc);
 
     return 0;
 }
@@ -614,7 +527,7 @@ audex_gridfs_sink_abort(audex_sink_t *sink)
      * best effort: chunks without a files document are invisible, and the
      * next attempt deletes them anyway
      */
-    (void) audex_gridfs_delete(gk->files, gk->chunks, &gk->id, &error);
+    (void) audex_store_file_delete(gk->files, gk->chunks, &gk->id, &error);
     gk->finished = 0;
 }
 
@@ -638,97 +551,25 @@ audex_gridfs_sink_close(audex_sink_t *sink)
 }
 
 
-/* the files document first, so that nobody sees a file losing chunks */
-
-static int
-audex_gridfs_delete(mongoc_collection_t *files, mongoc_collection_t *chunks,
-    const bson_oid_t *id, bson_error_t *error)
-{
-    int     ok;
-    bson_t  filter;
-
-    bson_init(&filter);
-    BSON_APPEND_OID(&filter, "_id", id);
-    ok = mongoc_collection_delete_one(files, &filter, NULL, NULL, error);
-    bson_destroy(&filter);
-
-    if (!ok) {
-        return -1;
-    }
-
-    bson_init(&filter);
-    BSON_APPEND_OID(&filter, "files_id", id);
-    ok = mongoc_collection_delete_many(chunks, &filter, NULL, NULL, error);
-    bson_destroy(&filter);
-
-    return ok ? 0 : -1;
-}
-
-
 int
 audex_gridfs_ensure_indexes(mongoc_client_t *client, const char *db,
     const char *bucket, char *err, size_t errlen)
 {
-    int                    ok;
-    char                   name[128];
-    bson_t                 cmd, indexes, index, key;
-    bson_error_t           error;
-    mongoc_database_t     *d;
-
-    snprintf(name, sizeof(name), "%s.chunks", bucket);
-
-    bson_init(&cmd);
-    BSON_APPEND_UTF8(&cmd, "createIndexes", name);
-    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
-    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
-    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
-    BSON_APPEND_INT32(&key, "files_id", 1);
-    BSON_APPEND_INT32(&key, "n", 1);
-    bson_append_document_end(&index, &key);
-    BSON_APPEND_UTF8(&index, "name", "files_id_1_n_1");
-    BSON_APPEND_BOOL(&index, "unique", true);
-    bson_append_document_end(&indexes, &index);
-    bson_append_array_end(&cmd, &indexes);
+    int                 rc;
+    bson_error_t        error;
+    mongoc_database_t  *d;
 
     d = mongoc_client_get_database(client, db);
-    ok = mongoc_database_write_command_with_opts(d, &cmd, NULL, NULL,
-                                                 &error);
+    rc = audex_store_bucket_indexes(d, bucket, &error);
     mongoc_database_destroy(d);
-    bson_destroy(&cmd);
 
-    if (!ok) {
-        snprintf(err, errlen, "createIndexes on %s: %s", name,
+    if (rc != 0) {
+        snprintf(err, errlen, "indexes of GridFS bucket \"%s\": %s", bucket,
                  error.message);
         return -1;
     }
 
     return 0;
-}
-
-
-static int64_t
-audex_bson_int(const bson_t *doc, const char *key)
-{
-    bson_iter_t  it;
-
-    if (!bson_iter_init_find(&it, doc, key)) {
-        return -1;
-    }
-
-    switch (bson_iter_type(&it)) {
-
-    case BSON_TYPE_INT32:
-        return bson_iter_int32(&it);
-
-    case BSON_TYPE_INT64:
-        return bson_iter_int64(&it);
-
-    case BSON_TYPE_DOUBLE:
-        return (int64_t) bson_iter_double(&it);
-
-    default:
-        return -1;
-    }
 }
 
 

@@ -1,12 +1,14 @@
 /*
  * audex workers: GridFS files as audex_source_t and audex_sink_t.
  *
- * Both follow the GridFS specification directly on <bucket>.files and
- * <bucket>.chunks, so that any driver reads what they write:
+ * Both follow the GridFS specification on <bucket>.files and
+ * <bucket>.chunks, so that any driver reads what they write, through the
+ * store layer (store/audex_store.h), which gives each chunk an _id
+ * derived from (files_id, n):
  *
- * - the source reads chunk n on demand, one lookup per chunk, and keeps
- *   the last one, so an MP4 with its index at the end costs a few extra
- *   lookups, not a copy;
+ * - the source reads chunk n on demand, one lookup by _id per chunk, and
+ *   keeps the last one, so an MP4 with its index at the end costs a few
+ *   extra lookups, not a copy;
  *
  * - the sink writes 255 KiB chunks as they fill, except chunk 0, which it
  *   keeps until the end so that the converter can rewrite the info frame
@@ -26,9 +28,7 @@
 #include <mongoc/mongoc.h>
 
 #include "io.h"
-
-
-#define AUDEX_GRIDFS_CHUNK  (255 * 1024)
+#include "audex_schema.h"
 
 
 /*

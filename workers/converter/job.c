@@ -190,10 +190,10 @@ static const double  audex_job_buckets[] = {
 
 static audex_conf_t  audex_job_conf_table[] = {
 
-    { "video-queue", "VIDEO_QUEUE", AUDEX_CONF_STRING, "video", 0, 0,
+    { "video-queue", "VIDEO_QUEUE", AUDEX_CONF_STRING, AUDEX_STREAM_VIDEO, 0, 0,
       &audex_job_conf.video_queue, "Redis stream of conversion jobs" },
 
-    { "mp3-queue", "MP3_QUEUE", AUDEX_CONF_STRING, "mp3", 0, 0,
+    { "mp3-queue", "MP3_QUEUE", AUDEX_CONF_STRING, AUDEX_STREAM_MP3, 0, 0,
       &audex_job_conf.mp3_queue, "Redis stream announcing finished MP3s" },
 
     { "dead-queue", "DEAD_QUEUE", AUDEX_CONF_STRING, "", 0, 0,
@@ -503,7 +503,8 @@ audex_job_connect(audex_job_worker_t *w)
     if (w->index == 0) {
         client = mongoc_client_pool_pop(w->pool);
 
-        if (audex_gridfs_ensure_indexes(client, audex_job_conf.db, "mp3s",
+        if (audex_gridfs_ensure_indexes(client, audex_job_conf.db,
+                                        AUDEX_BUCKET_MP3S,
                                         err, sizeof(err))
             != 0)
         {
@@ -579,7 +580,7 @@ audex_job_run(audex_job_worker_t *w, audex_stream_entry_t *e)
 
     job->mongo = mongoc_client_pool_pop(w->pool);
     job->jobs = mongoc_client_get_collection(job->mongo, audex_job_conf.db,
-                                             "jobs");
+                                             AUDEX_COLL_JOBS);
 
     result = audex_job_process(job);
 
@@ -808,7 +809,8 @@ audex_job_convert(audex_job_t *job)
     audex_io_status_e       status;
     audex_convert_opts_t    opts;
 
-    src = audex_gridfs_source_open(job->mongo, audex_job_conf.db, "videos",
+    src = audex_gridfs_source_open(job->mongo, audex_job_conf.db,
+                                   AUDEX_BUCKET_VIDEOS,
                                    &job->video_fid, &status, err,
                                    sizeof(err));
     if (src == NULL) {
@@ -838,7 +840,8 @@ audex_job_convert(audex_job_t *job)
         BSON_APPEND_UTF8(&meta, "owner_id", job->owner_id);
     }
 
-    sink = audex_gridfs_sink_open(job->mongo, audex_job_conf.db, "mp3s",
+    sink = audex_gridfs_sink_open(job->mongo, audex_job_conf.db,
+                                  AUDEX_BUCKET_MP3S,
                                   &job->mp3_fid, job->mp3_name, &meta,
                                   &status, err, sizeof(err));
     bson_destroy(&meta);

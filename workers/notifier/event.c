@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "audex_link.h"
+#include "audex_schema.h"
 #include "log.h"
 #include "notifier.h"
 
@@ -122,7 +123,8 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
 
     bson_init(&filter);
     BSON_APPEND_UTF8(&filter, "_id", ev->job_id);
-    rc = audex_event_find_one(mongo, "jobs", &filter, &job, err, errlen);
+    rc = audex_event_find_one(mongo, AUDEX_COLL_JOBS, &filter, &job, err,
+                              errlen);
     bson_destroy(&filter);
 
     if (rc < 0) {
@@ -219,7 +221,7 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
         bson_oid_init_from_string(&oid, ev->owner_id);
         bson_init(&filter);
         BSON_APPEND_OID(&filter, "_id", &oid);
-        rc = audex_event_find_one(mongo, "users", &filter, &user, err,
+        rc = audex_event_find_one(mongo, AUDEX_COLL_USERS, &filter, &user, err,
                                   errlen);
         bson_destroy(&filter);
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "audex_link.h"
+#include "audex_schema.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -55,11 +56,11 @@ static audex_conf_t  audex_notify_conf_table[] = {
       &audex_notify_conf.mongodb_uri,
       "MongoDB with jobs, users and GridFS mp3s" },
 
-    { "mp3-queue", "MP3_QUEUE", AUDEX_CONF_STRING, "mp3", 0, 0,
+    { "mp3-queue", "MP3_QUEUE", AUDEX_CONF_STRING, AUDEX_STREAM_MP3, 0, 0,
       &audex_notify_conf.mp3_queue,
       "Redis stream of finished (and failed) conversions" },
 
-    { "video-queue", "VIDEO_QUEUE", AUDEX_CONF_STRING, "video", 0, 0,
+    { "video-queue", "VIDEO_QUEUE", AUDEX_CONF_STRING, AUDEX_STREAM_VIDEO, 0, 0,
       &audex_notify_conf.video_queue,
       "the converter's job stream; names its dead letters" },
 

@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 
 #include "audex_password.h"
+#include "audex_schema.h"
 
 
 #define AUDEX_USER_OK             0
@@ -39,7 +40,7 @@
 
 #define AUDEX_USER_DEFAULT_URI    "mongodb://127.0.0.1:27017/audex"
 #define AUDEX_USER_DEFAULT_DB     "audex"
-#define AUDEX_USER_COLLECTION     "users"
+#define AUDEX_USER_COLLECTION     AUDEX_COLL_USERS
 #define AUDEX_USER_EMAIL_MAX      254
 
 /* a dead server should fail in seconds, not after the 30 s default */

@@ -1,0 +1,76 @@
+/*
+ * audex store: the one blocking layer over MongoDB that the nginx
+ * module's thread-pool tasks and every worker call.  No nginx types, no
+ * event loop: each call may block, so the module calls it from a pool
+ * thread only.
+ *
+ * GridFS chunks are addressed by an _id derived from (files_id, n), see
+ * lib/audex_schema.h, because a lookup by _id is the one query every
+ * MongoDB-wire server answers from an index; the GridFS fields and the
+ * files_id_1_n_1 index stay, so any driver reads what audex writes.
+ */
+
+#ifndef _AUDEX_STORE_H_INCLUDED_
+#define _AUDEX_STORE_H_INCLUDED_
+
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <mongoc/mongoc.h>
+
+#include "audex_schema.h"
+
+
+/* what audex_store_chunk_get returns besides a length */
+#define AUDEX_STORE_ERROR     -1        /* server or network; see error */
+#define AUDEX_STORE_MISSING   -2        /* no such chunk */
+#define AUDEX_STORE_CORRUPT   -3        /* no data, or more than fits */
+
+
+/* the _id of chunk n of file files_id */
+void audex_store_chunk_id(const bson_oid_t *files_id, int32_t n,
+    bson_oid_t *id);
+
+/*
+ * Stores chunk n.  0 on success, also when the same chunk is stored
+ * already (a retried insert whose first reply was lost); -1 with error
+ * set otherwise, a different chunk under that _id included.
+ */
+int audex_store_chunk_put(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int32_t n, const uint8_t *data,
+    uint32_t len, bson_error_t *error);
+
+/*
+ * Reads chunk n into buf (cap bytes): by its derived _id, else (a file
+ * another tool wrote) by the specification's {files_id, n}.  Returns its
+ * length or one of AUDEX_STORE_ERROR (error set), _MISSING, _CORRUPT.
+ */
+ssize_t audex_store_chunk_get(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int32_t n, uint8_t *buf, size_t cap,
+    bson_error_t *error);
+
+/*
+ * Removes a file: its files document first (readers never see a file
+ * losing chunks), then its chunks by _id, in bulk.  Without a files
+ * document (an upload that failed) the chunks are found by probing the
+ * derived ids; with one whose chunks are not under derived ids (another
+ * tool's file) by {files_id}.  Removing what is not there is no error,
+ * so a retry finishes what an interrupted call left.  0 or -1.
+ */
+int audex_store_file_delete(mongoc_collection_t *files,
+    mongoc_collection_t *chunks, const bson_oid_t *files_id,
+    bson_error_t *error);
+
+/*
+ * Makes the indexes the GridFS specification asks writers to make on
+ * bucket (files_id_1_n_1, unique; filename_1_uploadDate_1).  0 or -1.
+ */
+int audex_store_bucket_indexes(mongoc_database_t *db, const char *bucket,
+    bson_error_t *error);
+
+/* length and chunk size of a files document; -1 when unusable */
+int audex_store_file_geometry(const bson_t *doc, int64_t *length,
+    int64_t *chunk_size);
+
+
+#endif /* _AUDEX_STORE_H_INCLUDED_ */

@@ -1,0 +1,417 @@
+/*
+ * audex store: GridFS chunks and files, see audex_store.h.
+ *
+ * Every query here is a filter on _id alone where it can be: that is
+ * the one filter FerretDB's SQLite backend pushes down (and, patched by
+ * scripts/ferretdb/sqlite-id-index.patch, answers from an index), so the
+ * cost of a call does not grow with what else is stored.  The only
+ * queries on other fields are the fallbacks for files another tool
+ * wrote, whose chunk ids we cannot know.
+ */
+
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "audex_store.h"
+
+
+/* derived ids probed per round trip when no files document says how many */
+#define AUDEX_STORE_PROBE  64
+
+/* the server's code for a duplicate key */
+#define AUDEX_STORE_DUPLICATE_KEY  11000
+
+
+static int audex_store_chunk_same(mongoc_collection_t *chunks,
+    const bson_oid_t *id, const uint8_t *data, uint32_t len,
+    bson_error_t *error);
+static ssize_t audex_store_chunk_find(mongoc_collection_t *chunks,
+    const bson_t *filter, uint8_t *buf, size_t cap, bson_error_t *error);
+static int64_t audex_store_delete_ids(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int64_t from, int64_t to,
+    bson_error_t *error);
+static int audex_store_index(mongoc_database_t *db, const char *bucket,
+    const char *part, const bson_t *index, bson_error_t *error);
+
+
+void
+audex_store_chunk_id(const bson_oid_t *files_id, int32_t n, bson_oid_t *id)
+{
+    uint8_t       in[16], md[EVP_MAX_MD_SIZE];
+    unsigned int  mdlen;
+
+    memcpy(in, files_id->bytes, 12);
+    in[12] = (uint8_t) ((uint32_t) n >> 24);
+    in[13] = (uint8_t) ((uint32_t) n >> 16);
+    in[14] = (uint8_t) ((uint32_t) n >> 8);
+    in[15] = (uint8_t) n;
+
+    /* SHA-256 cannot fail on a 16-byte input with the default provider */
+    (void) EVP_Digest(in, sizeof(in), md, &mdlen, EVP_sha256(), NULL);
+
+    memcpy(id->bytes, md, 12);
+}
+
+
+int
+audex_store_chunk_put(mongoc_collection_t *chunks, const bson_oid_t *files_id,
+    int32_t n, const uint8_t *data, uint32_t len, bson_error_t *error)
+{
+    int         ok;
+    bson_t      doc;
+    bson_oid_t  id;
+
+    audex_store_chunk_id(files_id, n, &id);
+
+    bson_init(&doc);
+
+    if (!BSON_APPEND_OID(&doc, "_id", &id)
+        || !BSON_APPEND_OID(&doc, "files_id", files_id)
+        || !BSON_APPEND_INT32(&doc, "n", n)
+        || !BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, data, len))
+    {
+        bson_destroy(&doc);
+        bson_set_error(error, MONGOC_ERROR_BSON, MONGOC_ERROR_BSON_INVALID,
+                       "chunk %d does not fit in a document", (int) n);
+        return -1;
+    }
+
+    ok = mongoc_collection_insert_one(chunks, &doc, NULL, NULL, error);
+    bson_destroy(&doc);
+
+    if (ok) {
+        return 0;
+    }
+
+    /*
+     * A retried insert whose first reply was lost finds its own chunk:
+     * that is success.  Another chunk under the id is a conflict.
+     */
+    if (error->code == AUDEX_STORE_DUPLICATE_KEY) {
+        return audex_store_chunk_same(chunks, &id, data, len, error);
+    }
+
+    return -1;
+}
+
+
+static int
+audex_store_chunk_same(mongoc_collection_t *chunks, const bson_oid_t *id,
+    const uint8_t *data, uint32_t len, bson_error_t *error)
+{
+    ssize_t   got;
+    bson_t    filter;
+    uint8_t  *buf;
+
+    buf = bson_malloc(len + 1);
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", id);
+    got = audex_store_chunk_find(chunks, &filter, buf, len + 1, error);
+    bson_destroy(&filter);
+
+    if (got == (ssize_t) len && memcmp(buf, data, len) == 0) {
+        bson_free(buf);
+        return 0;
+    }
+
+    bson_free(buf);
+
+    if (got != AUDEX_STORE_ERROR) {
+        bson_set_error(error, MONGOC_ERROR_COLLECTION,
+                       AUDEX_STORE_DUPLICATE_KEY,
+                       "another chunk is stored under this chunk's _id");
+    }
+
+    return -1;
+}
+
+
+ssize_t
+audex_store_chunk_get(mongoc_collection_t *chunks, const bson_oid_t *files_id,
+    int32_t n, uint8_t *buf, size_t cap, bson_error_t *error)
+{
+    bson_t      filter;
+    ssize_t     got;
+    bson_oid_t  id;
+
+    audex_store_chunk_id(files_id, n, &id);
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", &id);
+    got = audex_store_chunk_find(chunks, &filter, buf, cap, error);
+    bson_destroy(&filter);
+
+    if (got != AUDEX_STORE_MISSING) {
+        return got;
+    }
+
+    /* a file another tool wrote: the specification's query */
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "files_id", files_id);
+    BSON_APPEND_INT32(&filter, "n", n);
+    got = audex_store_chunk_find(chunks, &filter, buf, cap, error);
+    bson_destroy(&filter);
+
+    return got;
+}
+
+
+static ssize_t
+audex_store_chunk_find(mongoc_collection_t *chunks, const bson_t *filter,
+    uint8_t *buf, size_t cap, bson_error_t *error)
+{
+    bson_t           opts;
+    ssize_t          rc;
+    uint32_t         len;
+    bson_iter_t      it;
+    const bson_t    *doc;
+    const uint8_t   *data;
+    bson_subtype_t   subtype;
+    mongoc_cursor_t *cursor;
+
+    bson_init(&opts);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    cursor = mongoc_collection_find_with_opts(chunks, filter, &opts, NULL);
+    bson_destroy(&opts);
+
+    if (!mongoc_cursor_next(cursor, &doc)) {
+        rc = mongoc_cursor_error(cursor, error) ? AUDEX_STORE_ERROR
+                                                : AUDEX_STORE_MISSING;
+        mongoc_cursor_destroy(cursor);
+        return rc;
+    }
+
+    rc = AUDEX_STORE_CORRUPT;
+
+    if (bson_iter_init_find(&it, doc, "data") && BSON_ITER_HOLDS_BINARY(&it)) {
+        bson_iter_binary(&it, &subtype, &len, &data);
+
+        if (len <= cap) {
+            memcpy(buf, data, len);
+            rc = len;
+        }
+    }
+
+    mongoc_cursor_destroy(cursor);
+
+    return rc;
+}
+
+
+int
+audex_store_file_delete(mongoc_collection_t *files,
+    mongoc_collection_t *chunks, const bson_oid_t *files_id,
+    bson_error_t *error)
+{
+    bson_t           filter;
+    int64_t          length, chunk_size, count, from, gone;
+    const bson_t    *doc;
+    mongoc_cursor_t *cursor;
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", files_id);
+
+    cursor = mongoc_collection_find_with_opts(files, &filter, NULL, NULL);
+    count = -1;
+
+    if (mongoc_cursor_next(cursor, &doc)
+        && audex_store_file_geometry(doc, &length, &chunk_size) == 0)
+    {
+        count = (length + chunk_size - 1) / chunk_size;
+    }
+
+    if (mongoc_cursor_error(cursor, error)
+        || !mongoc_collection_delete_one(files, &filter, NULL, NULL, error))
+    {
+        mongoc_cursor_destroy(cursor);
+        bson_destroy(&filter);
+        return -1;
+    }
+
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&filter);
+
+    if (count >= 0) {
+        gone = audex_store_delete_ids(chunks, files_id, 0, count, error);
+        if (gone < 0) {
+            return -1;
+        }
+
+        if (gone == count) {
+            return 0;
+        }
+
+        /*
+         * Fewer than the files document promised: another tool's file,
+         * whose chunk ids are its own, or a damaged one.  Only here does
+         * a delete filter on files_id.
+         */
+        bson_init(&filter);
+        BSON_APPEND_OID(&filter, "files_id", files_id);
+
+        if (!mongoc_collection_delete_many(chunks, &filter, NULL, NULL,
+                                           error))
+        {
+            bson_destroy(&filter);
+            return -1;
+        }
+
+        bson_destroy(&filter);
+        return 0;
+    }
+
+    /*
+     * No files document: an upload or a conversion that did not finish,
+     * or a removal cut short after its first step.  Chunks are written in
+     * order (the converter keeps chunk 0 to the end), so removing batches
+     * of ids until one removes nothing finds them all.
+     */
+    for (from = 0; from < INT32_MAX; from += AUDEX_STORE_PROBE) {
+        gone = audex_store_delete_ids(chunks, files_id, from,
+                                      from + AUDEX_STORE_PROBE, error);
+        if (gone < 0) {
+            return -1;
+        }
+
+        if (gone == 0) {
+            break;
+        }
+    }
+
+    return 0;
+}
+
+
+/* removes chunks [from, to) by their derived ids; how many were there */
+
+static int64_t
+audex_store_delete_ids(mongoc_collection_t *chunks, const bson_oid_t *files_id,
+    int64_t from, int64_t to, bson_error_t *error)
+{
+    bson_t                     filter, reply;
+    int64_t                    n, gone;
+    bson_iter_t                it;
+    bson_oid_t                 id;
+    mongoc_bulk_operation_t   *bulk;
+
+    gone = 0;
+
+    while (from < to) {
+        bulk = mongoc_collection_create_bulk_operation_with_opts(chunks, NULL);
+
+        for (n = from; n < to && n < from + AUDEX_STORE_PROBE; n++) {
+            audex_store_chunk_id(files_id, (int32_t) n, &id);
+            bson_init(&filter);
+            BSON_APPEND_OID(&filter, "_id", &id);
+            mongoc_bulk_operation_remove_one(bulk, &filter);
+            bson_destroy(&filter);
+        }
+
+        if (!mongoc_bulk_operation_execute(bulk, &reply, error)) {
+            bson_destroy(&reply);
+            mongoc_bulk_operation_destroy(bulk);
+            return -1;
+        }
+
+        if (bson_iter_init_find(&it, &reply, "nRemoved")) {
+            gone += bson_iter_as_int64(&it);
+        }
+
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+        from = n;
+    }
+
+    return gone;
+}
+
+
+int
+audex_store_file_geometry(const bson_t *doc, int64_t *length,
+    int64_t *chunk_size)
+{
+    bson_iter_t  it;
+
+    if (!bson_iter_init_find(&it, doc, "length")
+        || !BSON_ITER_HOLDS_NUMBER(&it))
+    {
+        return -1;
+    }
+
+    *length = bson_iter_as_int64(&it);
+
+    if (!bson_iter_init_find(&it, doc, "chunkSize")
+        || !BSON_ITER_HOLDS_NUMBER(&it))
+    {
+        return -1;
+    }
+
+    *chunk_size = bson_iter_as_int64(&it);
+
+    if (*length < 0 || *chunk_size <= 0
+        || *chunk_size > AUDEX_GRIDFS_CHUNK_MAX)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The indexes the GridFS specification asks writers to make, so that
+ * drivers that read by {files_id, n} and list by filename are served.
+ * Making an existing index again is a no-op on the server.
+ */
+
+int
+audex_store_bucket_indexes(mongoc_database_t *db, const char *bucket,
+    bson_error_t *error)
+{
+    int      rc;
+    bson_t  *index;
+
+    index = BCON_NEW("key", "{", "files_id", BCON_INT32(1),
+                                 "n", BCON_INT32(1), "}",
+                     "name", BCON_UTF8(AUDEX_GRIDFS_CHUNK_INDEX),
+                     "unique", BCON_BOOL(true));
+    rc = audex_store_index(db, bucket, "chunks", index, error);
+    bson_destroy(index);
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    index = BCON_NEW("key", "{", "filename", BCON_INT32(1),
+                                 "uploadDate", BCON_INT32(1), "}",
+                     "name", BCON_UTF8("filename_1_uploadDate_1"));
+    rc = audex_store_index(db, bucket, "files", index, error);
+    bson_destroy(index);
+
+    return rc;
+}
+
+
+static int
+audex_store_index(mongoc_database_t *db, const char *bucket,
+    const char *part, const bson_t *index, bson_error_t *error)
+{
+    int     ok;
+    char    name[128];
+    bson_t  cmd, indexes;
+
+    bson_snprintf(name, sizeof(name), "%s.%s", bucket, part);
+
+    bson_init(&cmd);
+    BSON_APPEND_UTF8(&cmd, "createIndexes", name);
+    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
+    BSON_APPEND_DOCUMENT(&indexes, "0", index);
+    bson_append_array_end(&cmd, &indexes);
+
+    ok = mongoc_database_write_command_with_opts(db, &cmd, NULL, NULL, error);
+    bson_destroy(&cmd);
+
+    return ok ? 0 : -1;
+}
