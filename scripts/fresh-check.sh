@@ -74,9 +74,6 @@ if [ ! -s "$base" ]; then
 fi
 
 root=$(mktemp -d "$cache/root.XXXXXX")
-# mktemp makes it 0700; a root directory is 0755, or nginx's workers
-# (nobody) could not reach anything in it
-chmod 0755 "$root"
 
 cleanup() {
     local rc=$?
@@ -95,6 +92,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 tar -C "$root" -xf "$base"
+# mktemp made both the root and the tarball's top 0700; a root directory
+# is 0755, or nginx's workers (nobody) and apt's _apt reach nothing in it
+chmod 0755 "$root"
 
 # what a new machine of ours has beside Debian: the apt sources and
 # settings, the extra CA certificates, no services started by packages
