@@ -2,10 +2,12 @@
  * GET /download?fid=<id>: an MP3 from the "mp3s" GridFS bucket.
  *
  * The files document is looked up in a pool thread; then the chunks the
- * answer needs are read one at a time, each in a pool thread, into one
- * buffer of the bucket's chunk size.  The next chunk is read only when
- * the previous one has left for the client, so memory does not grow with
- * the file and a slow client slows the reads (backpressure).
+ * answer needs are read one at a time, each in a pool thread, by _id
+ * (store layer), into two buffers of the bucket's chunk size: chunk n+1
+ * is read while chunk n is being sent, so the pipe stays full, and no
+ * chunk is read before the buffer it goes into has left for the client,
+ * so memory does not grow with the file and a slow client slows the
+ * reads (backpressure).
  *
  * Access: the owner or an admin with a token, or anyone with a signed
  * link (audex_link_secret) that has not expired.  Anyone else learns
@@ -39,12 +41,27 @@ typedef struct {
     int64_t                      chunk;       /* the next to read */
     int64_t                      last_chunk;
 
-    u_char                      *buf;         /* one chunk */
-    size_t                       buf_len;     /* bytes read into it */
+    /* two chunk buffers: one on the wire, one being read */
+    u_char                      *buf[2];
+    size_t                       buf_len[2];  /* bytes read into each */
+    int64_t                      buf_chunk[2];
+    ngx_buf_t                    out[2];
 
+    /* the pool thread's side: which buffer, how it went */
+    ngx_uint_t                   read_idx;
     ngx_uint_t                   failed;
     char                         err[NGX_HTTP_AUDEX_ERRLEN];
+
+    /* the event loop's side */
+    unsigned                     reading:1;   /* a read is in flight */
+    unsigned                     ready:1;     /* buf[read_idx] is read */
+    unsigned                     wire_busy:1; /* output still buffered */
+    ngx_int_t                    rc;          /* a failure to end with */
 } ngx_http_audex_download_ctx_t;
+
+
+/* what the pump returns when the flow waits for a read or the client */
+#define NGX_HTTP_AUDEX_DOWNLOAD_WAIT  NGX_DECLINED
 
 
 static ngx_int_t ngx_http_audex_download_handler(ngx_http_request_t *r);
@@ -57,7 +74,13 @@ static ngx_int_t ngx_http_audex_download_range(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx);
 static ngx_int_t ngx_http_audex_download_headers(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx, ngx_uint_t partial);
-static ngx_int_t ngx_http_audex_download_next(ngx_http_request_t *r,
+static ngx_int_t ngx_http_audex_download_pump(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static ngx_int_t ngx_http_audex_download_post(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static ngx_int_t ngx_http_audex_download_send(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static void ngx_http_audex_download_wait(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx);
 static void ngx_http_audex_download_read(void *data, ngx_log_t *log);
 static void ngx_http_audex_download_read_done(ngx_http_request_t *r,
@@ -243,7 +266,7 @@ ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
 
     rc = ngx_http_audex_download_range(r, ctx);
 
-    if (ctx->buf == NULL || rc != NGX_OK) {
+    if (ctx->buf[0] == NULL || rc != NGX_OK) {
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -256,7 +279,11 @@ ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
 
     actx->data = ctx;
 
-    ngx_http_finalize_request(r, ngx_http_audex_download_next(r, ctx));
+    rc = ngx_http_audex_download_pump(r, ctx);
+
+    if (rc != NGX_HTTP_AUDEX_DOWNLOAD_WAIT) {
+        ngx_http_finalize_request(r, rc);
+    }
 }
 
 
@@ -470,8 +497,9 @@ ignore:
     ctx->chunk = ctx->start / (off_t) ctx->chunk_size;
     ctx->last_chunk = ctx->end / (off_t) ctx->chunk_size;
 
-    ctx->buf = ngx_palloc(r->pool, ctx->chunk_size);
-    if (ctx->buf == NULL) {
+    ctx->buf[0] = ngx_palloc(r->pool, ctx->chunk_size);
+    ctx->buf[1] = ngx_palloc(r->pool, ctx->chunk_size);
+    if (ctx->buf[0] == NULL || ctx->buf[1] == NULL) {
         return NGX_ERROR;
     }
 
@@ -604,15 +632,82 @@ ngx_http_audex_download_headers(ngx_http_request_t *r,
 }
 
 
-/* Reads the next chunk, or ends the answer after the last one. */
+/*
+ * The event loop's part, called when the header is out, when a read
+ * finishes and when the client has taken what was sent: sends a chunk
+ * that is read, starts reading the next one, and says what the caller
+ * does: NGX_HTTP_AUDEX_DOWNLOAD_WAIT (nothing: a read or the client will
+ * call again), or the code to finalize the request with.
+ *
+ * The flow holds the one reference the content handler took; only the
+ * caller that gets a code other than WAIT finalizes, once.
+ */
 
 static ngx_int_t
-ngx_http_audex_download_next(ngx_http_request_t *r,
+ngx_http_audex_download_pump(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx)
 {
+    ngx_int_t  rc;
+
     if (r->header_only) {
         return NGX_OK;
     }
+
+    for ( ;; ) {
+        if (ctx->rc != NGX_OK) {
+            /* a read in flight owns the task: end when it is back */
+            return ctx->reading ? NGX_HTTP_AUDEX_DOWNLOAD_WAIT : ctx->rc;
+        }
+
+        if (ctx->wire_busy) {
+            return NGX_HTTP_AUDEX_DOWNLOAD_WAIT;
+        }
+
+        if (!ctx->ready) {
+            if (ctx->reading) {
+                return NGX_HTTP_AUDEX_DOWNLOAD_WAIT;
+            }
+
+            /* the first chunk: later ones are posted as each is sent */
+            if (ngx_http_audex_download_post(r, ctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            return NGX_HTTP_AUDEX_DOWNLOAD_WAIT;
+        }
+
+        rc = ngx_http_audex_download_send(r, ctx);
+
+        if (rc != NGX_HTTP_AUDEX_DOWNLOAD_WAIT) {
+            return rc;
+        }
+    }
+}
+
+
+/* starts reading chunk ctx->chunk into the buffer not on the wire */
+
+static ngx_int_t
+ngx_http_audex_download_post(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    ngx_event_t               *wev;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * A timer runs while a read is in flight: it bounds the read, and a
+     * worker that is shutting down waits for connections with timers
+     */
+    wev = r->connection->write;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    r->write_event_handler = ngx_http_audex_download_write_handler;
+
+    if (!wev->timer_set) {
+        ngx_add_timer(wev, clcf->send_timeout);
+    }
+
+    ctx->read_idx = ctx->chunk & 1;
+    ctx->buf_chunk[ctx->read_idx] = ctx->chunk;
 
     if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_download_read,
                                    ngx_http_audex_download_read_done)
@@ -624,14 +719,112 @@ ngx_http_audex_download_next(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* the flow goes on: balances this function's caller's finalize */
-    r->main->count++;
+    ctx->reading = 1;
+    ctx->chunk++;
 
-    return NGX_DONE;
+    return NGX_OK;
 }
 
 
-/* pool thread: chunk ctx->chunk into ctx->buf */
+/*
+ * Sends the chunk that is read, and starts reading the next one into the
+ * other buffer while it goes out.  WAIT when the pump goes on (the wire
+ * is busy or idle again), else the code to finalize with.
+ */
+
+static ngx_int_t
+ngx_http_audex_download_send(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    off_t         first, from, to;
+    int64_t       n;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_uint_t    i;
+    ngx_chain_t   out;
+
+    i = ctx->read_idx;
+    n = ctx->buf_chunk[i];
+    ctx->ready = 0;
+
+    first = n * (off_t) ctx->chunk_size;
+    from = ngx_max(ctx->start - first, 0);
+    to = ngx_min(ctx->end - first + 1, (off_t) ctx->buf_len[i]);
+
+    if (to <= from) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: download %s: chunk %L: short chunk", ctx->fid,
+                      n);
+        return NGX_ERROR;
+    }
+
+    b = &ctx->out[i];
+    ngx_memzero(b, sizeof(ngx_buf_t));
+    b->pos = ctx->buf[i] + from;
+    b->last = ctx->buf[i] + to;
+    b->memory = 1;
+    b->flush = 1;
+
+    if (n == ctx->last_chunk) {
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_DOWNLOAD_BYTES, to - from);
+
+    /* the next chunk goes into the other buffer while this one is sent */
+    if (!b->last_buf && ngx_http_audex_download_post(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_output_filter(r, &out);
+
+    if (rc == NGX_ERROR) {
+        ctx->rc = NGX_ERROR;
+        return NGX_HTTP_AUDEX_DOWNLOAD_WAIT;
+    }
+
+    if (b->last_buf) {
+        /* ngx_http_finalize_request sends what is left, then ends */
+        return rc;
+    }
+
+    if (r->buffered || r->connection->buffered) {
+        ngx_http_audex_download_wait(r, ctx);
+    }
+
+    return NGX_HTTP_AUDEX_DOWNLOAD_WAIT;
+}
+
+
+/* the client has not taken all yet: the write handler goes on */
+
+static void
+ngx_http_audex_download_wait(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    ngx_event_t               *wev;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    wev = r->connection->write;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ctx->wire_busy = 1;
+
+    if (!wev->delayed) {
+        ngx_add_timer(wev, clcf->send_timeout);
+    }
+
+    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+        ctx->rc = NGX_ERROR;
+    }
+}
+
+
+/* pool thread: chunk buf_chunk[read_idx] into buf[read_idx] */
 
 static void
 ngx_http_audex_download_read(void *data, ngx_log_t *log)
@@ -639,18 +832,22 @@ ngx_http_audex_download_read(void *data, ngx_log_t *log)
     ngx_http_audex_download_ctx_t *ctx = data;
 
     ssize_t               len;
+    int64_t               n;
+    ngx_uint_t            i;
     bson_error_t          error;
     mongoc_client_t      *client;
     mongoc_collection_t  *chunks;
 
-    ctx->buf_len = 0;
+    i = ctx->read_idx;
+    n = ctx->buf_chunk[i];
+    ctx->buf_len[i] = 0;
 
     client = ngx_http_audex_mongo_pop(ctx->amcf);
     chunks = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
                                           AUDEX_MP3S_CHUNKS);
 
-    len = audex_store_chunk_get(chunks, &ctx->oid, (int32_t) ctx->chunk,
-                                ctx->buf, ctx->chunk_size, &error);
+    len = audex_store_chunk_get(chunks, &ctx->oid, (int32_t) n, ctx->buf[i],
+                                ctx->chunk_size, &error);
 
     switch (len) {
 
@@ -662,18 +859,18 @@ ngx_http_audex_download_read(void *data, ngx_log_t *log)
 
     case AUDEX_STORE_MISSING:
         ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
-                     "chunk %L is missing%Z", ctx->chunk);
+                     "chunk %L is missing%Z", n);
         ctx->failed = 1;
         break;
 
     case AUDEX_STORE_CORRUPT:
         ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
-                     "chunk %L has no data or too much%Z", ctx->chunk);
+                     "chunk %L has no data or too much%Z", n);
         ctx->failed = 1;
         break;
 
     default:
-        ctx->buf_len = (size_t) len;
+        ctx->buf_len[i] = (size_t) len;
     }
 
     mongoc_collection_destroy(chunks);
@@ -686,75 +883,30 @@ ngx_http_audex_download_read_done(ngx_http_request_t *r, void *data)
 {
     ngx_http_audex_download_ctx_t *ctx = data;
 
-    off_t         first, from, to;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
+
+    ctx->reading = 0;
 
     /* the header is out: a failure now can only cut the connection */
 
-    first = ctx->chunk * (off_t) ctx->chunk_size;
-    from = ngx_max(ctx->start - first, 0);
-    to = ngx_min(ctx->end - first + 1, (off_t) ctx->buf_len);
-
-    if (ctx->failed || to <= from) {
+    if (ctx->failed && ctx->rc == NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "audex: download %s: chunk %L: %s", ctx->fid,
-                      ctx->chunk, ctx->failed ? ctx->err : "short chunk");
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+                      ctx->buf_chunk[ctx->read_idx], ctx->err);
+        ctx->rc = NGX_ERROR;
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
-    }
+    ctx->ready = !ctx->failed;
 
-    b->pos = ctx->buf + from;
-    b->last = ctx->buf + to;
-    b->memory = 1;
-    b->flush = 1;
+    rc = ngx_http_audex_download_pump(r, ctx);
 
-    if (ctx->chunk == ctx->last_chunk) {
-        b->last_buf = 1;
-        b->last_in_chain = 1;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_DOWNLOAD_BYTES, to - from);
-
-    ctx->chunk++;
-
-    rc = ngx_http_output_filter(r, &out);
-
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
-    }
-
-    if (b->last_buf) {
-        /* ngx_http_finalize_request sends what is left, then ends */
+    if (rc != NGX_HTTP_AUDEX_DOWNLOAD_WAIT) {
         ngx_http_finalize_request(r, rc);
-        return;
     }
-
-    if (r->buffered || r->connection->buffered) {
-        /* the buffer is still in use: wait until the client took it */
-        r->write_event_handler = ngx_http_audex_download_write_handler;
-        ngx_http_audex_download_write_handler(r);
-        return;
-    }
-
-    rc = ngx_http_audex_download_next(r, ctx);
-
-    ngx_http_finalize_request(r, rc);
 }
 
 
-/* Flushes the chunk in flight; reads the next one once it is out. */
+/* Flushes what is on the wire; the pump goes on once it is out. */
 
 static void
 ngx_http_audex_download_write_handler(ngx_http_request_t *r)
@@ -767,20 +919,29 @@ ngx_http_audex_download_write_handler(ngx_http_request_t *r)
 
     c = r->connection;
     wev = c->write;
+    ctx = ngx_http_audex_get_ctx(r)->data;
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
-                      "audex: download: client timed out");
+                      ctx->wire_busy ? "audex: download: client timed out"
+                                     : "audex: download: a read timed out");
         c->timedout = 1;
-        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        ctx->rc = NGX_HTTP_REQUEST_TIME_OUT;
+        ctx->wire_busy = 0;
+        goto pump;
+    }
+
+    if (!ctx->wire_busy) {
+        /* nothing on the wire: the read in flight goes on */
         return;
     }
 
     rc = ngx_http_output_filter(r, NULL);
 
     if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+        ctx->rc = NGX_ERROR;
+        ctx->wire_busy = 0;
+        goto pump;
     }
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -790,24 +951,25 @@ ngx_http_audex_download_write_handler(ngx_http_request_t *r)
             ngx_add_timer(wev, clcf->send_timeout);
         }
 
-        if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
-            ngx_http_finalize_request(r, NGX_ERROR);
+        if (ngx_handle_write_event(wev, clcf->send_lowat) == NGX_OK) {
+            return;
         }
 
-        return;
+        ctx->rc = NGX_ERROR;
     }
 
-    if (wev->timer_set) {
+    /* the timer stays while a read is in flight (see _post) */
+    if (wev->timer_set && !ctx->reading) {
         ngx_del_timer(wev);
     }
 
-    /* the chunk left: reading the next one takes the buffer again */
+    ctx->wire_busy = 0;
 
-    r->write_event_handler = ngx_http_request_empty_handler;
+pump:
 
-    ctx = ngx_http_audex_get_ctx(r)->data;
+    rc = ngx_http_audex_download_pump(r, ctx);
 
-    rc = ngx_http_audex_download_next(r, ctx);
-
-    ngx_http_finalize_request(r, rc);
+    if (rc != NGX_HTTP_AUDEX_DOWNLOAD_WAIT) {
+        ngx_http_finalize_request(r, rc);
+    }
 }

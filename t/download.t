@@ -5,6 +5,8 @@
 use lib 't/lib';
 use Audex::Test;
 use Digest::SHA qw(sha256_hex hmac_sha256);
+use Socket;
+use Time::HiRes qw(sleep);
 
 our $owner = '64b000000000000000000001';
 our $other = '64b000000000000000000002';
@@ -24,6 +26,33 @@ print(fid, hashlib.sha256(data).hexdigest())
 PY
     ($fid{$name}, $sha{$name}) = split ' ', $out;
     die "upload of $name failed: $out" unless $fid{$name};
+}
+
+# GET /download?fid= on a raw socket with a small receive buffer, read
+# `$bytes` at a time with a pause between reads (all when $bytes is
+# undef); returns the whole answer, or what came before the client left
+# after $leave_after bytes
+sub slow_get {
+    my ($fid, %o) = @_;
+    socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+    setsockopt($s, SOL_SOCKET, SO_RCVBUF, 8192) or die "setsockopt: $!";
+    connect($s, sockaddr_in($ENV{TEST_NGINX_SERVER_PORT},
+                            inet_aton('127.0.0.1'))) or die "connect: $!";
+    my $req = "GET /download?fid=$fid HTTP/1.1\r\nHost: localhost\r\n"
+            . "Connection: close\r\n"
+            . Audex::Test::bearer($::owner) . "\r\n\r\n";
+    syswrite($s, $req) == length $req or die "write: $!";
+    my $all = '';
+    while (1) {
+        my $n = sysread($s, my $part, $o{bytes} // 65536);
+        last unless $n;
+        $all .= $part;
+        last if defined $o{leave_after} && length $all >= $o{leave_after};
+        sleep $o{pause} if $o{pause};
+    }
+    close $s;
+    my ($head, $body) = split /\r\n\r\n/, $all, 2;
+    return ($head // '', $body // '');
 }
 
 sub link_args {
@@ -49,6 +78,11 @@ run_tests(setup => sub {
     put_file('tiny', 10, 'tiny');
     put_file('utf8', 1000, 'caf\u00e9 \"live\".mp3');
     put_file('empty', 0, 'empty.mp3');
+    put_file('big', 3_000_000, 'big.mp3');
+    put_file('holed', 700_000, 'holed.mp3');
+    Audex::Test::mongo_eval("from bson import ObjectId\n"
+        . "db['mp3s.chunks'].delete_one({'files_id': "
+        . "ObjectId('$fid{holed}'), 'n': 1})");
 });
 
 __DATA__
@@ -214,3 +248,56 @@ Audex::Test::bearer($::owner)
 --- error_code: 503
 --- response_body
 {"error":"database unavailable"}
+
+
+
+=== TEST 11: a slow client with a small receive buffer gets every byte of a file of 12 chunks
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+"GET /download?fid=$::fid{tiny}"
+--- more_headers eval
+Audex::Test::bearer($::owner)
+--- error_code: 200
+--- check
+my ($head, $body) = ::slow_get($::fid{big}, bytes => 8192, pause => 0.002);
+Audex::Test::like($head, qr{^HTTP/1.1 200}, "slow: 200");
+Audex::Test::is(length $body, 3_000_000, "slow: all bytes");
+Audex::Test::is(sha256_hex($body), $::sha{big}, "slow: byte-identical");
+
+
+
+=== TEST 12: a chunk missing mid-file: the chunks before it, then the connection is cut
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+"GET /download?fid=$::fid{tiny}"
+--- more_headers eval
+Audex::Test::bearer($::owner)
+--- error_code: 200
+--- check
+my ($head, $body) = ::slow_get($::fid{holed});
+Audex::Test::like($head, qr{Content-Length: 700000}, "holed: the length of the file");
+Audex::Test::is(length $body, 261120, "holed: chunk 0 only, then the end");
+--- error_log eval
+[qr/audex: download \w+: chunk 1: chunk 1 is missing/]
+
+
+
+=== TEST 13: the client leaves mid-file: the worker goes on serving
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /download?fid=$::fid{tiny}", "GET /download?fid=$::fid{tiny}"]
+--- more_headers eval
+[(Audex::Test::bearer($::owner)) x 2]
+--- error_code eval
+[200, 200]
+--- check
+if ($i == 0) {
+    for (1 .. 3) {
+        my ($head, $body) = ::slow_get($::fid{big}, bytes => 4096,
+                                       leave_after => 20_000);
+        Audex::Test::like($head, qr{^HTTP/1.1 200}, "left after 20 kB");
+    }
+}
