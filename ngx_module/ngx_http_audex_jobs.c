@@ -210,6 +210,13 @@ ngx_http_audex_jobs_find(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_cursor_t  *cursor;
 
     if (ctx->op == NGX_HTTP_AUDEX_JOBS_LIST) {
+        /*
+         * One user's jobs, newest first: on MongoDB an index on
+         * {owner_id, created_at} would serve it (none is made yet); on
+         * FerretDB's SQLite backend, which pushes down only {_id}, it
+         * scans and sorts the whole jobs collection, so its cost grows
+         * with all users' jobs.  A status page only, not per chunk.
+         */
         filter = BCON_NEW("owner_id", BCON_UTF8(ctx->owner));
         opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(-1),
                         "_id", BCON_INT32(-1), "}",

@@ -204,6 +204,13 @@ ngx_http_audex_login_check(ngx_http_audex_login_ctx_t *ctx,
 
     users = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
                                          AUDEX_COLL_USERS);
+    /*
+     * By email, not _id: on MongoDB the unique email index (audex-user
+     * makes it) answers; FerretDB's SQLite backend pushes down no filter
+     * but {_id}, so there each login scans the users collection: cost
+     * grows with the number of accounts (not with files stored), some
+     * milliseconds per thousand accounts.
+     */
     filter = BCON_NEW("email", BCON_UTF8(ctx->email));
     cursor = mongoc_collection_find_with_opts(users, filter, NULL, NULL);
 

@@ -2,12 +2,35 @@
  * audex workers: GridFS source and sink, see gridfs.h.
  */
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "gridfs.h"
 #include "audex_store.h"
+
+
+/*
+ * Read-ahead: a thread with a client of its own reads the chunk after
+ * the one the decoder has, so reading overlaps decoding.  Everything
+ * below the mutex is shared; the buffer is swapped, not copied.
+ */
+typedef struct {
+    pthread_t              thread;
+    pthread_mutex_t        mu;
+    pthread_cond_t         cv;
+    mongoc_client_pool_t  *pool;
+    mongoc_client_t       *client;
+    mongoc_collection_t   *chunks;
+    int64_t                want;        /* asked for, not taken up yet */
+    int                    busy;        /* reading */
+    int                    quit;
+    int64_t                got_n;       /* what buf holds, or -1 */
+    ssize_t                got_len;     /* or an AUDEX_STORE_ code */
+    bson_error_t           error;
+    u_char                *buf;
+} audex_gridfs_ahead_t;
 
 
 typedef struct {
@@ -21,6 +44,7 @@ typedef struct {
     size_t                 have_len;
     u_char                *buf;
     char                  *filename;
+    audex_gridfs_ahead_t  *ahead;       /* NULL: read in the caller */
 } audex_gridfs_source_t;
 
 
@@ -41,6 +65,12 @@ typedef struct {
 static ssize_t audex_gridfs_source_read(audex_source_t *src, u_char *buf,
     size_t n);
 static int audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n);
+static ssize_t audex_gridfs_source_fetch(audex_gridfs_source_t *gs,
+    int64_t n, bson_error_t *error);
+static int audex_gridfs_ahead_start(audex_gridfs_source_t *gs,
+    mongoc_client_pool_t *pool, const char *db, const char *name);
+static void *audex_gridfs_ahead_run(void *data);
+static void audex_gridfs_ahead_stop(audex_gridfs_ahead_t *ah);
 static int64_t audex_gridfs_source_seek(audex_source_t *src, int64_t offset,
     int whence);
 static int64_t audex_gridfs_source_size(audex_source_t *src);
@@ -58,9 +88,9 @@ static audex_io_status_e audex_gridfs_status(const bson_error_t *error);
 
 
 audex_source_t *
-audex_gridfs_source_open(mongoc_client_t *client, const char *db,
-    const char *bucket, const bson_oid_t *id, audex_io_status_e *status,
-    char *err, size_t errlen)
+audex_gridfs_source_open(mongoc_client_t *client, mongoc_client_pool_t *pool,
+    const char *db, const char *bucket, const bson_oid_t *id,
+    audex_io_status_e *status, char *err, size_t errlen)
 {
     char                    name[128], hex[25];
     bson_t                  filter;
@@ -132,6 +162,16 @@ audex_gridfs_source_open(mongoc_client_t *client, const char *db,
 
     snprintf(name, sizeof(name), "%s.chunks", bucket);
     gs->chunks = mongoc_client_get_collection(client, db, name);
+
+    if (pool && audex_gridfs_ahead_start(gs, pool, db, name) != 0) {
+        *status = AUDEX_IO_TRANSIENT;
+        snprintf(err, errlen, "cannot start the read-ahead thread");
+        mongoc_collection_destroy(gs->chunks);
+        free(gs->buf);
+        free(gs->filename);
+        free(gs);
+        return NULL;
+    }
 
     gs->src.read = audex_gridfs_source_read;
     gs->src.seek = audex_gridfs_source_seek;
@@ -214,8 +254,7 @@ audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
         want = gs->chunk_size;
     }
 
-    len = audex_store_chunk_get(gs->chunks, &gs->id, (int32_t) n, gs->buf,
-                                gs->chunk_size, &error);
+    len = audex_gridfs_source_fetch(gs, n, &error);
 
     switch (len) {
 
@@ -250,6 +289,166 @@ audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
     gs->have_len = len;
 
     return 0;
+}
+
+
+/*
+ * Chunk n into gs->buf: from the read-ahead thread when there is one
+ * (waiting for it if it is still reading n, asking it for n if it read
+ * another, after a seek), and then asks it for n + 1.
+ */
+
+static ssize_t
+audex_gridfs_source_fetch(audex_gridfs_source_t *gs, int64_t n,
+    bson_error_t *error)
+{
+    u_char                *buf;
+    ssize_t                len;
+    audex_gridfs_ahead_t  *ah = gs->ahead;
+
+    if (ah == NULL) {
+        return audex_store_chunk_get(gs->chunks, &gs->id, (int32_t) n,
+                                     gs->buf, gs->chunk_size, error);
+    }
+
+    pthread_mutex_lock(&ah->mu);
+
+    while (ah->busy || (ah->want >= 0 && ah->want != n)) {
+        pthread_cond_wait(&ah->cv, &ah->mu);
+    }
+
+    if (ah->got_n != n) {
+        ah->want = n;
+        pthread_cond_broadcast(&ah->cv);
+
+        while (ah->want >= 0 || ah->busy) {
+            pthread_cond_wait(&ah->cv, &ah->mu);
+        }
+    }
+
+    len = ah->got_len;
+    *error = ah->error;
+
+    buf = gs->buf;
+    gs->buf = ah->buf;
+    ah->buf = buf;
+    ah->got_n = -1;
+
+    if ((n + 1) * gs->chunk_size < gs->length) {
+        ah->want = n + 1;
+        pthread_cond_broadcast(&ah->cv);
+    }
+
+    pthread_mutex_unlock(&ah->mu);
+
+    return len;
+}
+
+
+static int
+audex_gridfs_ahead_start(audex_gridfs_source_t *gs,
+    mongoc_client_pool_t *pool, const char *db, const char *name)
+{
+    audex_gridfs_ahead_t  *ah;
+
+    ah = calloc(1, sizeof(audex_gridfs_ahead_t));
+    if (ah == NULL) {
+        return -1;
+    }
+
+    ah->buf = malloc(gs->chunk_size);
+    if (ah->buf == NULL) {
+        free(ah);
+        return -1;
+    }
+
+    ah->pool = pool;
+    ah->client = mongoc_client_pool_pop(pool);
+    ah->chunks = mongoc_client_get_collection(ah->client, db, name);
+    ah->want = -1;
+    ah->got_n = -1;
+
+    pthread_mutex_init(&ah->mu, NULL);
+    pthread_cond_init(&ah->cv, NULL);
+
+    gs->ahead = ah;
+
+    if (pthread_create(&ah->thread, NULL, audex_gridfs_ahead_run, gs) != 0)
+    {
+        gs->ahead = NULL;
+        mongoc_collection_destroy(ah->chunks);
+        mongoc_client_pool_push(pool, ah->client);
+        pthread_cond_destroy(&ah->cv);
+        pthread_mutex_destroy(&ah->mu);
+        free(ah->buf);
+        free(ah);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void *
+audex_gridfs_ahead_run(void *data)
+{
+    audex_gridfs_source_t *gs = data;
+
+    int64_t                n;
+    ssize_t                len;
+    bson_error_t           error;
+    audex_gridfs_ahead_t  *ah = gs->ahead;
+
+    pthread_mutex_lock(&ah->mu);
+
+    for ( ;; ) {
+        while (!ah->quit && ah->want < 0) {
+            pthread_cond_wait(&ah->cv, &ah->mu);
+        }
+
+        if (ah->quit) {
+            break;
+        }
+
+        n = ah->want;
+        ah->want = -1;
+        ah->busy = 1;
+        pthread_mutex_unlock(&ah->mu);
+
+        memset(&error, 0, sizeof(error));
+        len = audex_store_chunk_get(ah->chunks, &gs->id, (int32_t) n,
+                                    ah->buf, gs->chunk_size, &error);
+
+        pthread_mutex_lock(&ah->mu);
+        ah->got_n = n;
+        ah->got_len = len;
+        ah->error = error;
+        ah->busy = 0;
+        pthread_cond_broadcast(&ah->cv);
+    }
+
+    pthread_mutex_unlock(&ah->mu);
+
+    return NULL;
+}
+
+
+static void
+audex_gridfs_ahead_stop(audex_gridfs_ahead_t *ah)
+{
+    pthread_mutex_lock(&ah->mu);
+    ah->quit = 1;
+    pthread_cond_broadcast(&ah->cv);
+    pthread_mutex_unlock(&ah->mu);
+
+    pthread_join(ah->thread, NULL);
+
+    mongoc_collection_destroy(ah->chunks);
+    mongoc_client_pool_push(ah->pool, ah->client);
+    pthread_cond_destroy(&ah->cv);
+    pthread_mutex_destroy(&ah->mu);
+    free(ah->buf);
+    free(ah);
 }
 
 
@@ -306,6 +505,10 @@ audex_gridfs_source_close(audex_source_t *src)
 
     if (gs == NULL) {
         return;
+    }
+
+    if (gs->ahead) {
+        audex_gridfs_ahead_stop(gs->ahead);
     }
 
     mongoc_collection_destroy(gs->chunks);

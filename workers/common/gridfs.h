@@ -32,12 +32,15 @@
 
 
 /*
- * Opens <bucket> file id of database db for reading.  NULL on failure,
- * *status and err say why.
+ * Opens <bucket> file id of database db for reading.  With a pool, a
+ * thread with a client of its own from it reads chunk n + 1 while the
+ * caller works on chunk n (read-ahead); without, each chunk is read when
+ * the caller needs it.  NULL on failure, *status and err say why.
  */
 audex_source_t *audex_gridfs_source_open(mongoc_client_t *client,
-    const char *db, const char *bucket, const bson_oid_t *id,
-    audex_io_status_e *status, char *err, size_t errlen);
+    mongoc_client_pool_t *pool, const char *db, const char *bucket,
+    const bson_oid_t *id, audex_io_status_e *status, char *err,
+    size_t errlen);
 
 /* the "filename" of the files document, or "" */
 const char *audex_gridfs_source_filename(audex_source_t *src);

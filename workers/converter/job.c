@@ -809,7 +809,8 @@ audex_job_convert(audex_job_t *job)
     audex_io_status_e       status;
     audex_convert_opts_t    opts;
 
-    src = audex_gridfs_source_open(job->mongo, audex_job_conf.db,
+    src = audex_gridfs_source_open(job->mongo, job->w->pool,
+                                   audex_job_conf.db,
                                    AUDEX_BUCKET_VIDEOS,
                                    &job->video_fid, &status, err,
                                    sizeof(err));
@@ -1272,7 +1273,7 @@ audex_job_describe(audex_job_t *job)
     mongoc_collection_t  *files;
 
     files = mongoc_client_get_collection(job->mongo, audex_job_conf.db,
-                                         "mp3s.files");
+                                         AUDEX_MP3S_FILES);
     bson_init(&filter);
     BSON_APPEND_OID(&filter, "_id", &job->mp3_fid);
 
