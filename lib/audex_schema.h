@@ -47,5 +47,34 @@
 #define AUDEX_STREAM_VIDEO         "video"
 #define AUDEX_STREAM_MP3           "mp3"
 
+/* a stream's dead letters go to "<stream>" AUDEX_STREAM_DEAD_SUFFIX */
+#define AUDEX_STREAM_DEAD_SUFFIX   ":dead"
+
+/* consumer groups */
+#define AUDEX_GROUP_CONVERTER      "converter"
+#define AUDEX_GROUP_NOTIFIER       "notifier"
+
+/*
+ * A job document's state: "queued" by the upload (again by a converter
+ * that gives a job back), "converting" while a converter has it, then
+ * "done" (with mp3_fid) or "failed" (with error and error_code).
+ */
+#define AUDEX_JOB_STATE_QUEUED   "queued"
+#define AUDEX_JOB_STATE_CONVERTING "converting"
+#define AUDEX_JOB_STATE_DONE     "done"
+#define AUDEX_JOB_STATE_FAILED   "failed"
+
+/*
+ * The MP3 a job asks for: a constant bitrate in kb/s, one of MPEG-1
+ * layer III's, or a VBR quality on LAME's -V scale (0 best .. 9
+ * smallest); neither: AUDEX_MP3_BITRATE_DEFAULT.  The upload checks
+ * these (lib/audex_upload_opts.c) and so does the converter.
+ */
+#define AUDEX_MP3_BITRATES         32, 40, 48, 56, 64, 80, 96, 112, 128, \
+                                   160, 192, 224, 256, 320
+#define AUDEX_MP3_BITRATE_DEFAULT  192
+#define AUDEX_MP3_QUALITY_MIN      0
+#define AUDEX_MP3_QUALITY_MAX      9
+
 
 #endif /* _AUDEX_SCHEMA_H_INCLUDED_ */

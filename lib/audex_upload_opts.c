@@ -15,9 +15,22 @@
 
 
 /* the bitrates LAME can write as MPEG-1 layer III */
-static const unsigned  audex_upload_bitrates[] = {
-    32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320
-};
+static const unsigned  audex_upload_bitrates[] = { AUDEX_MP3_BITRATES };
+
+
+int
+audex_upload_bitrate_valid(long kbps)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(audex_upload_bitrates) / sizeof(unsigned); i++) {
+        if ((long) audex_upload_bitrates[i] == kbps) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
 
 
 static void
@@ -96,12 +109,10 @@ audex_upload_bitrate(audex_upload_opts_t *o, const u_char *v, size_t n,
         kbps = kbps * 10 + (v[i] - '0');
     }
 
-    for (i = 0; i < sizeof(audex_upload_bitrates) / sizeof(unsigned); i++) {
-        if (audex_upload_bitrates[i] == kbps) {
-            o->mode = AUDEX_UPLOAD_CBR;
-            o->bitrate = kbps;
-            return AUDEX_UPLOAD_OPTS_OK;
-        }
+    if (audex_upload_bitrate_valid(kbps)) {
+        o->mode = AUDEX_UPLOAD_CBR;
+        o->bitrate = kbps;
+        return AUDEX_UPLOAD_OPTS_OK;
     }
 
 invalid:

@@ -17,8 +17,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "audex_schema.h"
 
-#define AUDEX_UPLOAD_BITRATE_DEFAULT  192
+
+#define AUDEX_UPLOAD_BITRATE_DEFAULT  AUDEX_MP3_BITRATE_DEFAULT
 #define AUDEX_UPLOAD_FILENAME_MAX     255
 
 #define AUDEX_UPLOAD_OPTS_OK           0
@@ -41,6 +43,9 @@ typedef struct {
     unsigned             seen;         /* fields already given */
 } audex_upload_opts_t;
 
+
+/* 1 when kbps is one of AUDEX_MP3_BITRATES (the converter asks too) */
+int audex_upload_bitrate_valid(long kbps);
 
 /* the defaults: 192 kb/s CBR, no filename */
 void audex_upload_opts_init(audex_upload_opts_t *o);

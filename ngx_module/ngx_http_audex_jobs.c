@@ -335,7 +335,9 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
         state = bson_iter_utf8(&it, NULL);
     }
 
-    if (strcmp(state, "done") != 0 && strcmp(state, "failed") != 0) {
+    if (strcmp(state, AUDEX_JOB_STATE_DONE) != 0
+        && strcmp(state, AUDEX_JOB_STATE_FAILED) != 0)
+    {
         ctx->status = NGX_HTTP_CONFLICT;
         ctx->why = "the job is not finished yet";
         return NGX_OK;

@@ -284,7 +284,7 @@ ngx_http_audex_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (amcf->jobs_group.len == 0) {
-        ngx_str_set(&amcf->jobs_group, "converter");
+        ngx_str_set(&amcf->jobs_group, AUDEX_GROUP_CONVERTER);
     }
 
     if (amcf->thread_pool_name.len == 0) {

@@ -36,7 +36,7 @@ ngx_http_audex_queue_insert(mongoc_client_t *client, const char *db,
     bson_oid_init_from_string(&fid, job->video_fid);
 
     doc = BCON_NEW("_id", BCON_UTF8(job->id),
-                   "state", BCON_UTF8("queued"),
+                   "state", BCON_UTF8(AUDEX_JOB_STATE_QUEUED),
                    "progress", BCON_INT32(0),
                    "video_fid", BCON_OID(&fid),
                    "mp3_fid", BCON_NULL,

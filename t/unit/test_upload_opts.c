@@ -118,6 +118,27 @@ test_bitrate(void **state)
 }
 
 
+/* the rule the converter checks a job's bitrate with: the same list */
+static void
+test_bitrate_valid(void **state)
+{
+    long      v;
+    unsigned  n;
+
+    for (n = 0, v = -1; v <= 400; v++) {
+        n += audex_upload_bitrate_valid(v);
+    }
+
+    assert_int_equal(n, 14);
+    assert_true(audex_upload_bitrate_valid(32));
+    assert_true(audex_upload_bitrate_valid(AUDEX_MP3_BITRATE_DEFAULT));
+    assert_true(audex_upload_bitrate_valid(320));
+    assert_false(audex_upload_bitrate_valid(8));
+    assert_false(audex_upload_bitrate_valid(100));
+    assert_false(audex_upload_bitrate_valid(0));
+}
+
+
 static void
 test_quality(void **state)
 {
@@ -430,6 +451,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bitrate),
+        cmocka_unit_test(test_bitrate_valid),
         cmocka_unit_test(test_quality),
         cmocka_unit_test(test_exclusive_and_repeats),
         cmocka_unit_test(test_filename),

@@ -47,6 +47,7 @@
 
 #include "config.h"
 #include "convert.h"
+#include "audex_upload_opts.h"
 #include "gridfs.h"
 #include "id3.h"
 #include "log.h"
@@ -200,7 +201,8 @@ static audex_conf_t  audex_job_conf_table[] = {
       &audex_job_conf.dead_queue,
       "stream for jobs given up on; empty: <video-queue>:dead" },
 
-    { "group", "CONVERTER_GROUP", AUDEX_CONF_STRING, "converter", 0, 0,
+    { "group", "CONVERTER_GROUP", AUDEX_CONF_STRING, AUDEX_GROUP_CONVERTER,
+      0, 0,
       &audex_job_conf.group, "consumer group of the converters" },
 
     { "consumer", "CONVERTER_CONSUMER", AUDEX_CONF_STRING, "", 0, 0,
@@ -284,7 +286,8 @@ audex_job_main(int argc, char **argv)
     audex_log_level = level;
 
     if (audex_job_conf.dead_queue[0] == '\0') {
-        snprintf(err, sizeof(err), "%s:dead", audex_job_conf.video_queue);
+        snprintf(err, sizeof(err), "%s" AUDEX_STREAM_DEAD_SUFFIX,
+                 audex_job_conf.video_queue);
         free(audex_job_conf.dead_queue);
         audex_job_conf.dead_queue = strdup(err);
     }
@@ -682,7 +685,9 @@ audex_job_process(audex_job_t *job)
               job->filename ? job->filename : "", job->entry.id,
               job->deliveries);
 
-    if (audex_job_update(job, "converting", 0, NULL, NULL, 0) != 0) {
+    if (audex_job_update(job, AUDEX_JOB_STATE_CONVERTING, 0, NULL, NULL, 0)
+        != 0)
+    {
         job->err.status = AUDEX_CONVERT_IO;
         snprintf(job->err.message, sizeof(job->err.message),
                  "cannot update the job document");
@@ -732,8 +737,9 @@ audex_job_parse(audex_job_t *job, char *err, size_t errlen)
 
     if (br && br[0]) {
         v = strtol(br, &end, 10);
-        if (*end != '\0' || v < 8 || v > 320) {
-            snprintf(err, errlen, "bitrate \"%s\" is not 8 .. 320", br);
+        if (*end != '\0' || !audex_upload_bitrate_valid(v)) {
+            snprintf(err, errlen, "bitrate \"%s\" is not an MPEG-1 layer III"
+                     " bitrate", br);
             return -1;
         }
 
@@ -742,7 +748,9 @@ audex_job_parse(audex_job_t *job, char *err, size_t errlen)
 
     if (q && q[0]) {
         v = strtol(q, &end, 10);
-        if (*end != '\0' || v < 0 || v > 9) {
+        if (*end != '\0' || v < AUDEX_MP3_QUALITY_MIN
+            || v > AUDEX_MP3_QUALITY_MAX)
+        {
             snprintf(err, errlen, "quality \"%s\" is not 0 .. 9", q);
             return -1;
         }
@@ -785,7 +793,7 @@ audex_job_is_done(audex_job_t *job)
     if (mongoc_cursor_next(cursor, &doc)) {
         done = bson_iter_init_find(&it, doc, "state")
                && BSON_ITER_HOLDS_UTF8(&it)
-               && strcmp(bson_iter_utf8(&it, NULL), "done") == 0;
+               && strcmp(bson_iter_utf8(&it, NULL), AUDEX_JOB_STATE_DONE) == 0;
 
     } else if (mongoc_cursor_error(cursor, &error)) {
         audex_log(AUDEX_LOG_WARN, NULL, "jobs: %s", error.message);
@@ -933,8 +941,8 @@ audex_job_progress(void *data, double done)
 
     if (now - job->last_progress >= 1.0) {
         job->last_progress = now;
-        (void) audex_job_update(job, "converting", (int) (done * 100), NULL,
-                                NULL, 0);
+        (void) audex_job_update(job, AUDEX_JOB_STATE_CONVERTING,
+                                (int) (done * 100), NULL, NULL, 0);
     }
 
     return 0;
@@ -945,7 +953,7 @@ static audex_job_result_e
 audex_job_succeeded(audex_job_t *job)
 {
     if (audex_job_describe(job) != 0
-        || audex_job_update(job, "done", 100, NULL, NULL, 1) != 0
+        || audex_job_update(job, AUDEX_JOB_STATE_DONE, 100, NULL, NULL, 1) != 0
         || audex_job_announce(job) != 0)
     {
         /* the MP3 is there; the retry finds it done or converts again */
@@ -980,7 +988,7 @@ audex_job_failed(audex_job_t *job)
         }
 
         /* SIGTERM: hand the job back without counting this delivery */
-        (void) audex_job_update(job, "queued", 0, NULL, NULL, 0);
+        (void) audex_job_update(job, AUDEX_JOB_STATE_QUEUED, 0, NULL, NULL, 0);
 
         if (audex_stream_release(job->w->redis, audex_job_conf.video_queue,
                                  audex_job_conf.group, job->w->consumer,
@@ -1033,7 +1041,8 @@ audex_job_failed(audex_job_t *job)
               "retry: %s (%s)", job->deliveries,
               audex_job_conf.max_deliveries, job->err.message, code);
 
-    (void) audex_job_update(job, "queued", 0, code, job->err.message, 0);
+    (void) audex_job_update(job, AUDEX_JOB_STATE_QUEUED, 0, code,
+                            job->err.message, 0);
 
     return AUDEX_JOB_RETRY;
 }
@@ -1100,7 +1109,9 @@ audex_job_fail(audex_job_t *job, const char *code, const char *message)
     char         video[25];
     const char  *keys[8], *values[8];
 
-    if (audex_job_update(job, "failed", 0, code, message, 0) != 0) {
+    if (audex_job_update(job, AUDEX_JOB_STATE_FAILED, 0, code, message, 0)
+        != 0)
+    {
         return AUDEX_JOB_RETRY;
     }
 
@@ -1109,7 +1120,7 @@ audex_job_fail(audex_job_t *job, const char *code, const char *message)
 
         n = 0;
         keys[n] = "job_id";       values[n++] = job->job_id;
-        keys[n] = "state";        values[n++] = "failed";
+        keys[n] = "state";        values[n++] = AUDEX_JOB_STATE_FAILED;
         keys[n] = "error";        values[n++] = message;
         keys[n] = "error_code";   values[n++] = code;
         keys[n] = "video_fid";    values[n++] = video;
@@ -1170,7 +1181,8 @@ audex_job_bury(audex_job_t *job, const char *message)
 
     /* the job document first: failing here leaves no dead letter yet */
     if (job->job_id && job->job_id[0]
-        && audex_job_update(job, "failed", 0, "dead", message, 0) != 0)
+        && audex_job_update(job, AUDEX_JOB_STATE_FAILED, 0, "dead", message,
+                            0) != 0)
     {
         return AUDEX_JOB_RETRY;
     }
@@ -1316,7 +1328,7 @@ audex_job_announce(audex_job_t *job)
 
     n = 0;
     keys[n] = "job_id";       values[n++] = job->job_id;
-    keys[n] = "state";        values[n++] = "done";
+    keys[n] = "state";        values[n++] = AUDEX_JOB_STATE_DONE;
     keys[n] = "mp3_fid";      values[n++] = job->mp3_hex;
     keys[n] = "video_fid";    values[n++] = video;
     keys[n] = "owner_id";     values[n++] = job->owner_id ? job->owner_id

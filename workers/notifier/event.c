@@ -56,7 +56,7 @@ audex_event_parse(audex_event_t *ev, const char *stream,
     memset(entry, 0, sizeof(audex_stream_entry_t));
 
     ev->duration = -1;
-    ev->kind = "done";
+    ev->kind = AUDEX_JOB_STATE_DONE;
 
     ev->job_id = audex_stream_field(&ev->entry, "job_id");
     if (ev->job_id == NULL || ev->job_id[0] == '\0'
@@ -73,17 +73,19 @@ audex_event_parse(audex_event_t *ev, const char *stream,
     } else {
         state = audex_stream_field(&ev->entry, "state");
 
-        if (state && strcmp(state, "failed") == 0) {
+        if (state && strcmp(state, AUDEX_JOB_STATE_FAILED) == 0) {
             ev->failed = 1;
 
-        } else if (state && state[0] && strcmp(state, "done") != 0) {
+        } else if (state && state[0]
+                   && strcmp(state, AUDEX_JOB_STATE_DONE) != 0)
+        {
             snprintf(err, errlen, "unknown state \"%.64s\"", state);
             return -1;
         }
     }
 
     if (ev->failed) {
-        ev->kind = "failed";
+        ev->kind = AUDEX_JOB_STATE_FAILED;
         return 0;
     }
 

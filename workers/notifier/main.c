@@ -72,7 +72,8 @@ static audex_conf_t  audex_notify_conf_table[] = {
       &audex_notify_conf.dead_queue,
       "undeliverable events; empty: <mp3-queue>:dead" },
 
-    { "group", "NOTIFIER_GROUP", AUDEX_CONF_STRING, "notifier", 0, 0,
+    { "group", "NOTIFIER_GROUP", AUDEX_CONF_STRING, AUDEX_GROUP_NOTIFIER,
+      0, 0,
       &audex_notify_conf.group, "consumer group of the notifiers" },
 
     { "consumer", "NOTIFIER_CONSUMER", AUDEX_CONF_STRING, "", 0, 0,
@@ -304,10 +305,12 @@ audex_notify_setup(char *err, size_t errlen)
     audex_log_level = level;
 
     if ((cf->video_dead_queue[0] == '\0'
-         && audex_notify_derive(&cf->video_dead_queue, "%s:dead",
+         && audex_notify_derive(&cf->video_dead_queue,
+                                "%s" AUDEX_STREAM_DEAD_SUFFIX,
                                 cf->video_queue) != 0)
         || (cf->dead_queue[0] == '\0'
-            && audex_notify_derive(&cf->dead_queue, "%s:dead",
+            && audex_notify_derive(&cf->dead_queue,
+                                   "%s" AUDEX_STREAM_DEAD_SUFFIX,
                                    cf->mp3_queue) != 0))
     {
         snprintf(err, errlen, "stream names too long");
