@@ -24,6 +24,7 @@ RUN scripts/setup.sh --no-ferretdb
 
 COPY config config
 COPY lib lib
+COPY store store
 COPY ngx_module ngx_module
 COPY scripts/build-module.sh scripts/build-module.sh
 RUN scripts/build-module.sh build \

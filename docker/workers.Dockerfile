@@ -23,6 +23,7 @@ RUN scripts/setup.sh --no-ferretdb
 
 COPY Makefile Makefile
 COPY lib lib
+COPY store store
 COPY workers workers
 RUN make workers \
     && strip --strip-debug build/bin/audex-*
