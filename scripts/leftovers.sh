@@ -34,6 +34,19 @@ ancestors() {
     done
 }
 
+# whether a process is this script's own doing (the subshells and tools
+# this very check runs have its working directory too)
+ours_to_run() {
+    local p=$1
+    while [ "$p" -gt 1 ]; do
+        [ "$p" -eq $$ ] && return 0
+        p=$(awk '{ sub(/.*\) /, ""); print $2 }' "/proc/$p/stat" \
+            2>/dev/null) || return 1
+        [ -n "$p" ] || return 1
+    done
+    return 1
+}
+
 ours() {
     local since=$1 pid t cwd exe skip
     skip=" $(ancestors | tr '\n' ' ') "
@@ -46,7 +59,7 @@ ours() {
         cwd=$(readlink "$d/cwd" 2>/dev/null || true)
         exe=$(readlink "$d/exe" 2>/dev/null || true)
         case "$cwd/ $exe" in
-            "$top/"*|*" $top/"*) echo "$pid" ;;
+            "$top/"*|*" $top/"*) ours_to_run "$pid" || echo "$pid" ;;
         esac
     done
 }
