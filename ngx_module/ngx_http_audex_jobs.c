@@ -314,7 +314,6 @@ static ngx_int_t
 ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_client_t *client, mongoc_collection_t *jobs, bson_error_t *error)
 {
-    bson_t               *filter;
     bson_oid_t            oid;
     bson_iter_t           it;
     ngx_int_t             rc;
@@ -366,16 +365,8 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
         }
     }
 
-    filter = BCON_NEW("_id", BCON_UTF8(ctx->job_id));
-
-    if (!mongoc_collection_delete_one(jobs, filter, NULL, NULL, error)) {
-        bson_destroy(filter);
-        return NGX_ERROR;
-    }
-
-    bson_destroy(filter);
-
-    return NGX_OK;
+    return audex_store_job_remove(jobs, ctx->job_id, error) == 0
+           ? NGX_OK : NGX_ERROR;
 }
 
 

@@ -192,33 +192,24 @@ static ngx_int_t
 ngx_http_audex_login_check(ngx_http_audex_login_ctx_t *ctx,
     mongoc_client_t *client, char *sub, ngx_uint_t *admin)
 {
-    bson_t                *filter;
+    int                    found;
+    bson_t                *doc;
     bson_iter_t            it;
-    const bson_t          *doc;
     bson_error_t           error;
     const char            *hash;
     ngx_uint_t             disabled;
-    mongoc_cursor_t       *cursor;
     audex_password_rc_e    prc;
     mongoc_collection_t   *users;
 
     users = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
                                          AUDEX_COLL_USERS);
-    /*
-     * By email, not _id: on MongoDB the unique email index (audex-user
-     * makes it) answers; FerretDB's SQLite backend pushes down no filter
-     * but {_id}, so there each login scans the users collection: cost
-     * grows with the number of accounts (not with files stored), some
-     * milliseconds per thousand accounts.
-     */
-    filter = BCON_NEW("email", BCON_UTF8(ctx->email));
-    cursor = mongoc_collection_find_with_opts(users, filter, NULL, NULL);
+    found = audex_store_user_by_email(users, ctx->email, &doc, &error);
 
     hash = NULL;
     disabled = 0;
     *admin = 0;
 
-    if (mongoc_cursor_next(cursor, &doc)) {
+    if (found == 1) {
         if (bson_iter_init_find(&it, doc, "password")
             && BSON_ITER_HOLDS_UTF8(&it))
         {
@@ -241,7 +232,7 @@ ngx_http_audex_login_check(ngx_http_audex_login_ctx_t *ctx,
         }
     }
 
-    if (mongoc_cursor_error(cursor, &error)) {
+    if (found < 0) {
         ngx_cpystrn((u_char *) ctx->err, (u_char *) error.message,
                     NGX_HTTP_AUDEX_ERRLEN);
         ctx->result = NGX_HTTP_AUDEX_LOGIN_BACKEND;
@@ -273,9 +264,8 @@ ngx_http_audex_login_check(ngx_http_audex_login_ctx_t *ctx,
 
 done:
 
-    /* the cursor owns doc, and so hash: used above, not below */
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(filter);
+    /* doc owns hash: used above, not below */
+    bson_destroy(doc);
     mongoc_collection_destroy(users);
 
     return hash ? NGX_OK : NGX_ERROR;

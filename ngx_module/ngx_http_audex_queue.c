@@ -67,21 +67,18 @@ ngx_int_t
 ngx_http_audex_queue_remove(mongoc_client_t *client, const char *db,
     ngx_http_audex_job_t *job, char *err)
 {
-    bson_t               *filter;
     ngx_int_t             rc;
     bson_error_t          error;
     mongoc_collection_t  *jobs;
 
     jobs = mongoc_client_get_collection(client, db, AUDEX_COLL_JOBS);
-    filter = BCON_NEW("_id", BCON_UTF8(job->id));
     rc = NGX_OK;
 
-    if (!mongoc_collection_delete_one(jobs, filter, NULL, NULL, &error)) {
+    if (audex_store_job_remove(jobs, job->id, &error) != 0) {
         ngx_http_audex_queue_error(err, "removing the job", error.message);
         rc = NGX_ERROR;
     }
 
-    bson_destroy(filter);
     mongoc_collection_destroy(jobs);
 
     return rc;

@@ -1,8 +1,9 @@
 /*
  * audex store: the one blocking layer over MongoDB that the nginx
- * module's thread-pool tasks and every worker call.  No nginx types, no
- * event loop: each call may block, so the module calls it from a pool
- * thread only.
+ * module's thread-pool tasks and every worker call: GridFS chunks and
+ * files (audex_store_gridfs.c), job and user documents
+ * (audex_store_docs.c).  No nginx types, no event loop: each call may
+ * block, so the module calls it from a pool thread only.
  *
  * GridFS chunks are addressed by an _id derived from (files_id, n), see
  * lib/audex_schema.h, because a lookup by _id is the one query every
@@ -67,6 +68,29 @@ int audex_store_file_delete(mongoc_collection_t *files,
  */
 int audex_store_bucket_indexes(mongoc_database_t *db, const char *bucket,
     bson_error_t *error);
+
+/*
+ * One document matching filter: 1 with *doc (the caller destroys it),
+ * 0 when there is none, -1 with error set.
+ */
+int audex_store_find_one(mongoc_collection_t *coll, const bson_t *filter,
+    bson_t **doc, bson_error_t *error);
+
+/* the job document job_id (its _id); as audex_store_find_one */
+int audex_store_job_get(mongoc_collection_t *jobs, const char *job_id,
+    bson_t **doc, bson_error_t *error);
+
+/* removes job job_id; one that is not there is no error.  0 or -1 */
+int audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
+    bson_error_t *error);
+
+/*
+ * The account with this email (audex-user stores it lower-cased); as
+ * audex_store_find_one.  Not by _id: see audex_store_docs.c for what that
+ * costs on FerretDB.
+ */
+int audex_store_user_by_email(mongoc_collection_t *users, const char *email,
+    bson_t **doc, bson_error_t *error);
 
 /* length and chunk size of a files document; -1 when unusable */
 int audex_store_file_geometry(const bson_t *doc, int64_t *length,

@@ -289,6 +289,54 @@ test_geometry(void **state)
 
 
 static void
+test_docs(void **state)
+{
+    bson_t               *doc, *job, *user;
+    bson_iter_t           it;
+    bson_error_t          error;
+    mongoc_database_t    *db;
+    mongoc_collection_t  *jobs, *users;
+
+    db = mongoc_client_get_default_database(client);
+    jobs = mongoc_database_get_collection(db, "t_jobs");
+    users = mongoc_database_get_collection(db, "t_users");
+
+    job = BCON_NEW("_id", BCON_UTF8("job-1"), "state", BCON_UTF8("queued"));
+    user = BCON_NEW("email", BCON_UTF8("ann@example.com"),
+                    "password", BCON_UTF8("$argon2id$x"));
+    assert_true(mongoc_collection_insert_one(jobs, job, NULL, NULL, &error));
+    assert_true(mongoc_collection_insert_one(users, user, NULL, NULL,
+                                             &error));
+
+    assert_int_equal(audex_store_job_get(jobs, "job-1", &doc, &error), 1);
+    assert_true(bson_iter_init_find(&it, doc, "state"));
+    assert_string_equal(bson_iter_utf8(&it, NULL), "queued");
+    bson_destroy(doc);
+
+    assert_int_equal(audex_store_job_get(jobs, "job-2", &doc, &error), 0);
+    assert_null(doc);
+
+    assert_int_equal(audex_store_user_by_email(users, "ann@example.com",
+                                               &doc, &error), 1);
+    assert_true(bson_iter_init_find(&it, doc, "password"));
+    bson_destroy(doc);
+    assert_int_equal(audex_store_user_by_email(users, "bob@example.com",
+                                               &doc, &error), 0);
+
+    assert_int_equal(audex_store_job_remove(jobs, "job-1", &error), 0);
+    assert_int_equal(audex_store_job_get(jobs, "job-1", &doc, &error), 0);
+    /* removing what is not there is no error */
+    assert_int_equal(audex_store_job_remove(jobs, "job-1", &error), 0);
+
+    bson_destroy(job);
+    bson_destroy(user);
+    mongoc_collection_destroy(users);
+    mongoc_collection_destroy(jobs);
+    mongoc_database_destroy(db);
+}
+
+
+static void
 test_indexes(void **state)
 {
     bson_error_t        error;
@@ -321,6 +369,7 @@ main(void)
         cmocka_unit_test(test_delete_complete),
         cmocka_unit_test(test_delete_unfinished),
         cmocka_unit_test(test_delete_foreign),
+        cmocka_unit_test(test_docs),
     };
 
     rc = cmocka_run_group_tests_name("store", offline, NULL, NULL);

@@ -47,6 +47,7 @@
 
 #include "config.h"
 #include "convert.h"
+#include "audex_store.h"
 #include "audex_upload_opts.h"
 #include "gridfs.h"
 #include "id3.h"
@@ -775,32 +776,24 @@ audex_job_parse(audex_job_t *job, char *err, size_t errlen)
 static int
 audex_job_is_done(audex_job_t *job)
 {
-    int               done;
-    bson_t            filter;
-    bson_iter_t       it;
-    bson_error_t      error;
-    const bson_t     *doc;
-    mongoc_cursor_t  *cursor;
+    int            done;
+    bson_t        *doc;
+    bson_iter_t    it;
+    bson_error_t   error;
 
-    bson_init(&filter);
-    BSON_APPEND_UTF8(&filter, "_id", job->job_id);
+    done = audex_store_job_get(job->jobs, job->job_id, &doc, &error);
 
-    cursor = mongoc_collection_find_with_opts(job->jobs, &filter, NULL, NULL);
-    bson_destroy(&filter);
-
-    done = 0;
-
-    if (mongoc_cursor_next(cursor, &doc)) {
-        done = bson_iter_init_find(&it, doc, "state")
-               && BSON_ITER_HOLDS_UTF8(&it)
-               && strcmp(bson_iter_utf8(&it, NULL), AUDEX_JOB_STATE_DONE) == 0;
-
-    } else if (mongoc_cursor_error(cursor, &error)) {
+    if (done < 0) {
         audex_log(AUDEX_LOG_WARN, NULL, "jobs: %s", error.message);
-        done = -1;
+        return -1;
     }
 
-    mongoc_cursor_destroy(cursor);
+    done = done == 1
+           && bson_iter_init_find(&it, doc, "state")
+           && BSON_ITER_HOLDS_UTF8(&it)
+           && strcmp(bson_iter_utf8(&it, NULL), AUDEX_JOB_STATE_DONE) == 0;
+
+    bson_destroy(doc);
 
     return done;
 }

@@ -23,6 +23,7 @@
 
 #include "audex_link.h"
 #include "audex_schema.h"
+#include "audex_store.h"
 #include "log.h"
 #include "notifier.h"
 
@@ -287,37 +288,16 @@ audex_event_find_one(mongoc_client_t *mongo, const char *coll,
     const bson_t *filter, bson_t **doc, char *err, size_t errlen)
 {
     int                   rc;
-    bson_t               *opts;
     bson_error_t          error;
-    const bson_t         *d;
-    mongoc_cursor_t      *cursor;
     mongoc_collection_t  *c;
 
-    *doc = NULL;
-
     c = mongoc_client_get_collection(mongo, audex_notify_conf.db, coll);
-    opts = BCON_NEW("limit", BCON_INT64(1));
-
-    cursor = mongoc_collection_find_with_opts(c, filter, opts, NULL);
-
-    rc = 0;
-
-    if (mongoc_cursor_next(cursor, &d)) {
-        *doc = bson_copy(d);
-        rc = (*doc != NULL) ? 1 : -1;
-
-        if (rc < 0) {
-            snprintf(err, errlen, "out of memory");
-        }
-
-    } else if (mongoc_cursor_error(cursor, &error)) {
-        snprintf(err, errlen, "%s: %s", coll, error.message);
-        rc = -1;
-    }
-
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(opts);
+    rc = audex_store_find_one(c, filter, doc, &error);
     mongoc_collection_destroy(c);
+
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", coll, error.message);
+    }
 
     return rc;
 }

@@ -1,0 +1,93 @@
+/*
+ * audex store: job and user documents, see audex_store.h.
+ *
+ * Jobs are found by _id (the job id), which every MongoDB-wire server
+ * answers from an index.  Users are found by email: MongoDB answers
+ * from the unique email index audex-user makes; FerretDB's SQLite
+ * backend pushes down no filter but {_id}, so there a login scans the
+ * users collection, a cost that grows with the number of accounts, not
+ * with the files stored.
+ */
+
+#include "audex_store.h"
+
+
+int
+audex_store_find_one(mongoc_collection_t *coll, const bson_t *filter,
+    bson_t **doc, bson_error_t *error)
+{
+    int               rc;
+    bson_t            opts;
+    const bson_t     *d;
+    mongoc_cursor_t  *cursor;
+
+    *doc = NULL;
+
+    bson_init(&opts);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    cursor = mongoc_collection_find_with_opts(coll, filter, &opts, NULL);
+    bson_destroy(&opts);
+
+    rc = 0;
+
+    if (mongoc_cursor_next(cursor, &d)) {
+        *doc = bson_copy(d);
+        rc = 1;
+
+    } else if (mongoc_cursor_error(cursor, error)) {
+        rc = -1;
+    }
+
+    mongoc_cursor_destroy(cursor);
+
+    return rc;
+}
+
+
+/* one document whose string field key is value */
+static int
+audex_store_find_by(mongoc_collection_t *coll, const char *key,
+    const char *value, bson_t **doc, bson_error_t *error)
+{
+    int     rc;
+    bson_t  filter;
+
+    bson_init(&filter);
+    bson_append_utf8(&filter, key, -1, value, -1);
+    rc = audex_store_find_one(coll, &filter, doc, error);
+    bson_destroy(&filter);
+
+    return rc;
+}
+
+
+int
+audex_store_job_get(mongoc_collection_t *jobs, const char *job_id,
+    bson_t **doc, bson_error_t *error)
+{
+    return audex_store_find_by(jobs, "_id", job_id, doc, error);
+}
+
+
+int
+audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
+    bson_error_t *error)
+{
+    int     ok;
+    bson_t  filter;
+
+    bson_init(&filter);
+    BSON_APPEND_UTF8(&filter, "_id", job_id);
+    ok = mongoc_collection_delete_one(jobs, &filter, NULL, NULL, error);
+    bson_destroy(&filter);
+
+    return ok ? 0 : -1;
+}
+
+
+int
+audex_store_user_by_email(mongoc_collection_t *users, const char *email,
+    bson_t **doc, bson_error_t *error)
+{
+    return audex_store_find_by(users, "email", email, doc, error);
+}
