@@ -2,7 +2,9 @@
 # with scripts/ferretdb/sqlite-id-index.patch: its version names the
 # patch, and a lookup by _id (what the store layer does for every chunk,
 # job and account) is a SEARCH on the _id index, not a SCAN of the table.
-# Against a real MongoDB (MONGODB_URI) there is nothing to check here.
+# A delete by exactly {_id} removes the document without reading it;
+# any other delete filter still matches as before.  Against a real
+# MongoDB (MONGODB_URI) there is nothing to check here.
 
 use strict;
 use warnings;
@@ -61,5 +63,37 @@ for my $k ('ObjectId', 'string') {
 # two above are not passing on a plan that says SEARCH for everything
 like("@{ $plan{'other field'}{plan} // [] }", qr/\bSCAN\b/,
      'a filter on another field scans (control)');
+
+# deletes: exactly {_id} (the patched path) and {_id, n} (the old one)
+my $del = <<'PY';
+import sys, json, pymongo, bson
+db = pymongo.MongoClient(sys.argv[1]).get_default_database()
+c = db.deletes
+a, b, x = bson.ObjectId(), bson.ObjectId(), bson.ObjectId()
+c.insert_many([{"_id": a, "n": 1}, {"_id": b, "n": 2}, {"_id": "s", "n": 3}])
+r = {
+  "oid": c.delete_one({"_id": a}).deleted_count,
+  "oid_again": c.delete_one({"_id": a}).deleted_count,
+  "missing": c.delete_many({"_id": x}).deleted_count,
+  "string": c.delete_one({"_id": "s"}).deleted_count,
+  "other_n": c.delete_one({"_id": b, "n": 5}).deleted_count,
+  "left": sorted(d["n"] for d in c.find({})),
+  "bulk": c.bulk_write([pymongo.DeleteOne({"_id": b}),
+                        pymongo.DeleteOne({"_id": x})]).deleted_count,
+  "after": c.count_documents({}),
+}
+print(json.dumps(r))
+PY
+open $fh, '-|', '/usr/bin/python3', '-c', $del, $uri or die "python3: $!";
+my $d = JSON::PP::decode_json(scalar <$fh> // '{}');
+close $fh;
+is($d->{oid}, 1, 'delete {_id: ObjectId} removes the document');
+is($d->{oid_again}, 0, 'again: nothing to remove, 0');
+is($d->{missing}, 0, 'an _id that is not there: 0');
+is($d->{string}, 1, 'delete {_id: string} removes the document');
+is($d->{other_n}, 0, '{_id, n} with another n removes nothing');
+is_deeply($d->{left}, [2], 'only that document is left');
+is($d->{bulk}, 1, 'a bulk of deletes by _id counts what it removed');
+is($d->{after}, 0, 'and the collection is empty');
 
 done_testing();
