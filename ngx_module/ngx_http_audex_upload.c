@@ -71,7 +71,7 @@ typedef struct {
     ngx_http_audex_upload_t       *upload;      /* event loop side only */
     ngx_http_audex_main_conf_t    *amcf;
     ngx_http_audex_upload_op_e     op;
-    const u_char                  *data;
+    u_char                        *data;        /* a chunk buffer */
     size_t                         len;
     ngx_http_audex_gridfs_file_t   file;
     ngx_http_audex_job_t           job;
@@ -108,6 +108,7 @@ struct ngx_http_audex_upload_s {
     EVP_MD_CTX                    *sha256;
 
     u_char                        *chunk;       /* the chunk being filled */
+    u_char                        *spare;       /* the other; NULL: busy */
     size_t                         fill;
     off_t                          length;      /* file bytes seen */
 
@@ -126,6 +127,8 @@ static ngx_int_t ngx_http_audex_upload_disposition(ngx_http_request_t *r,
 static int ngx_http_audex_upload_disposition_part(void *ctx,
     const audex_multipart_part_t *part);
 static void ngx_http_audex_upload_sha256_cleanup(void *data);
+static ngx_int_t ngx_http_audex_upload_full(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
 static ngx_http_audex_upload_t *ngx_http_audex_upload_get(
     ngx_http_request_t *r);
 static void ngx_http_audex_upload_body(ngx_http_request_t *r);
@@ -325,9 +328,12 @@ ngx_http_audex_upload_start(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* two: the client's next chunk arrives while the last is stored */
     up->chunk = ngx_palloc(r->pool, AUDEX_GRIDFS_CHUNK
                                     + NGX_HTTP_AUDEX_UPLOAD_SLACK);
-    if (up->chunk == NULL) {
+    up->spare = ngx_palloc(r->pool, AUDEX_GRIDFS_CHUNK
+                                    + NGX_HTTP_AUDEX_UPLOAD_SLACK);
+    if (up->chunk == NULL || up->spare == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -599,12 +605,13 @@ ngx_http_audex_upload_read(ngx_http_request_t *r)
     up = ngx_http_audex_upload_get(r);
 
     /*
-     * While a chunk is stored, what the client sends waits in the socket
-     * (backpressure); the task's completion resumes reading.  After a
-     * failure the request is being answered, not read.
+     * While a chunk is stored, the next one is read into the other
+     * buffer; once that is full too, what the client sends waits in the
+     * socket (backpressure) and the task's completion resumes reading.
+     * After a failure the request is being answered, not read.
      */
 
-    if (up->busy || up->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
+    if (up->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
         return;
     }
 
@@ -614,8 +621,10 @@ ngx_http_audex_upload_read(ngx_http_request_t *r)
 
 /*
  * Parses what nginx has read and reads more, until the socket is empty
- * (the read event resumes), a full chunk goes to a thread (its
- * completion resumes), the body ends, or the upload fails.
+ * (the read event resumes), a full chunk has to wait for the one being
+ * stored (that one's completion resumes), the body ends, or the upload
+ * fails.  Runs while a chunk is in flight too: the next one fills the
+ * other buffer meanwhile.
  */
 
 static void
@@ -650,7 +659,11 @@ ngx_http_audex_upload_pump(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
         }
 
         if (!r->reading_body) {
-            ngx_http_audex_upload_end(r, up);
+            if (!up->busy) {
+                ngx_http_audex_upload_end(r, up);
+            }
+
+            /* else the chunk in flight comes back here when stored */
             return;
         }
 
@@ -678,8 +691,9 @@ ngx_http_audex_upload_pump(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
 
 /*
  * Feeds up->in to the parser, never more at once than fits in the chunk
- * buffer.  Returns NGX_OK when all of it is parsed, NGX_AGAIN when a
- * full chunk went to a thread, NGX_ERROR with up->rc set.
+ * buffer.  Returns NGX_OK when all of it is parsed (full chunks went to
+ * a thread on the way), NGX_AGAIN when a full chunk waits for the one
+ * in flight, NGX_ERROR with up->rc set.
  */
 
 static ngx_int_t
@@ -687,6 +701,7 @@ ngx_http_audex_upload_parse(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up)
 {
     size_t                 n;
+    ngx_int_t              full;
     ngx_buf_t             *b;
     ngx_chain_t           *cl;
     audex_multipart_rc_t   rc;
@@ -698,9 +713,10 @@ ngx_http_audex_upload_parse(ngx_http_request_t *r,
         while (b->pos < b->last) {
 
             if (up->fill >= AUDEX_GRIDFS_CHUNK) {
-                return ngx_http_audex_upload_post(r, up,
-                                                  NGX_HTTP_AUDEX_UPLOAD_CHUNK,
-                                                  AUDEX_GRIDFS_CHUNK);
+                full = ngx_http_audex_upload_full(r, up);
+                if (full != NGX_OK) {
+                    return full;
+                }
             }
 
             n = b->last - b->pos;
@@ -744,8 +760,36 @@ ngx_http_audex_upload_parse(ngx_http_request_t *r,
     }
 
     if (up->fill >= AUDEX_GRIDFS_CHUNK) {
-        return ngx_http_audex_upload_post(r, up, NGX_HTTP_AUDEX_UPLOAD_CHUNK,
-                                          AUDEX_GRIDFS_CHUNK);
+        return ngx_http_audex_upload_full(r, up);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A full chunk goes to a thread, and parsing goes on into the other
+ * buffer: NGX_OK.  While the chunk before is still being stored it
+ * waits for that one, and the client waits for us (its body timeout
+ * must not run): NGX_AGAIN.  NGX_ERROR with up->rc set.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_full(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
+{
+    if (up->busy) {
+        if (r->connection->read->timer_set) {
+            ngx_del_timer(r->connection->read);
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (ngx_http_audex_upload_post(r, up, NGX_HTTP_AUDEX_UPLOAD_CHUNK,
+                                   AUDEX_GRIDFS_CHUNK)
+        != NGX_AGAIN)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -1084,6 +1128,14 @@ ngx_http_audex_upload_post(ngx_http_request_t *r, ngx_http_audex_upload_t *up,
     task->data = up->chunk;
     task->len = len;
 
+    if (op == NGX_HTTP_AUDEX_UPLOAD_CHUNK) {
+        /* what the parser handed over past the chunk starts the next */
+        up->fill -= AUDEX_GRIDFS_CHUNK;
+        ngx_memcpy(up->spare, up->chunk + AUDEX_GRIDFS_CHUNK, up->fill);
+        up->chunk = up->spare;
+        up->spare = NULL;
+    }
+
     if (ngx_http_audex_thread_post(r, task, ngx_http_audex_upload_work,
                                    ngx_http_audex_upload_done)
         != NGX_OK)
@@ -1093,12 +1145,6 @@ ngx_http_audex_upload_post(ngx_http_request_t *r, ngx_http_audex_upload_t *up,
     }
 
     up->busy = 1;
-
-    /* the client now waits for us: its body timeout must not run */
-
-    if (r->connection->read->timer_set) {
-        ngx_del_timer(r->connection->read);
-    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "audex upload: task %d, chunk %D, %uz bytes",
@@ -1226,17 +1272,19 @@ ngx_http_audex_upload_done(ngx_http_request_t *r, void *data)
 
     case NGX_HTTP_AUDEX_UPLOAD_CHUNK:
 
-        if (task->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
+        up->spare = task->data;
+
+        /* a failure while it was stored (the client's) is the one told */
+        if (task->rc != NGX_HTTP_AUDEX_UPLOAD_OK
+            && up->rc == NGX_HTTP_AUDEX_UPLOAD_OK)
+        {
             up->rc = task->rc;
+        }
+
+        if (up->rc != NGX_HTTP_AUDEX_UPLOAD_OK) {
             ngx_http_audex_upload_fail(r, up);
             return;
         }
-
-        /* what the parser handed over past the chunk starts the next */
-
-        up->fill -= AUDEX_GRIDFS_CHUNK;
-        ngx_memmove(up->chunk, up->chunk + AUDEX_GRIDFS_CHUNK,
-                    up->fill);
 
         ngx_http_audex_upload_pump(r, up);
         return;
@@ -1260,12 +1308,19 @@ ngx_http_audex_upload_done(ngx_http_request_t *r, void *data)
 }
 
 
-/* an upload that ends badly, with no task in flight: undo, then answer */
+/*
+ * An upload that ends badly: undo, then answer.  With a chunk in flight
+ * (up->rc says why) its completion comes back here.
+ */
 
 static void
 ngx_http_audex_upload_fail(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
 {
     ngx_http_audex_upload_rc_e  rc;
+
+    if (up->busy) {
+        return;
+    }
 
     if (up->task->file.n > 0) {
         rc = up->rc;
