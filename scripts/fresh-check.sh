@@ -21,7 +21,8 @@
 # dies with it, on every exit path.
 #
 # usage: scripts/fresh-check.sh [--keep]    (--keep: leave the root)
-# Takes 20 to 30 minutes on 2 cores; run it whenever scripts/setup.sh,
+# Takes about 10 minutes on 2 cores once the caches exist (the first run
+# also downloads Debian and its packages); run it whenever scripts/setup.sh,
 # the Makefile's dependencies or a test's tools change.
 set -euo pipefail
 
