@@ -65,6 +65,26 @@
 #define AUDEX_JOB_STATE_FAILED   "failed"
 
 /*
+ * Fields of a job: its document in AUDEX_COLL_JOBS (whose _id is the job
+ * id), its entry on AUDEX_STREAM_VIDEO, the announcement on
+ * AUDEX_STREAM_MP3 and the notifier's webhook use the same names.
+ */
+#define AUDEX_F_JOB_ID             "job_id"
+#define AUDEX_F_STATE              "state"
+#define AUDEX_F_PROGRESS           "progress"
+#define AUDEX_F_VIDEO_FID          "video_fid"
+#define AUDEX_F_MP3_FID            "mp3_fid"
+#define AUDEX_F_ERROR              "error"
+#define AUDEX_F_ERROR_CODE         "error_code"
+#define AUDEX_F_FILENAME           "filename"
+#define AUDEX_F_OWNER_ID           "owner_id"
+#define AUDEX_F_OWNER_EMAIL        "owner_email"
+#define AUDEX_F_BITRATE            "bitrate"
+#define AUDEX_F_QUALITY            "quality"
+#define AUDEX_F_CREATED_AT         "created_at"
+#define AUDEX_F_UPDATED_AT         "updated_at"
+
+/*
  * The MP3 a job asks for: a constant bitrate in kb/s, one of MPEG-1
  * layer III's, or a VBR quality on LAME's -V scale (0 best .. 9
  * smallest); neither: AUDEX_MP3_BITRATE_DEFAULT.  The upload checks

@@ -217,8 +217,8 @@ ngx_http_audex_jobs_find(ngx_http_audex_jobs_ctx_t *ctx,
          * scans and sorts the whole jobs collection, so its cost grows
          * with all users' jobs.  A status page only, not per chunk.
          */
-        filter = BCON_NEW("owner_id", BCON_UTF8(ctx->owner));
-        opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(-1),
+        filter = BCON_NEW(AUDEX_F_OWNER_ID, BCON_UTF8(ctx->owner));
+        opts = BCON_NEW("sort", "{", AUDEX_F_CREATED_AT, BCON_INT32(-1),
                         "_id", BCON_INT32(-1), "}",
                         "limit", BCON_INT64(ctx->limit));
 
@@ -260,7 +260,7 @@ ngx_http_audex_jobs_find(ngx_http_audex_jobs_ctx_t *ctx,
     owner = NULL;
 
     if (ctx->ndocs
-        && bson_iter_init_find(&it, ctx->docs[0], "owner_id")
+        && bson_iter_init_find(&it, ctx->docs[0], AUDEX_F_OWNER_ID)
         && BSON_ITER_HOLDS_UTF8(&it))
     {
         owner = bson_iter_utf8(&it, NULL);
@@ -320,7 +320,7 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
     ngx_uint_t            i;
     const char           *state;
     mongoc_collection_t  *files, *chunks;
-    static const char    *fields[] = { "mp3_fid", "video_fid" };
+    static const char    *fields[] = { AUDEX_F_MP3_FID, AUDEX_F_VIDEO_FID };
     static const char    *buckets[][2] = {
         { AUDEX_MP3S_FILES, AUDEX_MP3S_CHUNKS },
         { AUDEX_VIDEOS_FILES, AUDEX_VIDEOS_CHUNKS }
@@ -328,7 +328,7 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
 
     state = "";
 
-    if (bson_iter_init_find(&it, ctx->docs[0], "state")
+    if (bson_iter_init_find(&it, ctx->docs[0], AUDEX_F_STATE)
         && BSON_ITER_HOLDS_UTF8(&it))
     {
         state = bson_iter_utf8(&it, NULL);
@@ -529,8 +529,9 @@ ngx_http_audex_jobs_render(ngx_http_request_t *r,
     ngx_uint_t    i;
     char          sig[AUDEX_LINK_SIG_LEN + 1], fid[25], owner[25];
     static const char  *names[] = {
-        "_id", "state", "video_fid", "mp3_fid", "error", "filename",
-        "created_at", "updated_at"
+        "_id", AUDEX_F_STATE, AUDEX_F_VIDEO_FID, AUDEX_F_MP3_FID,
+        AUDEX_F_ERROR, AUDEX_F_FILENAME, AUDEX_F_CREATED_AT,
+        AUDEX_F_UPDATED_AT
     };
 
     for (i = 0; i < 8; i++) {
@@ -542,7 +543,7 @@ ngx_http_audex_jobs_render(ngx_http_request_t *r,
 
     progress = 0;
 
-    if (bson_iter_init_find(&it, doc, "progress")) {
+    if (bson_iter_init_find(&it, doc, AUDEX_F_PROGRESS)) {
         progress = (int32_t) bson_iter_as_int64(&it);
     }
 
@@ -553,14 +554,14 @@ ngx_http_audex_jobs_render(ngx_http_request_t *r,
 
     owner[0] = '\0';
 
-    if (bson_iter_init_find(&it, doc, "owner_id")
+    if (bson_iter_init_find(&it, doc, AUDEX_F_OWNER_ID)
         && BSON_ITER_HOLDS_UTF8(&it))
     {
         ngx_cpystrn((u_char *) owner, (u_char *) bson_iter_utf8(&it, NULL),
                     sizeof(owner));
     }
 
-    if (ngx_http_audex_jobs_file_id(doc, "mp3_fid", &mp3) == NGX_OK
+    if (ngx_http_audex_jobs_file_id(doc, AUDEX_F_MP3_FID, &mp3) == NGX_OK
         && ctx->amcf->link_key.len && owner[0])
     {
         bson_oid_to_string(&mp3, fid);

@@ -36,17 +36,17 @@ ngx_http_audex_queue_insert(mongoc_client_t *client, const char *db,
     bson_oid_init_from_string(&fid, job->video_fid);
 
     doc = BCON_NEW("_id", BCON_UTF8(job->id),
-                   "state", BCON_UTF8(AUDEX_JOB_STATE_QUEUED),
-                   "progress", BCON_INT32(0),
-                   "video_fid", BCON_OID(&fid),
-                   "mp3_fid", BCON_NULL,
-                   "error", BCON_NULL,
-                   "owner_id", BCON_UTF8(job->owner_id),
-                   "owner_email", BCON_UTF8(job->owner_email),
-                   "filename", BCON_UTF8(job->filename),
+                   AUDEX_F_STATE, BCON_UTF8(AUDEX_JOB_STATE_QUEUED),
+                   AUDEX_F_PROGRESS, BCON_INT32(0),
+                   AUDEX_F_VIDEO_FID, BCON_OID(&fid),
+                   AUDEX_F_MP3_FID, BCON_NULL,
+                   AUDEX_F_ERROR, BCON_NULL,
+                   AUDEX_F_OWNER_ID, BCON_UTF8(job->owner_id),
+                   AUDEX_F_OWNER_EMAIL, BCON_UTF8(job->owner_email),
+                   AUDEX_F_FILENAME, BCON_UTF8(job->filename),
                    job->option, BCON_INT32((int32_t) job->value),
-                   "created_at", BCON_DATE_TIME(now),
-                   "updated_at", BCON_DATE_TIME(now));
+                   AUDEX_F_CREATED_AT, BCON_DATE_TIME(now),
+                   AUDEX_F_UPDATED_AT, BCON_DATE_TIME(now));
 
     jobs = mongoc_client_get_collection(client, db, AUDEX_COLL_JOBS);
     rc = NGX_OK;
@@ -96,8 +96,9 @@ ngx_http_audex_queue_publish(ngx_http_audex_main_conf_t *amcf,
     redisReply  *reply;
 
     reply = ngx_http_audex_redis_command(amcf, err,
-                "XADD %s * job_id %s video_fid %s owner_id %s "
-                "owner_email %s filename %s %s %u",
+                "XADD %s * " AUDEX_F_JOB_ID " %s " AUDEX_F_VIDEO_FID " %s "
+                AUDEX_F_OWNER_ID " %s " AUDEX_F_OWNER_EMAIL " %s "
+                AUDEX_F_FILENAME " %s %s %u",
                 (char *) amcf->jobs_stream.data, job->id, job->video_fid,
                 job->owner_id, job->owner_email, job->filename, job->option,
                 (unsigned) job->value);

@@ -1094,11 +1094,11 @@ ngx_http_audex_upload_end(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
     task->job.filename = task->file.filename;
 
     if (up->opts.mode == AUDEX_UPLOAD_VBR) {
-        task->job.option = "quality";
+        task->job.option = AUDEX_F_QUALITY;
         task->job.value = up->opts.quality;
 
     } else {
-        task->job.option = "bitrate";
+        task->job.option = AUDEX_F_BITRATE;
         task->job.value = up->opts.bitrate;
     }
 

@@ -627,7 +627,7 @@ audex_job_process(audex_job_t *job)
 {
     char  err[256];
 
-    job->job_id = audex_stream_field(&job->entry, "job_id");
+    job->job_id = audex_stream_field(&job->entry, AUDEX_F_JOB_ID);
     audex_log_job = job->job_id;
 
     job->deliveries = audex_stream_deliveries(job->w->redis,
@@ -682,7 +682,8 @@ audex_job_process(audex_job_t *job)
     }
 
     audex_log(AUDEX_LOG_INFO, NULL, "converting %s \"%s\" (entry %s, "
-              "delivery %lld)", audex_stream_field(&job->entry, "video_fid"),
+              "delivery %lld)",
+              audex_stream_field(&job->entry, AUDEX_F_VIDEO_FID),
               job->filename ? job->filename : "", job->entry.id,
               job->deliveries);
 
@@ -717,7 +718,7 @@ audex_job_parse(audex_job_t *job, char *err, size_t errlen)
         return -1;
     }
 
-    fid = audex_stream_field(&job->entry, "video_fid");
+    fid = audex_stream_field(&job->entry, AUDEX_F_VIDEO_FID);
     if (fid == NULL || strlen(fid) != 24 || !bson_oid_is_valid(fid, 24)) {
         snprintf(err, errlen, "video_fid \"%s\" is not an ObjectId",
                  fid ? fid : "");
@@ -726,12 +727,12 @@ audex_job_parse(audex_job_t *job, char *err, size_t errlen)
 
     bson_oid_init_from_string(&job->video_fid, fid);
 
-    job->owner_id = audex_stream_field(&job->entry, "owner_id");
-    job->owner_email = audex_stream_field(&job->entry, "owner_email");
-    job->filename = audex_stream_field(&job->entry, "filename");
+    job->owner_id = audex_stream_field(&job->entry, AUDEX_F_OWNER_ID);
+    job->owner_email = audex_stream_field(&job->entry, AUDEX_F_OWNER_EMAIL);
+    job->filename = audex_stream_field(&job->entry, AUDEX_F_FILENAME);
 
-    br = audex_stream_field(&job->entry, "bitrate");
-    q = audex_stream_field(&job->entry, "quality");
+    br = audex_stream_field(&job->entry, AUDEX_F_BITRATE);
+    q = audex_stream_field(&job->entry, AUDEX_F_QUALITY);
 
     job->bitrate = 0;
     job->quality = -1;
@@ -789,7 +790,7 @@ audex_job_is_done(audex_job_t *job)
     }
 
     done = done == 1
-           && bson_iter_init_find(&it, doc, "state")
+           && bson_iter_init_find(&it, doc, AUDEX_F_STATE)
            && BSON_ITER_HOLDS_UTF8(&it)
            && strcmp(bson_iter_utf8(&it, NULL), AUDEX_JOB_STATE_DONE) == 0;
 
@@ -835,11 +836,11 @@ audex_job_convert(audex_job_t *job)
     snprintf(job->mp3_name, sizeof(job->mp3_name), "%s.mp3", job->title);
 
     bson_init(&meta);
-    BSON_APPEND_UTF8(&meta, "job_id", job->job_id);
-    BSON_APPEND_OID(&meta, "video_fid", &job->video_fid);
+    BSON_APPEND_UTF8(&meta, AUDEX_F_JOB_ID, job->job_id);
+    BSON_APPEND_OID(&meta, AUDEX_F_VIDEO_FID, &job->video_fid);
     BSON_APPEND_UTF8(&meta, "contentType", "audio/mpeg");
     if (job->owner_id) {
-        BSON_APPEND_UTF8(&meta, "owner_id", job->owner_id);
+        BSON_APPEND_UTF8(&meta, AUDEX_F_OWNER_ID, job->owner_id);
     }
 
     sink = audex_gridfs_sink_open(job->mongo, audex_job_conf.db,
@@ -1112,17 +1113,17 @@ audex_job_fail(audex_job_t *job, const char *code, const char *message)
         bson_oid_to_string(&job->video_fid, video);
 
         n = 0;
-        keys[n] = "job_id";       values[n++] = job->job_id;
-        keys[n] = "state";        values[n++] = AUDEX_JOB_STATE_FAILED;
-        keys[n] = "error";        values[n++] = message;
-        keys[n] = "error_code";   values[n++] = code;
-        keys[n] = "video_fid";    values[n++] = video;
-        keys[n] = "owner_id";     values[n++] = job->owner_id
-                                                ? job->owner_id : "";
-        keys[n] = "owner_email";  values[n++] = job->owner_email
-                                                ? job->owner_email : "";
-        keys[n] = "filename";     values[n++] = job->filename
-                                                ? job->filename : "";
+        keys[n] = AUDEX_F_JOB_ID;      values[n++] = job->job_id;
+        keys[n] = AUDEX_F_STATE;       values[n++] = AUDEX_JOB_STATE_FAILED;
+        keys[n] = AUDEX_F_ERROR;       values[n++] = message;
+        keys[n] = AUDEX_F_ERROR_CODE;  values[n++] = code;
+        keys[n] = AUDEX_F_VIDEO_FID;   values[n++] = video;
+        keys[n] = AUDEX_F_OWNER_ID;    values[n++] = job->owner_id
+                                                     ? job->owner_id : "";
+        keys[n] = AUDEX_F_OWNER_EMAIL; values[n++] = job->owner_email
+                                                     ? job->owner_email : "";
+        keys[n] = AUDEX_F_FILENAME;    values[n++] = job->filename
+                                                     ? job->filename : "";
 
         /* not announced: the entry comes back and fails again, and the
          * notifier keys on the job, so the owner still hears once */
@@ -1215,32 +1216,32 @@ audex_job_update(audex_job_t *job, const char *state, int progress,
 
     bson_init(&update);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    BSON_APPEND_UTF8(&set, "state", state);
-    BSON_APPEND_INT32(&set, "progress", progress);
-    BSON_APPEND_DATE_TIME(&set, "updated_at", now);
+    BSON_APPEND_UTF8(&set, AUDEX_F_STATE, state);
+    BSON_APPEND_INT32(&set, AUDEX_F_PROGRESS, progress);
+    BSON_APPEND_DATE_TIME(&set, AUDEX_F_UPDATED_AT, now);
     BSON_APPEND_INT32(&set, "attempts", (int32_t) job->deliveries);
 
     if (with_mp3) {
-        BSON_APPEND_OID(&set, "mp3_fid", &job->mp3_fid);
+        BSON_APPEND_OID(&set, AUDEX_F_MP3_FID, &job->mp3_fid);
         BSON_APPEND_DOUBLE(&set, "duration", job->res.duration);
     }
 
     if (error) {
-        BSON_APPEND_UTF8(&set, "error", error);
-        BSON_APPEND_UTF8(&set, "error_code", code ? code : "");
+        BSON_APPEND_UTF8(&set, AUDEX_F_ERROR, error);
+        BSON_APPEND_UTF8(&set, AUDEX_F_ERROR_CODE, code ? code : "");
 
     } else {
-        BSON_APPEND_NULL(&set, "error");
-        BSON_APPEND_NULL(&set, "error_code");
+        BSON_APPEND_NULL(&set, AUDEX_F_ERROR);
+        BSON_APPEND_NULL(&set, AUDEX_F_ERROR_CODE);
     }
 
     bson_append_document_end(&update, &set);
 
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &ins);
-    BSON_APPEND_DATE_TIME(&ins, "created_at", now);
-    BSON_APPEND_OID(&ins, "video_fid", &job->video_fid);
+    BSON_APPEND_DATE_TIME(&ins, AUDEX_F_CREATED_AT, now);
+    BSON_APPEND_OID(&ins, AUDEX_F_VIDEO_FID, &job->video_fid);
     if (job->owner_id) {
-        BSON_APPEND_UTF8(&ins, "owner_id", job->owner_id);
+        BSON_APPEND_UTF8(&ins, AUDEX_F_OWNER_ID, job->owner_id);
     }
     bson_append_document_end(&update, &ins);
 
@@ -1320,17 +1321,17 @@ audex_job_announce(audex_job_t *job)
              (unsigned long long) job->res.bytes_out);
 
     n = 0;
-    keys[n] = "job_id";       values[n++] = job->job_id;
-    keys[n] = "state";        values[n++] = AUDEX_JOB_STATE_DONE;
-    keys[n] = "mp3_fid";      values[n++] = job->mp3_hex;
-    keys[n] = "video_fid";    values[n++] = video;
-    keys[n] = "owner_id";     values[n++] = job->owner_id ? job->owner_id
-                                                          : "";
-    keys[n] = "owner_email";  values[n++] = job->owner_email
-                                            ? job->owner_email : "";
-    keys[n] = "filename";     values[n++] = job->mp3_name;
-    keys[n] = "duration";     values[n++] = duration;
-    keys[n] = "bytes";        values[n++] = bytes;
+    keys[n] = AUDEX_F_JOB_ID;      values[n++] = job->job_id;
+    keys[n] = AUDEX_F_STATE;       values[n++] = AUDEX_JOB_STATE_DONE;
+    keys[n] = AUDEX_F_MP3_FID;     values[n++] = job->mp3_hex;
+    keys[n] = AUDEX_F_VIDEO_FID;   values[n++] = video;
+    keys[n] = AUDEX_F_OWNER_ID;    values[n++] = job->owner_id
+                                                 ? job->owner_id : "";
+    keys[n] = AUDEX_F_OWNER_EMAIL; values[n++] = job->owner_email
+                                                 ? job->owner_email : "";
+    keys[n] = AUDEX_F_FILENAME;    values[n++] = job->mp3_name;
+    keys[n] = "duration";          values[n++] = duration;
+    keys[n] = "bytes";             values[n++] = bytes;
 
     if (audex_job_publish(job, audex_job_conf.mp3_queue, n, keys, values)
         != 0)

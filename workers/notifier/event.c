@@ -59,7 +59,7 @@ audex_event_parse(audex_event_t *ev, const char *stream,
     ev->duration = -1;
     ev->kind = AUDEX_JOB_STATE_DONE;
 
-    ev->job_id = audex_stream_field(&ev->entry, "job_id");
+    ev->job_id = audex_stream_field(&ev->entry, AUDEX_F_JOB_ID);
     if (ev->job_id == NULL || ev->job_id[0] == '\0'
         || strlen(ev->job_id) > 128)
     {
@@ -72,7 +72,7 @@ audex_event_parse(audex_event_t *ev, const char *stream,
         ev->failed = 1;
 
     } else {
-        state = audex_stream_field(&ev->entry, "state");
+        state = audex_stream_field(&ev->entry, AUDEX_F_STATE);
 
         if (state && strcmp(state, AUDEX_JOB_STATE_FAILED) == 0) {
             ev->failed = 1;
@@ -90,7 +90,7 @@ audex_event_parse(audex_event_t *ev, const char *stream,
         return 0;
     }
 
-    fid = audex_stream_field(&ev->entry, "mp3_fid");
+    fid = audex_stream_field(&ev->entry, AUDEX_F_MP3_FID);
     if (fid == NULL || !audex_event_is_oid(fid)) {
         snprintf(err, errlen, "mp3_fid \"%.64s\" is not an ObjectId",
                  fid ? fid : "");
@@ -154,9 +154,9 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
     }
 
     /* the job document names the upload; the entry may name the MP3 */
-    s = audex_event_str(job, "filename");
+    s = audex_event_str(job, AUDEX_F_FILENAME);
     if (s == NULL || s[0] == '\0') {
-        s = audex_stream_field(&ev->entry, "filename");
+        s = audex_stream_field(&ev->entry, AUDEX_F_FILENAME);
     }
     if (s == NULL || s[0] == '\0') {
         s = audex_event_str(file, "filename");
@@ -165,9 +165,9 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
     ev->filename = audex_event_text((s && s[0]) ? s : "your video",
                                     AUDEX_EVENT_NAME_MAX);
 
-    s = audex_stream_field(&ev->entry, "owner_id");
+    s = audex_stream_field(&ev->entry, AUDEX_F_OWNER_ID);
     if (s == NULL || s[0] == '\0') {
-        s = audex_event_str(job, "owner_id");
+        s = audex_event_str(job, AUDEX_F_OWNER_ID);
     }
     if ((s == NULL || s[0] == '\0') && file) {
         s = audex_event_str(file, "metadata.owner_id");
@@ -181,12 +181,12 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
     }
 
     if (ev->failed) {
-        s = audex_stream_field(&ev->entry, "error");
+        s = audex_stream_field(&ev->entry, AUDEX_F_ERROR);
         if (s == NULL || s[0] == '\0') {
             s = audex_stream_field(&ev->entry, "dead_reason");
         }
         if (s == NULL || s[0] == '\0') {
-            s = audex_event_str(job, "error");
+            s = audex_event_str(job, AUDEX_F_ERROR);
         }
 
         ev->reason = audex_event_text((s && s[0]) ? s : "unknown error",
@@ -215,9 +215,9 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
         }
     }
 
-    s = audex_stream_field(&ev->entry, "owner_email");
+    s = audex_stream_field(&ev->entry, AUDEX_F_OWNER_EMAIL);
     if (s == NULL || s[0] == '\0') {
-        s = audex_event_str(job, "owner_email");
+        s = audex_event_str(job, AUDEX_F_OWNER_EMAIL);
     }
 
     if ((s == NULL || s[0] == '\0') && audex_event_is_oid(ev->owner_id)) {
