@@ -51,7 +51,7 @@ ngx_http_audex_queue_insert(mongoc_client_t *client, const char *db,
     jobs = mongoc_client_get_collection(client, db, AUDEX_COLL_JOBS);
     rc = NGX_OK;
 
-    if (!mongoc_collection_insert_one(jobs, doc, NULL, NULL, &error)) {
+    if (audex_store_job_insert(jobs, doc, &error) != 0) {
         ngx_http_audex_queue_error(err, "storing the job", error.message);
         rc = NGX_ERROR;
     }

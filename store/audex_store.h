@@ -80,6 +80,17 @@ int audex_store_find_one(mongoc_collection_t *coll, const bson_t *filter,
 int audex_store_job_get(mongoc_collection_t *jobs, const char *job_id,
     bson_t **doc, bson_error_t *error);
 
+/* stores a new job document (its _id is the job id).  0 or -1 */
+int audex_store_job_insert(mongoc_collection_t *jobs, const bson_t *doc,
+    bson_error_t *error);
+
+/*
+ * Applies update ($set and the like) to job job_id, creating it when
+ * upsert is set and it does not exist.  0 or -1.
+ */
+int audex_store_job_update(mongoc_collection_t *jobs, const char *job_id,
+    const bson_t *update, int upsert, bson_error_t *error);
+
 /* removes job job_id; one that is not there is no error.  0 or -1 */
 int audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
     bson_error_t *error);

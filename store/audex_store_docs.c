@@ -70,6 +70,37 @@ audex_store_job_get(mongoc_collection_t *jobs, const char *job_id,
 
 
 int
+audex_store_job_insert(mongoc_collection_t *jobs, const bson_t *doc,
+    bson_error_t *error)
+{
+    return mongoc_collection_insert_one(jobs, doc, NULL, NULL, error)
+           ? 0 : -1;
+}
+
+
+int
+audex_store_job_update(mongoc_collection_t *jobs, const char *job_id,
+    const bson_t *update, int upsert, bson_error_t *error)
+{
+    int     ok;
+    bson_t  filter, opts;
+
+    bson_init(&filter);
+    BSON_APPEND_UTF8(&filter, "_id", job_id);
+    bson_init(&opts);
+    BSON_APPEND_BOOL(&opts, "upsert", upsert != 0);
+
+    ok = mongoc_collection_update_one(jobs, &filter, update, &opts, NULL,
+                                      error);
+
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+
+    return ok ? 0 : -1;
+}
+
+
+int
 audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
     bson_error_t *error)
 {

@@ -291,7 +291,7 @@ test_geometry(void **state)
 static void
 test_docs(void **state)
 {
-    bson_t               *doc, *job, *user;
+    bson_t               *doc, *job, *user, *upd;
     bson_iter_t           it;
     bson_error_t          error;
     mongoc_database_t    *db;
@@ -304,7 +304,9 @@ test_docs(void **state)
     job = BCON_NEW("_id", BCON_UTF8("job-1"), "state", BCON_UTF8("queued"));
     user = BCON_NEW("email", BCON_UTF8("ann@example.com"),
                     "password", BCON_UTF8("$argon2id$x"));
-    assert_true(mongoc_collection_insert_one(jobs, job, NULL, NULL, &error));
+    assert_int_equal(audex_store_job_insert(jobs, job, &error), 0);
+    /* the same job again: its _id is taken */
+    assert_int_equal(audex_store_job_insert(jobs, job, &error), -1);
     assert_true(mongoc_collection_insert_one(users, user, NULL, NULL,
                                              &error));
 
@@ -322,6 +324,23 @@ test_docs(void **state)
     bson_destroy(doc);
     assert_int_equal(audex_store_user_by_email(users, "bob@example.com",
                                                &doc, &error), 0);
+
+    /* an update of job-1; an upsert makes job-3 */
+    upd = BCON_NEW("$set", "{", "state", BCON_UTF8("done"), "}");
+    assert_int_equal(audex_store_job_update(jobs, "job-1", upd, 0, &error),
+                     0);
+    assert_int_equal(audex_store_job_get(jobs, "job-1", &doc, &error), 1);
+    assert_true(bson_iter_init_find(&it, doc, "state"));
+    assert_string_equal(bson_iter_utf8(&it, NULL), "done");
+    bson_destroy(doc);
+    assert_int_equal(audex_store_job_update(jobs, "job-3", upd, 0, &error),
+                     0);
+    assert_int_equal(audex_store_job_get(jobs, "job-3", &doc, &error), 0);
+    assert_int_equal(audex_store_job_update(jobs, "job-3", upd, 1, &error),
+                     0);
+    assert_int_equal(audex_store_job_get(jobs, "job-3", &doc, &error), 1);
+    bson_destroy(doc);
+    bson_destroy(upd);
 
     assert_int_equal(audex_store_job_remove(jobs, "job-1", &error), 0);
     assert_int_equal(audex_store_job_get(jobs, "job-1", &doc, &error), 0);

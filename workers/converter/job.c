@@ -1203,16 +1203,13 @@ audex_job_update(audex_job_t *job, const char *state, int progress,
     const char *code, const char *error, int with_mp3)
 {
     int              ok;
-    bson_t           filter, update, set, ins, opts;
+    bson_t           update, set, ins;
     int64_t          now;
     bson_error_t     err;
     struct timeval   tv;
 
     gettimeofday(&tv, NULL);
     now = (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-
-    bson_init(&filter);
-    BSON_APPEND_UTF8(&filter, "_id", job->job_id);
 
     bson_init(&update);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
@@ -1245,15 +1242,10 @@ audex_job_update(audex_job_t *job, const char *state, int progress,
     }
     bson_append_document_end(&update, &ins);
 
-    bson_init(&opts);
-    BSON_APPEND_BOOL(&opts, "upsert", true);
+    ok = audex_store_job_update(job->jobs, job->job_id, &update, 1, &err)
+         == 0;
 
-    ok = mongoc_collection_update_one(job->jobs, &filter, &update, &opts,
-                                      NULL, &err);
-
-    bson_destroy(&filter);
     bson_destroy(&update);
-    bson_destroy(&opts);
 
     if (!ok) {
         audex_log(AUDEX_LOG_WARN, NULL, "jobs: setting %s: %s", state,
