@@ -29,6 +29,14 @@ nginx_bin=${AUDEX_NGINX:-/usr/sbin/nginx}
 
 log() { printf 'audex: %s\n' "$*" >&2; }
 
+# Started as root, nginx would run its workers as nobody, who cannot
+# reach a checkout under a private directory (/root, mktemp -d): they run
+# as the checkout's owner instead.
+worker_user=
+if [ "$(id -u)" -eq 0 ]; then
+    worker_user="user $(stat -c %U "$top");"
+fi
+
 alive() {
     # a pid file names a live process (a zombie does not count)
     local pid
@@ -140,8 +148,10 @@ start_nginx() {
         return 0
     fi
     mkdir -p "$run/nginx/tmp"
-    "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf" -t -q
-    "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf"
+    "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf" \
+        ${worker_user:+-g "$worker_user"} -t -q
+    "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf" \
+        ${worker_user:+-g "$worker_user"}
 }
 
 # start_worker NAME [VAR=value ...] -- ARGS: build/bin/audex-NAME ARGS

@@ -63,18 +63,6 @@ if [ ${#missing[@]} -gt 0 ]; then
         >/dev/null
 fi
 
-# nginx started by root runs its workers as nobody, and the tests' and
-# `make run`'s nginx keep their files in this checkout: nobody must be
-# able to reach it (a clone under /root, mode 0700, cannot be)
-if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null \
-        && ! setpriv --reuid=nobody --regid=nogroup --clear-groups \
-                   -- test -x "$top" 2>/dev/null; then
-    log "nginx's workers run as nobody, who cannot reach $top (a parent" \
-        "directory is private, as /root is): clone audex elsewhere, e.g." \
-        "under /srv or /opt, or let others search its parents (chmod o+x)"
-    exit 1
-fi
-
 [ "${1:-}" = "--no-ferretdb" ] && exit 0
 
 # Go >= 1.24 builds FerretDB (its go.mod says so): Debian 12's golang-go

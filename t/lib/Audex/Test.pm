@@ -56,6 +56,12 @@ our $TOP = abs_path(getcwd());
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $MODULE = $ENV{AUDEX_MODULE} || "$TOP/build/ngx_http_audex_module.so";
 
+# Started as root, nginx would run its workers as nobody, who cannot
+# reach a checkout under a private directory (/root, mktemp -d): they run
+# as the checkout's owner, as scripts/run.sh does too.
+our $WORKER_USER = $> == 0
+    ? 'user ' . (getpwuid((stat $TOP)[4]) // 'root') . ";\n" : '';
+
 my (%backend_pid, $servroot, $nginx_pid);
 
 
@@ -258,7 +264,7 @@ sub _write_config {
     open my $fh, '>', "$root/conf/nginx.conf" or die $!;
     print $fh <<"EOF";
 load_module $MODULE;
-daemon on;
+${WORKER_USER}daemon on;
 master_process on;
 ${workers}pid $root/logs/nginx.pid;
 error_log $root/logs/error.log debug;
