@@ -1,10 +1,12 @@
 /*
  * audex: the contract between the processes.
  *
- * Every name the nginx module, the workers and the tests share: the
- * database's collections and GridFS buckets, the GridFS chunk layout and
- * how a chunk's _id is derived.  Code names these constants, never the
- * literals; t/lib reads the same values from here.
+ * Every name the nginx module and the workers share: the database's
+ * collections and GridFS buckets, the GridFS chunk layout and how a
+ * chunk's _id is derived (store/ derives it), streams, groups, job fields
+ * and states, the MP3 rule.  C code names these constants, never the
+ * literals; the tests spell the values out, checking the contract from
+ * outside as another client would.
  */
 
 #ifndef _AUDEX_SCHEMA_H_INCLUDED_
@@ -40,8 +42,8 @@
  * MongoDB-wire server indexes (FerretDB's SQLite backend indexes nothing
  * else), and writing it again is idempotent.  Files written by other
  * tools have other chunk ids; readers fall back to {files_id, n}.
+ * audex_store_chunk_id() computes it.
  */
-#define AUDEX_CHUNK_ID_HASH        "sha256(files_id || be32(n))[0:12]"
 
 /* Redis streams: jobs for converters, results for the notifier */
 #define AUDEX_STREAM_VIDEO         "video"
