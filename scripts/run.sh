@@ -3,10 +3,16 @@
 # what it started (stop), or says what runs (status).
 #
 # Everything lives under $AUDEX_RUN_DIR (default: run/): data, logs,
-# pid files and the nginx prefix.  Environment:
+# pid files, the nginx prefix, and run/env: the variables that name this
+# system, for `. run/env` before audex-user, curl or a second `make run`.
+# A part already running with other settings (a changed port, say) is
+# restarted with the new ones.  Environment:
 #   AUDEX_PORT             HTTP port (8080)
 #   MONGODB_URI            use this MongoDB instead of starting FerretDB
+#                          (unless it names the FerretDB we start: the
+#                          value run/env gives)
 #   REDIS_URL              use this Redis instead of starting redis-server
+#                          (likewise)
 #   AUDEX_JWT_SECRET_FILE  HS256 secret (generated under run/, mode 0600)
 #   AUDEX_LINK_SECRET_FILE download-link key (likewise)
 #   AUDEX_REDIS_PORT       port of the Redis we start (6390)
@@ -75,20 +81,57 @@ ferretdb_bin() {
     echo "$gopath/bin/ferretdb"
 }
 
+own_redis_url="redis://127.0.0.1:$redis_port/0"
+own_mongodb_uri="mongodb://127.0.0.1:$mongo_port/audex"
+
 redis_url() {
-    echo "${REDIS_URL:-redis://127.0.0.1:$redis_port/0}"
+    echo "${REDIS_URL:-$own_redis_url}"
 }
 
 mongodb_uri() {
-    echo "${MONGODB_URI:-mongodb://127.0.0.1:$mongo_port/audex}"
+    echo "${MONGODB_URI:-$own_mongodb_uri}"
+}
+
+# we start Redis or FerretDB unless the URL names another one; the URL
+# of our own (exported from run/env) is ours to start
+own_redis() {
+    [ -z "${REDIS_URL:-}" ] || [ "$REDIS_URL" = "$own_redis_url" ]
+}
+
+own_mongo() {
+    [ -z "${MONGODB_URI:-}" ] || [ "$MONGODB_URI" = "$own_mongodb_uri" ]
+}
+
+# up_to_date NAME SETTINGS: NAME runs, with these settings (recorded in
+# run/NAME.settings when it started).  One that runs with other settings
+# is stopped here, saying what changed, so that it starts again.
+up_to_date() {
+    local name=$1 want=$2 had
+    alive "$run/$name.pid" || return 1
+    had=$(cat "$run/$name.settings" 2>/dev/null || true)
+    if [ "$had" = "$want" ]; then
+        log "$name already running"
+        return 0
+    fi
+    if [ "${had%%$'\n'*}" = "${want%%$'\n'*}" ]; then
+        log "$name runs an older configuration or build: restarting it"
+    else
+        log "$name runs with other settings (${had%%$'\n'*} ->" \
+            "${want%%$'\n'*}): restarting it"
+    fi
+    stop_one "$name" "$run/$name.pid" "$(stop_signal "$name")"
+    return 1
+}
+
+stop_signal() {
+    if [ "$1" = nginx ]; then echo QUIT; else echo TERM; fi
 }
 
 start_redis() {
-    [ -n "${REDIS_URL:-}" ] && return 0
-    if alive "$run/redis.pid"; then
-        log "redis-server already running"
-        return 0
-    fi
+    local want="port $redis_port"
+    own_redis || return 0
+    up_to_date redis "$want" && return 0
+    echo "$want" > "$run/redis.settings"
     mkdir -p "$run/redis"
     redis-server --bind 127.0.0.1 --port "$redis_port" \
         --dir "$run/redis" --appendonly yes \
@@ -97,11 +140,10 @@ start_redis() {
 }
 
 start_ferretdb() {
-    [ -n "${MONGODB_URI:-}" ] && return 0
-    if alive "$run/ferretdb.pid"; then
-        log "FerretDB already running"
-        return 0
-    fi
+    local want="port $mongo_port"
+    own_mongo || return 0
+    up_to_date ferretdb "$want" && return 0
+    echo "$want" > "$run/ferretdb.settings"
     mkdir -p "$run/ferretdb"
     setsid "$(ferretdb_bin)" --handler=sqlite \
         --sqlite-url="file:$run/ferretdb/" --state-dir="$run/ferretdb" \
@@ -143,10 +185,12 @@ nginx_conf() {
 
 
 start_nginx() {
-    if alive "$run/nginx.pid"; then
-        log "nginx already running"
-        return 0
-    fi
+    local want
+    want="port $port, $(mongodb_uri), $(redis_url)"$'\n'"$(cat \
+        "$run/nginx/nginx.conf" "$build/ngx_http_audex_module.so" \
+        | sha256sum)"
+    up_to_date nginx "$want" && return 0
+    echo "$want" > "$run/nginx.settings"
     mkdir -p "$run/nginx/tmp"
     "$nginx_bin" -p "$run/nginx/" -c "$run/nginx/nginx.conf" \
         ${worker_user:+-g "$worker_user"} -t -q
@@ -156,15 +200,14 @@ start_nginx() {
 
 # start_worker NAME [VAR=value ...] -- ARGS: build/bin/audex-NAME ARGS
 start_worker() {
-    local name=$1 bin=$build/bin/audex-$1 env=()
+    local name=$1 bin=$build/bin/audex-$1 env=() want
     shift
     while [ $# -gt 0 ] && [ "$1" != -- ]; do env+=("$1"); shift; done
     shift
     [ -x "$bin" ] || return 0
-    if alive "$run/$name.pid"; then
-        log "audex-$name already running"
-        return 0
-    fi
+    want="$(mongodb_uri) $(redis_url) ${env[*]}"$'\n'"$(sha256sum < "$bin")"
+    up_to_date "$name" "$want" && return 0
+    echo "$want" > "$run/$name.settings"
     env MONGODB_URI="$(mongodb_uri)" REDIS_URL="$(redis_url)" "${env[@]}" \
         setsid "$bin" "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
     echo $! > "$run/$name.pid"
@@ -172,11 +215,10 @@ start_worker() {
 
 # an SMTP server on loopback that keeps every mail in run/mail (Maildir)
 start_smtp() {
+    local want="port $smtp_port"
     [ -n "${SMTP_URL:-}" ] && return 0
-    if alive "$run/smtp.pid"; then
-        log "SMTP sink already running"
-        return 0
-    fi
+    up_to_date smtp "$want" && return 0
+    echo "$want" > "$run/smtp.settings"
     mkdir -p "$run/mail/cur" "$run/mail/new" "$run/mail/tmp"
     setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" \
         -c aiosmtpd.handlers.Mailbox "$run/mail" \
@@ -216,13 +258,42 @@ start() {
         SMTP_URL="${SMTP_URL:-smtp://127.0.0.1:$smtp_port}" \
         NOTIFIER_METRICS_PORT="$notifier_metrics" -- run
 
+    (umask 077; write_env > "$run/env")
+
     cat <<MSG
 audex is up: http://127.0.0.1:$port/  (health: /healthz, API: /docs)
   logs:   $run/logs/
   data:   $run/
   mail:   $run/mail/new/ (what the notifier sent)
+  tools:  . $(relative "$run")/env   (then audex-user, curl \$AUDEX_URL
+          and the next make run find this system)
+  users:  build/bin/audex-user add EMAIL (accounts are made only there)
   stop:   make stop
 MSG
+}
+
+# run/env: what names this system, in the variables this script, the
+# workers and audex-user read; a URL is written only when it is not ours
+# (ours follows from the ports)
+write_env() {
+    echo "# the audex system \`make run\` started; . this file"
+    echo "export AUDEX_URL=http://127.0.0.1:$port"
+    echo "export AUDEX_RUN_DIR=$run"
+    echo "export AUDEX_PORT=$port AUDEX_REDIS_PORT=$redis_port"
+    echo "export AUDEX_MONGO_PORT=$mongo_port AUDEX_SMTP_PORT=$smtp_port"
+    echo "export AUDEX_CONVERTER_METRICS_PORT=$converter_metrics"
+    echo "export AUDEX_NOTIFIER_METRICS_PORT=$notifier_metrics"
+    own_mongo || echo "export MONGODB_URI=$MONGODB_URI"
+    own_redis || echo "export REDIS_URL=$REDIS_URL"
+    [ -z "${SMTP_URL:-}" ] || echo "export SMTP_URL=$SMTP_URL"
+}
+
+# a path as the user would type it from here
+relative() {
+    case $1 in
+        "$PWD"/*) echo "${1#"$PWD"/}" ;;
+        *) echo "$1" ;;
+    esac
 }
 
 stop() {

@@ -50,11 +50,10 @@ END {
 my $out = `$top/scripts/run.sh start 2>&1`;
 is($?, 0, 'the system starts') or BAIL_OUT($out);
 
-# the block as printed, but on this run's ports and directories; the
-# tool's default MongoDB URI names this run's FerretDB
-(my $script = $block) =~ s/127\.0\.0\.1:8080/127.0.0.1:$env{AUDEX_PORT}/g;
-$script =~ s{\brun/mail/}{$run/mail/}g;
-$ENV{MONGODB_URI} = "mongodb://127.0.0.1:$env{AUDEX_MONGO_PORT}/audex";
+# the block as printed, in this run's directory; the ports come from its
+# `. run/env` alone: the tour runs without any of the variables above
+(my $script = $block) =~ s{(?<![\w/])run/}{$run/}g;
+unlike($script, qr/:8080/, 'the tour names no port: run/env gives it');
 
 symlink("$top/build", "$run/tour/build") or die "symlink: $!";
 
@@ -64,7 +63,11 @@ open my $sh, '>', "$run/tour/tour.sh" or die $!;
 print $sh "set -euo pipefail\n", $script;
 close $sh;
 
-$out = `cd $run/tour && bash tour.sh 2>&1`;
+$out = do {
+    local @ENV{keys %env};
+    delete @ENV{keys %env};
+    `cd $run/tour && bash tour.sh 2>&1`;
+};
 is($?, 0, 'every command of the tour succeeds') or diag($out);
 
 like($out, qr/"job_id":"[0-9a-f]{24}","video_fid":"[0-9a-f]{24}","status_url":"\/jobs\/[0-9a-f]{24}"/,
@@ -95,6 +98,72 @@ if (@mail) {
     ok($link, 'with a download link') or diag($body);
     my $via = `curl -s "$link" | cmp - $mp3 2>&1`;
     is($?, 0, 'the emailed link downloads the same MP3') or diag($via);
+}
+
+# the tool finds the FerretDB `make run` started from AUDEX_MONGO_PORT
+# alone, as `. run/env` leaves it
+{
+    local $ENV{MONGODB_URI};
+    delete $ENV{MONGODB_URI};
+    my $list = `$top/build/bin/audex-user list 2>&1`;
+    is($?, 0, 'audex-user with AUDEX_MONGO_PORT only: exit 0') or diag($list);
+    like($list, qr/^me\@example\.com\b/m, '... and it lists the tour\'s account');
+}
+
+# run/env holds this run's ports, and no URL (they are ours)
+{
+    open my $ef, '<', "$run/env" or die "$run/env: $!";
+    my $envf = do { local $/; <$ef> };
+    close $ef;
+    like($envf, qr/^export AUDEX_URL=http:\/\/127\.0\.0\.1:$env{AUDEX_PORT}$/m,
+         'run/env names the URL');
+    like($envf, qr/\bAUDEX_MONGO_PORT=$env{AUDEX_MONGO_PORT}\b/,
+         'run/env names the FerretDB port');
+    unlike($envf, qr/MONGODB_URI|REDIS_URL/, 'and no URL of ours');
+    is((stat "$run/env")[2] & 07777, 0600, 'run/env has mode 0600');
+}
+
+sub healthz {
+    my ($port) = @_;
+    my $b = `curl -s --max-time 2 http://127.0.0.1:$port/healthz`;
+    chomp $b;
+    return $b;
+}
+
+# a second start with the same settings leaves everything alone
+$out = `$top/scripts/run.sh start 2>&1`;
+is($?, 0, 'a second start succeeds') or diag($out);
+like($out, qr/nginx already running/, '... and leaves nginx alone');
+unlike($out, qr/restarting/, '... restarting nothing');
+
+# a changed port: the nginx of the old one is restarted on the new one,
+# and so is the notifier, whose links name it
+{
+    my $old = $env{AUDEX_PORT};
+    $env{AUDEX_PORT} = $ENV{AUDEX_PORT} = free_port();
+    $out = `$top/scripts/run.sh start 2>&1`;
+    is($?, 0, 'a start with another AUDEX_PORT succeeds') or diag($out);
+    like($out, qr/nginx runs with other settings \(port $old\b.*-> port $env{AUDEX_PORT}\b.*restarting it/,
+         '... says nginx runs on the old port and restarts it');
+    like($out, qr/notifier runs with other settings/, '... and the notifier');
+    is(healthz($env{AUDEX_PORT}), '{"mongo":"ok","redis":"ok"}',
+       'healthy on the new port');
+    is(healthz($old), '', 'nothing answers on the old one');
+}
+
+# MONGODB_URI exported with the value of our own FerretDB, after a stop:
+# make run starts FerretDB rather than taking it for a server of yours
+{
+    $out = `$top/scripts/run.sh stop 2>&1`;
+    is($?, 0, 'stop') or diag($out);
+    local $ENV{MONGODB_URI} = "mongodb://127.0.0.1:$env{AUDEX_MONGO_PORT}/audex";
+    $out = `$top/scripts/run.sh start 2>&1`;
+    is($?, 0, 'a start with our own MONGODB_URI exported succeeds')
+        or diag($out);
+    like(`$top/scripts/run.sh status`, qr/^ferretdb: running/m,
+         '... and FerretDB was started');
+    my $list = `$top/build/bin/audex-user list 2>&1`;
+    like($list, qr/^me\@example\.com\b/m, '... with the data of before');
 }
 
 done_testing();

@@ -338,6 +338,33 @@ user_ok(3, undef, 'del', 'bob@example.com');
 
     ($rc) = user(undef, '--mongodb-uri', 'http://nope', 'list');
     is($rc, 1, 'a malformed URI is a usage error');
+
+    # the variables of `make run`: its FerretDB's port when no URI
+    my ($live) = $uri =~ m{^mongodb://127\.0\.0\.1:(\d+)/}
+        or die "a loopback URI expected: $uri";
+    ($rc) = user("pw\n", { MONGODB_URI => '', AUDEX_MONGO_PORT => $live },
+                 'add', 'port@example.com');
+    is($rc, 0, 'AUDEX_MONGO_PORT names the database when MONGODB_URI is unset');
+    ($rc, $out) = user(undef, '--mongodb-uri',
+                       "mongodb://127.0.0.1:$live/audex", 'list');
+    like($out, qr/^port\@example\.com /m,
+         '... the database "audex" on that port, as make run\'s');
+
+    ($rc) = user(undef, { MONGODB_URI => $uri, AUDEX_MONGO_PORT => $port },
+                 'list');
+    is($rc, 0, 'MONGODB_URI wins over AUDEX_MONGO_PORT');
+
+    ($rc, undef, $err) = user(undef, { MONGODB_URI => '',
+                                       AUDEX_MONGO_PORT => $port }, 'list');
+    is($rc, 5, 'a dead AUDEX_MONGO_PORT: exit 5');
+    like($err, qr/unreachable at 127\.0\.0\.1:$port: .*\n.*\. run\/env/,
+         '... naming the address, and run/env');
+
+    ($rc, undef, $err) = user(undef, { MONGODB_URI => '',
+                                       AUDEX_MONGO_PORT => '80x' }, 'list');
+    is($rc, 1, 'AUDEX_MONGO_PORT not a number: exit 1');
+    like($err, qr/AUDEX_MONGO_PORT "80x" is not a port number/,
+         '... saying so');
 }
 
 done_testing();

@@ -39,6 +39,7 @@
 #define AUDEX_USER_INTERRUPTED    130
 
 #define AUDEX_USER_DEFAULT_URI    "mongodb://127.0.0.1:27017/audex"
+#define AUDEX_USER_LOCAL_URI      "mongodb://127.0.0.1:%ld/audex"
 #define AUDEX_USER_DEFAULT_DB     "audex"
 #define AUDEX_USER_COLLECTION     AUDEX_COLL_USERS
 #define AUDEX_USER_EMAIL_MAX      254
@@ -66,6 +67,7 @@ typedef struct {
 } audex_user_cmd_t;
 
 
+static const char *audex_user_default_uri(char *buf, size_t size);
 static int audex_user_add(audex_user_ctx_t *ctx, char **args);
 static int audex_user_passwd(audex_user_ctx_t *ctx, char **args);
 static int audex_user_del(audex_user_ctx_t *ctx, char **args);
@@ -100,6 +102,42 @@ static const audex_user_cmd_t  audex_user_cmds[] = {
 static volatile sig_atomic_t  audex_user_interrupted;
 
 
+/*
+ * The database when --mongodb-uri is not given: $MONGODB_URI, else the
+ * FerretDB that `make run` (scripts/run.sh) starts on $AUDEX_MONGO_PORT,
+ * so the tool and the running system read the same variables.  NULL
+ * when AUDEX_MONGO_PORT is not a port.
+ */
+
+static const char *
+audex_user_default_uri(char *buf, size_t size)
+{
+    long         port;
+    char        *end;
+    const char  *uri, *p;
+
+    uri = getenv("MONGODB_URI");
+    if (uri != NULL && *uri != '\0') {
+        return uri;
+    }
+
+    p = getenv("AUDEX_MONGO_PORT");
+    if (p == NULL || *p == '\0') {
+        return AUDEX_USER_DEFAULT_URI;
+    }
+
+    errno = 0;
+    port = strtol(p, &end, 10);
+    if (errno != 0 || *end != '\0' || port < 1 || port > 65535) {
+        return NULL;
+    }
+
+    snprintf(buf, size, AUDEX_USER_LOCAL_URI, port);
+
+    return buf;
+}
+
+
 static void
 audex_user_usage(FILE *out)
 {
@@ -118,6 +156,8 @@ audex_user_usage(FILE *out)
         "\n"
         "options:\n"
         "  --mongodb-uri URI  the database (default: $MONGODB_URI, else\n"
+        "                     the FerretDB `make run` starts on\n"
+        "                     $AUDEX_MONGO_PORT, else\n"
         "                     " AUDEX_USER_DEFAULT_URI ")\n"
         "  --admin            with \"add\": create an admin\n"
         "  -h, --help         this text\n"
@@ -424,11 +464,13 @@ audex_user_db_error(const char *what, const bson_error_t *error)
 static int
 audex_user_connect(audex_user_ctx_t *ctx, const char *uri_string)
 {
-    int            rc;
-    bson_t        *ping, reply;
-    const char    *db;
-    bson_error_t   error;
-    mongoc_uri_t  *uri;
+    int                        rc;
+    char                       where[BSON_HOST_NAME_MAX + 8];
+    bson_t                    *ping, reply;
+    const char                *db;
+    bson_error_t               error;
+    mongoc_uri_t              *uri;
+    const mongoc_host_list_t  *hosts;
 
     uri = mongoc_uri_new_with_error(uri_string, &error);
     if (uri == NULL) {
@@ -464,6 +506,11 @@ audex_user_connect(audex_user_ctx_t *ctx, const char *uri_string)
 
     ctx->users = mongoc_client_get_collection(ctx->client, db,
                                               AUDEX_USER_COLLECTION);
+
+    /* where it looked, for the message below; never the credentials */
+    hosts = mongoc_uri_get_hosts(uri);
+    snprintf(where, sizeof(where), "%s",
+             hosts ? hosts->host_and_port : "the URI's hosts");
     mongoc_uri_destroy(uri);
 
     /* fail here, with one clear message, rather than halfway through */
@@ -474,7 +521,10 @@ audex_user_connect(audex_user_ctx_t *ctx, const char *uri_string)
     bson_destroy(&reply);
 
     if (!rc) {
-        return audex_user_db_error("database unreachable", &error);
+        audex_user_error("database unreachable at %s: %s\n"
+                         "  (the system `make run` started: run "
+                         "\". run/env\" first)", where, error.message);
+        return AUDEX_USER_DATABASE;
     }
 
     return AUDEX_USER_OK;
@@ -918,6 +968,7 @@ main(int argc, char **argv)
     int                      c, rc, nargs;
     char                   **args;
     const char              *uri;
+    char                     default_uri[64];
     audex_user_ctx_t         ctx;
     const audex_user_cmd_t  *cmd;
 
@@ -930,9 +981,11 @@ main(int argc, char **argv)
 
     memset(&ctx, 0, sizeof(ctx));
 
-    uri = getenv("MONGODB_URI");
-    if (uri == NULL || *uri == '\0') {
-        uri = AUDEX_USER_DEFAULT_URI;
+    uri = audex_user_default_uri(default_uri, sizeof(default_uri));
+    if (uri == NULL) {
+        audex_user_error("AUDEX_MONGO_PORT \"%s\" is not a port number",
+                         getenv("AUDEX_MONGO_PORT"));
+        return AUDEX_USER_USAGE;
     }
 
     opterr = 0;
