@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs what audex needs to build, run and test, and nothing twice:
 # Debian packages that are missing (apt-get, as root or through sudo) and
-# FerretDB v1.24.2 with our patch (built with Go once per patch, then reused).
+# FerretDB v1.24.2 with our patches (built with Go once per set of patches,
+# then reused).
 #
 # usage: scripts/setup.sh [--no-ferretdb]
 set -euo pipefail
 
 FERRETDB_VERSION=v1.24.2
-# our patch to it (see its header); the build's version names the patch,
-# so a changed patch means a rebuild
+# our patches to it, applied in name order (see their headers); the
+# build's version names them (the SHA-256 of their concatenation), so a
+# changed patch means a rebuild
 top=$(cd "$(dirname "$0")/.." && pwd)
-FERRETDB_PATCH=$top/scripts/ferretdb/sqlite-id-index.patch
+FERRETDB_PATCHES=("$top"/scripts/ferretdb/*.patch)
 
 packages=(
     # Every package make, make run and make test use, by name: apt runs
@@ -82,7 +84,8 @@ fi
 ferretdb=${FERRETDB:-$(go env GOPATH)/bin/ferretdb}
 
 # (the whole output first: grep -q would close the pipe on ferretdb)
-want=$FERRETDB_VERSION-audex.$(sha256sum "$FERRETDB_PATCH" | cut -c1-8)
+want=$FERRETDB_VERSION-audex.$(cat "${FERRETDB_PATCHES[@]}" | sha256sum \
+                                | cut -c1-8)
 have=$("$ferretdb" --version 2>/dev/null || true)
 case "$have" in
     *"version: $want"*) exit 0 ;;
@@ -93,7 +96,7 @@ esac
 # FerretDB panics at start without build/version/version.txt.  So: fetch
 # that exact version, apply our patch, fill in version.txt, build it as
 # the main module.
-log "building FerretDB $want (once per patch)"
+log "building FerretDB $want (once per set of patches)"
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -104,7 +107,7 @@ dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json \
 
 cp -r "$dir" "$work/src"
 chmod -R u+w "$work/src"
-(cd "$work/src" && git apply "$FERRETDB_PATCH")
+(cd "$work/src" && git apply "${FERRETDB_PATCHES[@]}")
 echo "$want" > "$work/src/build/version/version.txt"
 
 mkdir -p "$(dirname "$ferretdb")"
