@@ -18,6 +18,7 @@
 #include "ngx_http_audex_module.h"
 
 #include "audex_link.h"
+#include "audex_utf8.h"
 
 
 typedef struct {
@@ -534,7 +535,8 @@ ngx_http_audex_download_headers(ngx_http_request_t *r,
 {
     u_char     *p, *q;
     size_t      len;
-    ngx_uint_t  i, ascii, has_ext;
+    int         ascii;
+    ngx_uint_t  has_ext;
 
     ngx_str_set(&r->headers_out.content_type, "audio/mpeg");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -576,9 +578,9 @@ ngx_http_audex_download_headers(ngx_http_request_t *r,
     }
 
     /*
-     * Content-Disposition: an ASCII fallback in filename="...", with
-     * quotes, backslashes and non-ASCII bytes replaced, and the real
-     * name percent-encoded in filename*=UTF-8''... (RFC 6266).
+     * Content-Disposition: an ASCII fallback in filename="..." (accents
+     * dropped, other characters, quotes and backslashes one '_' each),
+     * and the real name percent-encoded in filename*=UTF-8''... (RFC 6266).
      */
 
     has_ext = ctx->filename_len >= 4
@@ -595,18 +597,7 @@ ngx_http_audex_download_headers(ngx_http_request_t *r,
 
     q = ngx_cpymem(p, "attachment; filename=\"",
                    sizeof("attachment; filename=\"") - 1);
-    ascii = 1;
-
-    for (i = 0; i < ctx->filename_len; i++) {
-        u_char  c = ctx->filename[i];
-
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-            ascii = 0;
-            c = '_';
-        }
-
-        *q++ = c;
-    }
+    q += audex_utf8_to_ascii(q, ctx->filename, ctx->filename_len, &ascii);
 
     if (ctx->filename_len == 0) {
         q = ngx_cpymem(q, ctx->fid, 24);

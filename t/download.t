@@ -210,7 +210,7 @@ not a file of "64b000000000000000000002@x"
 
 
 
-=== TEST 8: a non-ASCII name: an ASCII fallback and filename*
+=== TEST 8: a non-ASCII name: a transliterated ASCII fallback and filename*
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -219,7 +219,7 @@ not a file of "64b000000000000000000002@x"
 Audex::Test::bearer($::owner)
 --- error_code: 200
 --- response_headers
-Content-Disposition: attachment; filename="caf__ _live_.mp3"; filename*=UTF-8''caf%C3%A9%20%22live%22.mp3
+Content-Disposition: attachment; filename="cafe _live_.mp3"; filename*=UTF-8''caf%C3%A9%20%22live%22.mp3
 
 
 
