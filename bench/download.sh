@@ -27,7 +27,7 @@ http_port=$(port)
 
 redis-server --port "$redis_port" --save '' --daemonize yes \
     --pidfile "$work/redis.pid" --logfile "$work/logs/redis.log"
-setsid "$(go env GOPATH 2>/dev/null || echo ~/go)/bin/ferretdb" \
+setsid "${FERRETDB:-$top/build/bin/ferretdb}" \
     --handler=sqlite --sqlite-url="file:$work/" --state-dir="$work" \
     --listen-addr="127.0.0.1:$mongo_port" --telemetry=disable \
     --log-level=error --debug-addr=- >"$work/logs/ferretdb.log" 2>&1 &

@@ -64,13 +64,9 @@ wait_port() {
 }
 
 ferretdb_bin() {
-    local c
-    if [ -n "${FERRETDB:-}" ]; then echo "$FERRETDB"; return; fi
-    for c in "$(go env GOPATH 2>/dev/null)/bin/ferretdb" \
-             "$HOME/go/bin/ferretdb" "$(command -v ferretdb || true)"; do
-        if [ -x "$c" ]; then echo "$c"; return; fi
-    done
-    echo "bench: no ferretdb binary; run scripts/setup.sh" >&2
+    local c=${FERRETDB:-$top/build/bin/ferretdb}
+    if [ -x "$c" ]; then echo "$c"; return; fi
+    echo "bench: no $c; run scripts/setup.sh" >&2
     exit 1
 }
 

@@ -75,10 +75,7 @@ stop_one() {
 }
 
 ferretdb_bin() {
-    local gopath
-    if [ -n "${FERRETDB:-}" ]; then echo "$FERRETDB"; return; fi
-    gopath=$(go env GOPATH 2>/dev/null || /usr/local/go/bin/go env GOPATH)
-    echo "$gopath/bin/ferretdb"
+    echo "${FERRETDB:-$top/build/bin/ferretdb}"
 }
 
 own_redis_url="redis://127.0.0.1:$redis_port/0"

@@ -81,7 +81,9 @@ if [ -z "$go_ok" ] || [ "$go_ok" -lt 24 ]; then
     exit 1
 fi
 
-ferretdb=${FERRETDB:-$(go env GOPATH)/bin/ferretdb}
+# each checkout builds its own (two checkouts with other patches must not
+# replace each other's), next to the workers
+ferretdb=${FERRETDB:-$top/build/bin/ferretdb}
 
 # (the whole output first: grep -q would close the pipe on ferretdb)
 want=$FERRETDB_VERSION-audex.$(cat "${FERRETDB_PATCHES[@]}" | sha256sum \

@@ -11,6 +11,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Spec;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
@@ -87,17 +88,15 @@ sub start_redis {
 }
 
 
+# the checkout's own build (scripts/setup.sh), or $FERRETDB
 sub ferretdb_bin {
     return $ENV{FERRETDB} if $ENV{FERRETDB};
 
-    chomp(my $gopath = `go env GOPATH 2>/dev/null` // '');
-    for my $c ("$gopath/bin/ferretdb", "$ENV{HOME}/go/bin/ferretdb") {
-        return $c if -x $c;
-    }
-    chomp(my $w = `command -v ferretdb 2>/dev/null` // '');
-    return $w if $w;
+    (my $top = File::Spec->rel2abs(__FILE__)) =~ s{/t/lib/Audex/Backend\.pm$}{};
+    my $bin = "$top/build/bin/ferretdb";
+    return $bin if -x $bin;
 
-    die "audex test: no ferretdb binary; run scripts/setup.sh\n";
+    die "audex test: no $bin; run scripts/setup.sh\n";
 }
 
 
