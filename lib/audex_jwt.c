@@ -95,22 +95,23 @@ static const char  audex_jwt_b64_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 
+/* each names the part of the token at fault: these reach the client */
 static const char  *audex_jwt_errors[] = {
     "ok",
-    "malformed token",
+    "malformed token: not three base64url parts",
     "token too long",
-    "malformed header",
-    "algorithm not allowed",
-    "unsupported token type",
-    "unsupported critical header",
-    "bad signature",
-    "malformed claims",
-    "missing exp claim",
-    "token expired",
-    "token not yet valid",
-    "token issued in the future",
-    "issuer not allowed",
-    "audience not allowed",
+    "malformed token: JOSE header is not a JSON object with alg",
+    "JOSE header: algorithm not allowed",
+    "JOSE header: unsupported typ",
+    "JOSE header: unsupported crit",
+    "token signature does not verify",
+    "malformed token: claims are not a valid JSON object",
+    "token claims: no exp",
+    "token expired (exp)",
+    "token not yet valid (nbf)",
+    "token issued in the future (iat)",
+    "token issuer (iss) not allowed",
+    "token audience (aud) not allowed",
     "key cannot sign",
     "out of memory",
     "crypto library failure"

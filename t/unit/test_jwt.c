@@ -395,11 +395,14 @@ test_names(void **state)
     assert_int_equal(audex_jwt_alg_parse("HS2560", 6), AUDEX_JWT_ALG_UNSET);
 
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_EXPIRED),
-                        "token expired");
+                        "token expired (exp)");
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_SIGNATURE),
-                        "bad signature");
+                        "token signature does not verify");
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_ALG),
-                        "algorithm not allowed");
+                        "JOSE header: algorithm not allowed");
+    assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_BAD_HEADER),
+                        "malformed token: JOSE header is not a JSON object "
+                        "with alg");
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_LAST),
                         "unknown error");
 
