@@ -8,7 +8,7 @@ BUILD        ?= build
 CC           ?= gcc
 FUZZ_SECONDS ?= 15
 
-LIB_PKGS     := libjwt libargon2 libcrypto libbson-1.0
+LIB_PKGS     := jansson libargon2 libcrypto libbson-1.0
 WORKER_PKGS  := libavformat libavcodec libavutil libswresample lame \
                 libmongoc-1.0 libbson-1.0 hiredis libcurl $(LIB_PKGS)
 

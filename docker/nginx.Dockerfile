@@ -51,7 +51,8 @@ RUN apt-get update \
                    "not installable: rebuild with --no-cache" >&2; \
               exit 1; }; } \
     && apt-get install -y --no-install-recommends \
-         libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libargon2-1 libssl3 \
+         libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libjansson4 \
+         libargon2-1 libssl3 \
          curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* /tmp/nginx.version
 

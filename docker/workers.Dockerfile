@@ -31,12 +31,12 @@ RUN make workers \
 
 FROM debian:bookworm-slim
 
-# FFmpeg 5.1, LAME, the MongoDB C driver, hiredis, libcurl, libjwt,
+# FFmpeg 5.1, LAME, the MongoDB C driver, hiredis, libcurl, jansson,
 # argon2, OpenSSL; curl for the health check
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
          libavformat59 libavcodec59 libavutil57 libswresample4 libmp3lame0 \
-         libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libcurl4 libjwt0 \
+         libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libcurl4 libjansson4 \
          libargon2-1 libssl3 \
          curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

@@ -1,17 +1,16 @@
 /*
- * audex: JSON Web Tokens, signed and verified with OpenSSL.
+ * audex: JSON Web Tokens, signed and verified with OpenSSL; their JSON
+ * is parsed by jansson.
  *
- * Why not libjwt for verification: it picks the algorithm from the
- * token's own header, parsed by jansson.  Even after we check that
- * header ourselves, any difference between the two parsers (a duplicate
- * "alg" member is the classic one) would let a token choose HMAC over an
- * RSA public key again.  Here the key alone decides which primitive
- * runs, so the header check is a second fence rather than the only one.
+ * Why not libjwt: it takes the algorithm from the token's own header and
+ * checks neither "exp" nor "nbf" (libjwt 1.10.2).  Here the key alone
+ * decides which primitive runs; the header's "alg" must merely agree.
  *
- * The JSON parser below is strict RFC 8259: one object, no trailing
- * bytes, valid UTF-8, no duplicate member names at the top level, and a
- * bounded depth.  libbson's parser was not used because it accepts
- * trailing documents, NaN, and silently wraps integers that overflow.
+ * jansson is held to strict RFC 8259: one object and nothing after it
+ * (its end-of-input check stays on), valid UTF-8, no duplicate member
+ * names at any depth, and no "\u0000" (JSON_ALLOW_NUL is not given), so
+ * every string we hand out is a C string with no surprise inside.  The
+ * number of members and the depth are bounded on top of that.
  */
 
 #ifndef _GNU_SOURCE
@@ -29,6 +28,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -49,50 +50,35 @@
 #define AUDEX_JWT_ES256_SIG       64
 #define AUDEX_JWT_HS256_SIG       32
 
-/* claims nest only as deep as a sane issuer would ever go */
+/* claims nest only as deep as a sane issuer would ever go (jansson
+ * itself stops at 2048) */
 #define AUDEX_JWT_MAX_DEPTH       32
+
+/*
+ * Duplicates: RFC 7515 4 allows refusing them, and taking either would
+ * be a guess that another parser may make the other way.
+ */
+#define AUDEX_JWT_JSON_FLAGS      JSON_REJECT_DUPLICATES
+
+/* a claim as text: scalars too, no spaces, reals as a person writes them */
+#define AUDEX_JWT_DUMP_FLAGS                                                 \
+    (JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 #define audex_jwt_b64_len(n)      (((n) / 3) * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
 
 
-typedef enum {
-    AUDEX_JWT_JSON_STRING = 0,
-    AUDEX_JWT_JSON_NUMBER,
-    AUDEX_JWT_JSON_TRUE,
-    AUDEX_JWT_JSON_FALSE,
-    AUDEX_JWT_JSON_NULL,
-    AUDEX_JWT_JSON_OBJECT,
-    AUDEX_JWT_JSON_ARRAY
-} audex_jwt_json_type_e;
-
-
-typedef struct {
-    const unsigned char  *p;
-    const unsigned char  *end;
-} audex_jwt_json_t;
-
-
-typedef struct {
-    const char             *name;     /* unescaped, NUL-terminated */
-    size_t                  name_len;
-    audex_jwt_json_type_e   type;
-    const unsigned char    *raw;      /* the value as written */
-    size_t                  raw_len;
-    const char             *str;      /* a string, unescaped */
-    size_t                  str_len;
-} audex_jwt_member_t;
-
-
-/*
- * One malloc() holds the struct, the member table, the decoded JSON and
- * an arena for unescaped strings, so freeing is a single free().
- */
+/* a header or a claim set: a JSON object, owned */
 struct audex_jwt_claims_s {
-    audex_jwt_member_t   *members;
-    size_t                nmembers;
-    unsigned char        *json;
-    size_t                json_len;
+    json_t               *json;
 };
+
+
+/* where audex_jwt_claim_get() copies to: size - 1 bytes at most */
+typedef struct {
+    char                 *buf;
+    size_t                size;
+    size_t                len;
+} audex_jwt_text_t;
 
 
 struct audex_jwt_key_s {
@@ -109,22 +95,23 @@ static const char  audex_jwt_b64_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 
+/* each names the part of the token at fault: these reach the client */
 static const char  *audex_jwt_errors[] = {
     "ok",
-    "malformed token",
+    "malformed token: not three base64url parts",
     "token too long",
-    "malformed header",
-    "algorithm not allowed",
-    "unsupported token type",
-    "unsupported critical header",
-    "bad signature",
-    "malformed claims",
-    "missing exp claim",
-    "token expired",
-    "token not yet valid",
-    "token issued in the future",
-    "issuer not allowed",
-    "audience not allowed",
+    "malformed token: JOSE header is not a JSON object with alg",
+    "JOSE header: algorithm not allowed",
+    "JOSE header: unsupported typ",
+    "JOSE header: unsupported crit",
+    "token signature does not verify",
+    "malformed token: claims are not a valid JSON object",
+    "token claims: no exp",
+    "token expired (exp)",
+    "token not yet valid (nbf)",
+    "token issued in the future (iat)",
+    "token issuer (iss) not allowed",
+    "token audience (aud) not allowed",
     "key cannot sign",
     "out of memory",
     "crypto library failure"
@@ -305,488 +292,35 @@ audex_jwt_b64_decode(unsigned char *dst, const unsigned char *src,
 }
 
 
-/* strict JSON */
-
-static void
-audex_jwt_json_ws(audex_jwt_json_t *j)
-{
-    while (j->p < j->end
-           && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n'
-               || *j->p == '\r'))
-    {
-        j->p++;
-    }
-}
-
+/* JSON */
 
 static int
-audex_jwt_json_hex4(const unsigned char *p, unsigned *cp)
+audex_jwt_json_depth_ok(json_t *value, int depth)
 {
-    int       i;
-    unsigned  v, c;
+    size_t       i;
+    json_t      *v;
+    const char  *name;
 
-    v = 0;
-
-    for (i = 0; i < 4; i++) {
-        c = p[i];
-
-        if (c >= '0' && c <= '9') {
-            c -= '0';
-        } else if (c >= 'a' && c <= 'f') {
-            c = c - 'a' + 10;
-        } else if (c >= 'A' && c <= 'F') {
-            c = c - 'A' + 10;
-        } else {
-            return -1;
-        }
-
-        v = (v << 4) | c;
+    if (depth > AUDEX_JWT_MAX_DEPTH) {
+        return 0;
     }
 
-    *cp = v;
-
-    return 0;
-}
-
-
-static unsigned char *
-audex_jwt_json_put_utf8(unsigned char *d, unsigned cp)
-{
-    if (cp < 0x80) {
-        *d++ = (unsigned char) cp;
-
-    } else if (cp < 0x800) {
-        *d++ = (unsigned char) (0xc0 | (cp >> 6));
-        *d++ = (unsigned char) (0x80 | (cp & 0x3f));
-
-    } else if (cp < 0x10000) {
-        *d++ = (unsigned char) (0xe0 | (cp >> 12));
-        *d++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
-        *d++ = (unsigned char) (0x80 | (cp & 0x3f));
-
-    } else {
-        *d++ = (unsigned char) (0xf0 | (cp >> 18));
-        *d++ = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
-        *d++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
-        *d++ = (unsigned char) (0x80 | (cp & 0x3f));
-    }
-
-    return d;
-}
-
-
-/*
- * A string at j->p (which points at the opening quote).  When out is
- * not NULL the unescaped bytes are written there; they never take more
- * room than the escaped text.
- */
-static int
-audex_jwt_json_string(audex_jwt_json_t *j, unsigned char *out,
-    size_t *out_len)
-{
-    size_t                n;
-    unsigned              cp, lo;
-    unsigned char        *d;
-    const unsigned char  *p;
-
-    p = j->p + 1;
-    d = out;
-
-    for ( ;; ) {
-        if (p >= j->end) {
-            return -1;
-        }
-
-        if (*p == '"') {
-            break;
-        }
-
-        if (*p < 0x20) {
-            return -1;
-        }
-
-        if (*p != '\\') {
-            n = audex_utf8_len(p, j->end);
-            if (n == 0) {
-                return -1;
-            }
-
-            if (d) {
-                memcpy(d, p, n);
-                d += n;
-            }
-
-            p += n;
-            continue;
-        }
-
-        if (j->end - p < 2) {
-            return -1;
-        }
-
-        switch (p[1]) {
-        case '"':
-        case '\\':
-        case '/':
-            cp = p[1];
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-
-        case 'u':
-            if (j->end - p < 6 || audex_jwt_json_hex4(p + 2, &cp) != 0) {
-                return -1;
-            }
-
-            if (cp >= 0xdc00 && cp <= 0xdfff) {
-                return -1;
-            }
-
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (j->end - p < 12 || p[6] != '\\' || p[7] != 'u'
-                    || audex_jwt_json_hex4(p + 8, &lo) != 0
-                    || lo < 0xdc00 || lo > 0xdfff)
-                {
-                    return -1;
-                }
-
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                p += 6;
-            }
-
-            p += 4;
-            break;
-
-        default:
-            return -1;
-        }
-
-        p += 2;
-
-        if (d) {
-            d = audex_jwt_json_put_utf8(d, cp);
-        }
-    }
-
-    j->p = p + 1;
-
-    if (out_len) {
-        *out_len = d - out;
-    }
-
-    return 0;
-}
-
-
-static int
-audex_jwt_json_digits(audex_jwt_json_t *j)
-{
-    const unsigned char  *start;
-
-    start = j->p;
-
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        j->p++;
-    }
-
-    return j->p > start ? 0 : -1;
-}
-
-
-static int
-audex_jwt_json_number(audex_jwt_json_t *j)
-{
-    if (j->p < j->end && *j->p == '-') {
-        j->p++;
-    }
-
-    if (j->p >= j->end) {
-        return -1;
-    }
-
-    if (*j->p == '0') {
-        j->p++;
-
-    } else if (audex_jwt_json_digits(j) != 0) {
-        return -1;
-    }
-
-    if (j->p < j->end && *j->p == '.') {
-        j->p++;
-        if (audex_jwt_json_digits(j) != 0) {
-            return -1;
-        }
-    }
-
-    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-        j->p++;
-        if (j->p < j->end && (*j->p == '+' || *j->p == '-')) {
-            j->p++;
-        }
-        if (audex_jwt_json_digits(j) != 0) {
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
-static int
-audex_jwt_json_literal(audex_jwt_json_t *j, const char *word, size_t len)
-{
-    if ((size_t) (j->end - j->p) < len || memcmp(j->p, word, len) != 0) {
-        return -1;
-    }
-
-    j->p += len;
-
-    return 0;
-}
-
-
-static int
-audex_jwt_json_value(audex_jwt_json_t *j, int depth,
-    audex_jwt_json_type_e *type)
-{
-    audex_jwt_json_type_e  dummy;
-
-    if (depth > AUDEX_JWT_MAX_DEPTH || j->p >= j->end) {
-        return -1;
-    }
-
-    switch (*j->p) {
-
-    case '"':
-        *type = AUDEX_JWT_JSON_STRING;
-        return audex_jwt_json_string(j, NULL, NULL);
-
-    case 't':
-        *type = AUDEX_JWT_JSON_TRUE;
-        return audex_jwt_json_literal(j, "true", 4);
-
-    case 'f':
-        *type = AUDEX_JWT_JSON_FALSE;
-        return audex_jwt_json_literal(j, "false", 5);
-
-    case 'n':
-        *type = AUDEX_JWT_JSON_NULL;
-        return audex_jwt_json_literal(j, "null", 4);
-
-    case '[':
-        *type = AUDEX_JWT_JSON_ARRAY;
-        j->p++;
-        audex_jwt_json_ws(j);
-
-        if (j->p < j->end && *j->p == ']') {
-            j->p++;
-            return 0;
-        }
-
-        for ( ;; ) {
-            if (audex_jwt_json_value(j, depth + 1, &dummy) != 0) {
-                return -1;
-            }
-
-            audex_jwt_json_ws(j);
-
-            if (j->p >= j->end) {
-                return -1;
-            }
-
-            if (*j->p == ']') {
-                j->p++;
+    if (json_is_array(value)) {
+        json_array_foreach(value, i, v) {
+            if (!audex_jwt_json_depth_ok(v, depth + 1)) {
                 return 0;
             }
-
-            if (*j->p != ',') {
-                return -1;
-            }
-
-            j->p++;
-            audex_jwt_json_ws(j);
         }
 
-    case '{':
-        *type = AUDEX_JWT_JSON_OBJECT;
-        j->p++;
-        audex_jwt_json_ws(j);
-
-        if (j->p < j->end && *j->p == '}') {
-            j->p++;
-            return 0;
-        }
-
-        for ( ;; ) {
-            if (j->p >= j->end || *j->p != '"'
-                || audex_jwt_json_string(j, NULL, NULL) != 0)
-            {
-                return -1;
-            }
-
-            audex_jwt_json_ws(j);
-
-            if (j->p >= j->end || *j->p != ':') {
-                return -1;
-            }
-
-            j->p++;
-            audex_jwt_json_ws(j);
-
-            if (audex_jwt_json_value(j, depth + 1, &dummy) != 0) {
-                return -1;
-            }
-
-            audex_jwt_json_ws(j);
-
-            if (j->p >= j->end) {
-                return -1;
-            }
-
-            if (*j->p == '}') {
-                j->p++;
+    } else if (json_is_object(value)) {
+        json_object_foreach(value, name, v) {
+            if (!audex_jwt_json_depth_ok(v, depth + 1)) {
                 return 0;
             }
-
-            if (*j->p != ',') {
-                return -1;
-            }
-
-            j->p++;
-            audex_jwt_json_ws(j);
         }
-
-    default:
-        *type = AUDEX_JWT_JSON_NUMBER;
-        return audex_jwt_json_number(j);
-    }
-}
-
-
-/*
- * Parse the top-level object of obj->json into obj->members, unescaping
- * names and string values into the arena.
- */
-static int
-audex_jwt_json_members(audex_jwt_claims_t *obj, size_t max,
-    unsigned char *arena)
-{
-    size_t               i, n;
-    audex_jwt_json_t     j;
-    audex_jwt_member_t  *m;
-
-    j.p = obj->json;
-    j.end = obj->json + obj->json_len;
-
-    audex_jwt_json_ws(&j);
-
-    if (j.p >= j.end || *j.p != '{') {
-        return -1;
     }
 
-    j.p++;
-    audex_jwt_json_ws(&j);
-
-    if (j.p < j.end && *j.p == '}') {
-        j.p++;
-        goto done;
-    }
-
-    for ( ;; ) {
-        if (obj->nmembers == max || j.p >= j.end || *j.p != '"') {
-            return -1;
-        }
-
-        m = &obj->members[obj->nmembers];
-
-        if (audex_jwt_json_string(&j, arena, &n) != 0) {
-            return -1;
-        }
-
-        m->name = (char *) arena;
-        m->name_len = n;
-        arena[n] = '\0';
-        arena += n + 1;
-
-        /* RFC 7515 4 allows refusing duplicates; taking either would be
-         * a guess at what the issuer meant */
-        for (i = 0; i < obj->nmembers; i++) {
-            if (obj->members[i].name_len == n
-                && memcmp(obj->members[i].name, m->name, n) == 0)
-            {
-                return -1;
-            }
-        }
-
-        audex_jwt_json_ws(&j);
-
-        if (j.p >= j.end || *j.p != ':') {
-            return -1;
-        }
-
-        j.p++;
-        audex_jwt_json_ws(&j);
-
-        m->raw = j.p;
-        m->str = NULL;
-        m->str_len = 0;
-
-        if (j.p < j.end && *j.p == '"') {
-            m->type = AUDEX_JWT_JSON_STRING;
-
-            if (audex_jwt_json_string(&j, arena, &n) != 0) {
-                return -1;
-            }
-
-            m->str = (char *) arena;
-            m->str_len = n;
-            arena[n] = '\0';
-            arena += n + 1;
-
-        } else if (audex_jwt_json_value(&j, 1, &m->type) != 0) {
-            return -1;
-        }
-
-        m->raw_len = j.p - m->raw;
-        obj->nmembers++;
-
-        audex_jwt_json_ws(&j);
-
-        if (j.p >= j.end) {
-            return -1;
-        }
-
-        if (*j.p == '}') {
-            j.p++;
-            break;
-        }
-
-        if (*j.p != ',') {
-            return -1;
-        }
-
-        j.p++;
-        audex_jwt_json_ws(&j);
-    }
-
-done:
-
-    audex_jwt_json_ws(&j);
-
-    return j.p == j.end ? 0 : -1;
+    return 1;
 }
 
 
@@ -799,178 +333,116 @@ static audex_jwt_err_e
 audex_jwt_object_decode(const char *b64, size_t b64_len,
     audex_jwt_claims_t **out)
 {
-    size_t               max, json_max, arena_len, size;
     ssize_t              n;
-    unsigned char       *p;
+    json_t              *json;
+    json_error_t         error;
+    unsigned char       *buf;
     audex_jwt_claims_t  *obj;
 
-    json_max = b64_len / 4 * 3 + 2;
-
-    /* each member takes at least 4 bytes ("":0) plus a separator */
-    max = json_max / 4 + 1;
-    if (max > AUDEX_JWT_MAX_MEMBERS) {
-        max = AUDEX_JWT_MAX_MEMBERS;
-    }
-
-    /* unescaped strings are no longer than their text, plus a NUL each */
-    arena_len = json_max + 2 * max;
-
-    size = sizeof(audex_jwt_claims_t) + max * sizeof(audex_jwt_member_t)
-           + json_max + arena_len;
-
-    p = malloc(size);
-    if (p == NULL) {
+    buf = malloc(b64_len / 4 * 3 + 2);
+    if (buf == NULL) {
         return AUDEX_JWT_ERR_NOMEM;
     }
 
-    obj = (audex_jwt_claims_t *) p;
-    obj->members = (audex_jwt_member_t *) (p + sizeof(audex_jwt_claims_t));
-    obj->nmembers = 0;
-    obj->json = (unsigned char *) (obj->members + max);
-
-    n = audex_jwt_b64_decode(obj->json, (const unsigned char *) b64,
-                             b64_len);
+    n = audex_jwt_b64_decode(buf, (const unsigned char *) b64, b64_len);
     if (n < 0) {
-        free(p);
+        free(buf);
         return AUDEX_JWT_ERR_MALFORMED;
     }
 
-    obj->json_len = n;
+    json = json_loadb((const char *) buf, n, AUDEX_JWT_JSON_FLAGS, &error);
+    free(buf);
 
-    if (audex_jwt_json_members(obj, max, obj->json + json_max) != 0) {
-        free(p);
+    if (json == NULL) {
+        return json_error_code(&error) == json_error_out_of_memory
+               ? AUDEX_JWT_ERR_NOMEM : AUDEX_JWT_ERR_BAD_CLAIMS;
+    }
+
+    if (!json_is_object(json)
+        || json_object_size(json) > AUDEX_JWT_MAX_MEMBERS
+        || !audex_jwt_json_depth_ok(json, 0))
+    {
+        json_decref(json);
         return AUDEX_JWT_ERR_BAD_CLAIMS;
     }
 
+    obj = malloc(sizeof(audex_jwt_claims_t));
+    if (obj == NULL) {
+        json_decref(json);
+        return AUDEX_JWT_ERR_NOMEM;
+    }
+
+    obj->json = json;
     *out = obj;
 
     return AUDEX_JWT_OK;
 }
 
 
-static const audex_jwt_member_t *
+/* a top-level member by a name that need not be NUL-terminated */
+static json_t *
 audex_jwt_member(const audex_jwt_claims_t *obj, const char *name,
     size_t len)
 {
-    size_t  i;
-
-    for (i = 0; i < obj->nmembers; i++) {
-        if (obj->members[i].name_len == len
-            && memcmp(obj->members[i].name, name, len) == 0)
-        {
-            return &obj->members[i];
-        }
+    if (obj == NULL || name == NULL) {
+        return NULL;
     }
 
-    return NULL;
+    return json_object_getn(obj->json, name, len);
+}
+
+
+static int
+audex_jwt_string_is(const json_t *value, const char *s)
+{
+    size_t  len;
+
+    len = strlen(s);
+
+    return json_is_string(value) && json_string_length(value) == len
+           && memcmp(json_string_value(value), s, len) == 0;
 }
 
 
 /*
- * A JSON number (already validated) as a whole number of seconds,
- * rounded down, or up when round_up is set.  Done by hand on the digits
- * rather than with strtod(), which follows LC_NUMERIC and rounds.
+ * A NumericDate as a whole number of seconds: an integer as it is, a
+ * real rounded down, or up when round_up is set.  Not floor()/ceil(),
+ * which would need libm for two comparisons.
  */
 static int
-audex_jwt_number_to_int(const unsigned char *p, size_t len, int round_up,
-    int64_t *out)
+audex_jwt_json_time(const json_t *value, int round_up, int64_t *out)
 {
-    int                   neg, frac, eneg;
-    long                  e, shift, keep, i, ndigits;
-    int64_t               v;
-    unsigned char         digits[64];
-    const unsigned char  *end;
+    double   d;
+    int64_t  t;
 
-    end = p + len;
-    neg = 0;
-    ndigits = 0;
-    e = 0;
-    shift = 0;
-
-    if (p < end && *p == '-') {
-        neg = 1;
-        p++;
+    if (json_is_integer(value)) {
+        *out = json_integer_value(value);
+        return 0;
     }
 
-    for ( ; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (ndigits == (long) sizeof(digits)) {
-            return -1;
-        }
-        digits[ndigits++] = *p - '0';
-    }
-
-    if (p < end && *p == '.') {
-        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (ndigits == (long) sizeof(digits)) {
-                return -1;
-            }
-            digits[ndigits++] = *p - '0';
-            shift--;
-        }
-    }
-
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        eneg = 0;
-
-        if (*p == '+' || *p == '-') {
-            eneg = (*p == '-');
-            p++;
-        }
-
-        for ( ; p < end; p++) {
-            e = e * 10 + (*p - '0');
-            if (e > 1000) {
-                return -1;
-            }
-        }
-
-        shift += eneg ? -e : e;
-    }
-
-    /* the number is digits * 10^shift; its integer part has keep digits */
-    keep = ndigits + shift;
-    v = 0;
-    frac = 0;
-
-    for (i = 0; i < keep; i++) {
-        if (v > (INT64_MAX - 9) / 10) {
-            return -1;
-        }
-        v = v * 10 + (i < ndigits ? digits[i] : 0);
-    }
-
-    for (i = keep < 0 ? 0 : keep; i < ndigits; i++) {
-        if (digits[i] != 0) {
-            frac = 1;
-        }
-    }
-
-    if (neg) {
-        v = -v;
-        if (frac && !round_up) {
-            v--;
-        }
-
-    } else if (frac && round_up) {
-        v++;
-    }
-
-    *out = v;
-
-    return 0;
-}
-
-
-static int
-audex_jwt_member_time(const audex_jwt_member_t *m, int round_up,
-    int64_t *out)
-{
-    if (m->type != AUDEX_JWT_JSON_NUMBER) {
+    if (!json_is_real(value)) {
         return -1;
     }
 
-    return audex_jwt_number_to_int(m->raw, m->raw_len, round_up, out);
+    d = json_real_value(value);
+
+    /* the range of int64_t; written so that a NaN fails too */
+    if (!(d > -9223372036854775808.0 && d < 9223372036854775808.0)) {
+        return -1;
+    }
+
+    t = (int64_t) d;
+
+    if (round_up && d > (double) t) {
+        t++;
+
+    } else if (!round_up && d < (double) t) {
+        t--;
+    }
+
+    *out = t;
+
+    return 0;
 }
 
 
@@ -1637,10 +1109,10 @@ static audex_jwt_err_e
 audex_jwt_check_header(const audex_jwt_key_t *key, const char *b64,
     size_t len)
 {
-    const char                *name;
-    audex_jwt_err_e            rc;
-    audex_jwt_claims_t        *hdr;
-    const audex_jwt_member_t  *m;
+    json_t              *m;
+    const char          *typ;
+    audex_jwt_err_e      rc;
+    audex_jwt_claims_t  *hdr;
 
     rc = audex_jwt_object_decode(b64, len, &hdr);
     if (rc != AUDEX_JWT_OK) {
@@ -1649,29 +1121,30 @@ audex_jwt_check_header(const audex_jwt_key_t *key, const char *b64,
 
     m = audex_jwt_member(hdr, "alg", 3);
 
-    if (m == NULL || m->type != AUDEX_JWT_JSON_STRING) {
+    if (!json_is_string(m)) {
         rc = AUDEX_JWT_ERR_BAD_HEADER;
         goto done;
     }
 
-    name = audex_jwt_alg_name(key->alg);
-
-    if (m->str_len != strlen(name) || memcmp(m->str, name, m->str_len) != 0) {
+    if (!audex_jwt_string_is(m, audex_jwt_alg_name(key->alg))) {
         rc = AUDEX_JWT_ERR_ALG;
         goto done;
     }
 
-    /* media type names are case-insensitive (RFC 7519 5.1) */
+    /* media type names are case-insensitive (RFC 7519 5.1); strings hold
+     * no NUL, so the C string is the whole value */
     m = audex_jwt_member(hdr, "typ", 3);
 
-    if (m != NULL
-        && (m->type != AUDEX_JWT_JSON_STRING
-            || !((m->str_len == 3 && strncasecmp(m->str, "JWT", 3) == 0)
-                 || (m->str_len == 15
-                     && strncasecmp(m->str, "application/jwt", 15) == 0))))
-    {
-        rc = AUDEX_JWT_ERR_TYP;
-        goto done;
+    if (m != NULL) {
+        typ = json_string_value(m);
+
+        if (typ == NULL
+            || (strcasecmp(typ, "JWT") != 0
+                && strcasecmp(typ, "application/jwt") != 0))
+        {
+            rc = AUDEX_JWT_ERR_TYP;
+            goto done;
+        }
     }
 
     /* we implement no header extension, so any "crit" must be refused
@@ -1683,7 +1156,7 @@ audex_jwt_check_header(const audex_jwt_key_t *key, const char *b64,
 
 done:
 
-    free(hdr);
+    audex_jwt_claims_free(hdr);
 
     return rc;
 }
@@ -1691,65 +1164,22 @@ done:
 
 /* aud may be one string or an array of strings (RFC 7519 4.1.3) */
 static int
-audex_jwt_aud_match(const audex_jwt_member_t *m, const char *aud)
+audex_jwt_aud_match(json_t *m, const char *aud)
 {
-    int                     found;
-    size_t                  n, len;
-    unsigned char          *buf;
-    audex_jwt_json_t        j;
-    audex_jwt_json_type_e   type;
+    size_t   i;
+    json_t  *v;
 
-    len = strlen(aud);
-
-    if (m->type == AUDEX_JWT_JSON_STRING) {
-        return m->str_len == len && memcmp(m->str, aud, len) == 0;
+    if (json_is_string(m)) {
+        return audex_jwt_string_is(m, aud);
     }
 
-    if (m->type != AUDEX_JWT_JSON_ARRAY) {
-        return 0;
-    }
-
-    buf = malloc(m->raw_len);
-    if (buf == NULL) {
-        return -1;
-    }
-
-    found = 0;
-    j.p = m->raw + 1;
-    j.end = m->raw + m->raw_len - 1;
-
-    /* the array was validated when the claims were parsed */
-    for ( ;; ) {
-        audex_jwt_json_ws(&j);
-
-        if (j.p >= j.end) {
-            break;
-        }
-
-        if (*j.p == '"') {
-            if (audex_jwt_json_string(&j, buf, &n) != 0) {
-                break;
-            }
-
-            if (n == len && memcmp(buf, aud, len) == 0) {
-                found = 1;
-                break;
-            }
-
-        } else if (audex_jwt_json_value(&j, 1, &type) != 0) {
-            break;
-        }
-
-        audex_jwt_json_ws(&j);
-
-        if (j.p < j.end && *j.p == ',') {
-            j.p++;
+    json_array_foreach(m, i, v) {
+        if (audex_jwt_string_is(v, aud)) {
+            return 1;
         }
     }
 
-    free(buf);
-
-    return found;
+    return 0;
 }
 
 
@@ -1757,16 +1187,15 @@ static audex_jwt_err_e
 audex_jwt_check_claims(const audex_jwt_claims_t *c, int64_t now,
     int64_t leeway, const char *iss, const char *aud)
 {
-    int                        rc;
-    int64_t                    t;
-    const audex_jwt_member_t  *m;
+    json_t   *m;
+    int64_t   t;
 
     m = audex_jwt_member(c, "exp", 3);
     if (m == NULL) {
         return AUDEX_JWT_ERR_NO_EXP;
     }
 
-    if (audex_jwt_member_time(m, 0, &t) != 0) {
+    if (audex_jwt_json_time(m, 0, &t) != 0) {
         return AUDEX_JWT_ERR_BAD_CLAIMS;
     }
 
@@ -1778,7 +1207,7 @@ audex_jwt_check_claims(const audex_jwt_claims_t *c, int64_t now,
     m = audex_jwt_member(c, "nbf", 3);
 
     if (m != NULL) {
-        if (audex_jwt_member_time(m, 1, &t) != 0) {
+        if (audex_jwt_json_time(m, 1, &t) != 0) {
             return AUDEX_JWT_ERR_BAD_CLAIMS;
         }
 
@@ -1790,7 +1219,7 @@ audex_jwt_check_claims(const audex_jwt_claims_t *c, int64_t now,
     m = audex_jwt_member(c, "iat", 3);
 
     if (m != NULL) {
-        if (audex_jwt_member_time(m, 1, &t) != 0) {
+        if (audex_jwt_json_time(m, 1, &t) != 0) {
             return AUDEX_JWT_ERR_BAD_CLAIMS;
         }
 
@@ -1799,15 +1228,10 @@ audex_jwt_check_claims(const audex_jwt_claims_t *c, int64_t now,
         }
     }
 
-    if (iss != NULL) {
-        m = audex_jwt_member(c, "iss", 3);
-
-        if (m == NULL || m->type != AUDEX_JWT_JSON_STRING
-            || m->str_len != strlen(iss)
-            || memcmp(m->str, iss, m->str_len) != 0)
-        {
-            return AUDEX_JWT_ERR_ISSUER;
-        }
+    if (iss != NULL
+        && !audex_jwt_string_is(audex_jwt_member(c, "iss", 3), iss))
+    {
+        return AUDEX_JWT_ERR_ISSUER;
     }
 
     m = audex_jwt_member(c, "aud", 3);
@@ -1816,17 +1240,8 @@ audex_jwt_check_claims(const audex_jwt_claims_t *c, int64_t now,
         return m == NULL ? AUDEX_JWT_OK : AUDEX_JWT_ERR_AUDIENCE;
     }
 
-    if (m == NULL) {
-        return AUDEX_JWT_ERR_AUDIENCE;
-    }
-
-    rc = audex_jwt_aud_match(m, aud);
-
-    if (rc < 0) {
-        return AUDEX_JWT_ERR_NOMEM;
-    }
-
-    return rc ? AUDEX_JWT_OK : AUDEX_JWT_ERR_AUDIENCE;
+    return audex_jwt_aud_match(m, aud) ? AUDEX_JWT_OK
+                                       : AUDEX_JWT_ERR_AUDIENCE;
 }
 
 
@@ -1918,7 +1333,7 @@ audex_jwt_verify(const audex_jwt_key_t *key, const char *token, size_t len,
     rc = audex_jwt_check_claims(c, now, leeway, iss, aud);
 
     if (rc != AUDEX_JWT_OK || claims == NULL) {
-        free(c);
+        audex_jwt_claims_free(c);
         return rc;
     }
 
@@ -1933,6 +1348,11 @@ audex_jwt_verify(const audex_jwt_key_t *key, const char *token, size_t len,
 void
 audex_jwt_claims_free(audex_jwt_claims_t *claims)
 {
+    if (claims == NULL) {
+        return;
+    }
+
+    json_decref(claims->json);
     free(claims);
 }
 
@@ -1941,19 +1361,19 @@ const char *
 audex_jwt_claims_string(const audex_jwt_claims_t *claims, const char *name,
     size_t *len)
 {
-    const audex_jwt_member_t  *m;
+    json_t  *m;
 
     m = audex_jwt_member(claims, name, strlen(name));
 
-    if (m == NULL || m->type != AUDEX_JWT_JSON_STRING) {
+    if (!json_is_string(m)) {
         return NULL;
     }
 
     if (len) {
-        *len = m->str_len;
+        *len = json_string_length(m);
     }
 
-    return m->str;
+    return json_string_value(m);
 }
 
 
@@ -1974,11 +1394,7 @@ audex_jwt_claims_email(const audex_jwt_claims_t *claims)
 int
 audex_jwt_claims_admin(const audex_jwt_claims_t *claims)
 {
-    const audex_jwt_member_t  *m;
-
-    m = audex_jwt_member(claims, "admin", 5);
-
-    return m != NULL && m->type == AUDEX_JWT_JSON_TRUE;
+    return json_is_true(audex_jwt_member(claims, "admin", 5));
 }
 
 
@@ -1986,7 +1402,7 @@ int
 audex_jwt_claims_time(const audex_jwt_claims_t *claims, const char *name,
     int64_t *value)
 {
-    const audex_jwt_member_t  *m;
+    json_t  *m;
 
     m = audex_jwt_member(claims, name, strlen(name));
 
@@ -1994,7 +1410,28 @@ audex_jwt_claims_time(const audex_jwt_claims_t *claims, const char *name,
         return -1;
     }
 
-    return audex_jwt_member_time(m, 0, value);
+    return audex_jwt_json_time(m, 0, value);
+}
+
+
+/* a json_dump_callback_t: keeps what fits, counts all */
+static int
+audex_jwt_text_add(const char *data, size_t len, void *ctx)
+{
+    size_t             room, n;
+    audex_jwt_text_t  *t;
+
+    t = ctx;
+    room = t->size > 0 ? t->size - 1 : 0;
+
+    if (t->len < room) {
+        n = room - t->len < len ? room - t->len : len;
+        memcpy(t->buf + t->len, data, n);
+    }
+
+    t->len += len;
+
+    return 0;
 }
 
 
@@ -2002,9 +1439,8 @@ ssize_t
 audex_jwt_claim_get(const audex_jwt_claims_t *claims, const char *name,
     size_t name_len, char *buf, size_t size)
 {
-    size_t                     n;
-    const void                *v;
-    const audex_jwt_member_t  *m;
+    json_t            *m;
+    audex_jwt_text_t   t;
 
     m = audex_jwt_member(claims, name, name_len);
 
@@ -2012,19 +1448,23 @@ audex_jwt_claim_get(const audex_jwt_claims_t *claims, const char *name,
         return -1;
     }
 
-    if (m->type == AUDEX_JWT_JSON_STRING) {
-        v = m->str;
-        n = m->str_len;
+    t.buf = buf;
+    t.size = size;
+    t.len = 0;
 
-    } else {
-        v = m->raw;
-        n = m->raw_len;
+    if (json_is_string(m)) {
+        (void) audex_jwt_text_add(json_string_value(m),
+                                  json_string_length(m), &t);
+
+    } else if (json_dump_callback(m, audex_jwt_text_add, &t,
+                                  AUDEX_JWT_DUMP_FLAGS) != 0)
+    {
+        return -1;
     }
 
     if (size > 0) {
-        memcpy(buf, v, n < size ? n : size - 1);
-        buf[n < size ? n : size - 1] = '\0';
+        buf[t.len < size ? t.len : size - 1] = '\0';
     }
 
-    return n;
+    return t.len;
 }

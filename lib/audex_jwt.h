@@ -4,9 +4,10 @@
  * The algorithm is a property of the key, set when the key is loaded:
  * a token whose header names any other algorithm ("none", HS256 against
  * an RS256 key, ...) is refused before its signature is looked at.
- * Signing and verification are done here with OpenSSL and a strict JSON
- * parser of our own; libjwt is not used, because it takes the algorithm
- * from the token and checks neither "exp" nor "nbf".
+ * Signing and verification are done here with OpenSSL, and the JSON is
+ * parsed by jansson, strictly (no duplicate names, no "\u0000"); libjwt
+ * is not used, because it takes the algorithm from the token and checks
+ * neither "exp" nor "nbf".
  *
  * Memory: everything this API returns belongs to the caller.
  *   audex_jwt_key_t      audex_jwt_key_free()
@@ -139,9 +140,10 @@ audex_jwt_err_e audex_jwt_verify(const audex_jwt_key_t *key,
 void audex_jwt_claims_free(audex_jwt_claims_t *claims);
 
 /*
- * A claim that is a JSON string, unescaped and NUL-terminated (it may
- * hold NULs of its own: trust *len, which may be NULL); NULL when the
- * claim is absent or not a string.
+ * A claim that is a JSON string, unescaped and NUL-terminated (a token
+ * with "\u0000" in any string is refused, so no NUL hides inside); *len,
+ * when len is not NULL, gets its length.  NULL when the claim is absent
+ * or not a string.
  */
 const char *audex_jwt_claims_string(const audex_jwt_claims_t *claims,
     const char *name, size_t *len);
@@ -155,11 +157,12 @@ int audex_jwt_claims_time(const audex_jwt_claims_t *claims,
 
 /*
  * Any top-level claim rendered as text, for $audex_jwt_claim_<name>:
- * strings unescaped, numbers as written in the token, true/false/null
- * as words, objects and arrays as their JSON text.  Returns the full
- * length of the rendering (which may exceed size: call with size 0 to
- * learn it), or -1 when the claim is absent.  When size > 0 at most
- * size - 1 bytes are copied and a NUL is appended.
+ * strings unescaped, true/false/null as words, numbers, objects and
+ * arrays as compact JSON written anew by jansson (1.5e3 becomes 1500.0,
+ * reals keep 15 significant digits).  Returns the full length of the
+ * rendering (which may exceed size: call with size 0 to learn it), or
+ * -1 when the claim is absent.  When size > 0 at most size - 1 bytes
+ * are copied and a NUL is appended.
  */
 ssize_t audex_jwt_claim_get(const audex_jwt_claims_t *claims,
     const char *name, size_t name_len, char *buf, size_t size);

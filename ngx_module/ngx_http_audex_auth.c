@@ -295,7 +295,7 @@ ngx_http_audex_auth_handler(ngx_http_request_t *r)
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "audex: invalid token: no sub or email claim");
             return ngx_http_audex_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
-                                              "token lacks sub or email");
+                                              "token claims: no sub or email");
         }
 
         user->user_id.len = ngx_strlen(user->user_id.data);

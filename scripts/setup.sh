@@ -21,7 +21,7 @@ packages=(
     # build
     gcc make pkg-config git ca-certificates
     nginx nginx-dev
-    libmongoc-dev libbson-dev libhiredis-dev libjwt-dev libargon2-dev
+    libmongoc-dev libbson-dev libhiredis-dev libjansson-dev libargon2-dev
     libssl-dev libcurl4-openssl-dev
     libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
     libmp3lame-dev

@@ -255,7 +255,7 @@ app
 
 
 
-=== TEST 13: malformed tokens: two parts, bad base64, bad JSON, 16 KB
+=== TEST 13: malformed tokens: two parts, bad base64, bad JSON, 16 KB; the error names the part
 --- http_config
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 large_client_header_buffers 4 32k;
@@ -263,18 +263,19 @@ large_client_header_buffers 4 32k;
 location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
 location /echo { return 200 "app\n"; }
 --- request eval
-["GET /app", "GET /app", "GET /app", "GET /app", "GET /app"]
+["GET /app", "GET /app", "GET /app", "GET /app", "GET /app", "GET /app"]
 --- more_headers eval
 my $h = Audex::Test::b64url('{"alg":"HS256","typ":"JWT"}');
 [
     "Authorization: Bearer $h." . Audex::Test::b64url('{"sub":"x"}'),
     "Authorization: Bearer $h.\@\@\@\@.abc",
     "Authorization: Bearer $h." . Audex::Test::b64url('{"sub":') . ".abc",
+    "Authorization: Bearer " . Audex::Test::b64url('{"alg":') . ".e30.abc",
     "Authorization: Bearer $h." . ("A" x 16384) . ".abc",
     "Authorization: Basic YTpi",
 ]
 --- error_code eval
-[401, 401, 401, 401, 401]
+[401, 401, 401, 401, 401, 401]
 --- response_headers eval
 [
     'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
@@ -282,9 +283,17 @@ my $h = Audex::Test::b64url('{"alg":"HS256","typ":"JWT"}');
     'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
     'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
     'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
+    'WWW-Authenticate: Bearer realm="audex", error="invalid_token"',
 ]
---- response_body_like eval
-['^\{"error":"', '^\{"error":"', '^\{"error":"', '^\{"error":"', '^\{"error":"token required"\}']
+--- response_body eval
+[
+    qq{{"error":"malformed token: not three base64url parts"}\n},
+    qq{{"error":"token signature does not verify"}\n},
+    qq{{"error":"token signature does not verify"}\n},
+    qq{{"error":"malformed token: JOSE header is not a JSON object with alg"}\n},
+    qq{{"error":"token too long"}\n},
+    qq{{"error":"token required"}\n},
+]
 
 
 

@@ -163,6 +163,33 @@ hs_check(const char *header, const char *payload, int64_t now,
 }
 
 
+/*
+ * Each of n JSON texts, signed as the header (over fixed claims) or as
+ * the claims (under HS_HDR), is refused as that part being malformed.
+ */
+static void
+all_malformed(const char *const *json, size_t n, int as_header)
+{
+    size_t           i;
+    audex_jwt_err_e  rc;
+
+    for (i = 0; i < n; i++) {
+        rc = as_header
+             ? hs_check(json[i], "{\"exp\":1800000000}", T_NOW, 0, NULL,
+                        NULL)
+             : hs_check(HS_HDR, json[i], T_NOW, 0, NULL, NULL);
+
+        if (rc != (as_header ? AUDEX_JWT_ERR_BAD_HEADER
+                             : AUDEX_JWT_ERR_BAD_CLAIMS))
+        {
+            print_error("%s '%s': %s\n", as_header ? "header" : "claims",
+                        json[i], audex_jwt_strerror(rc));
+            fail();
+        }
+    }
+}
+
+
 static void
 write_file(const char *path, const void *data, size_t len)
 {
@@ -368,11 +395,14 @@ test_names(void **state)
     assert_int_equal(audex_jwt_alg_parse("HS2560", 6), AUDEX_JWT_ALG_UNSET);
 
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_EXPIRED),
-                        "token expired");
+                        "token expired (exp)");
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_SIGNATURE),
-                        "bad signature");
+                        "token signature does not verify");
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_ALG),
-                        "algorithm not allowed");
+                        "JOSE header: algorithm not allowed");
+    assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_BAD_HEADER),
+                        "malformed token: JOSE header is not a JSON object "
+                        "with alg");
     assert_string_equal(audex_jwt_strerror(AUDEX_JWT_ERR_LAST),
                         "unknown error");
 
@@ -845,8 +875,9 @@ test_alg_none(void **state)
                               NULL), AUDEX_JWT_ERR_ALG);
     assert_int_equal(hs_check("{\"alg\":\"HS256 \"}", payload, T_NOW, 0,
                               NULL, NULL), AUDEX_JWT_ERR_ALG);
+    /* a NUL would end "HS256" early for a C reader: not JSON we take */
     assert_int_equal(hs_check("{\"alg\":\"HS256\\u0000\"}", payload, T_NOW,
-                              0, NULL, NULL), AUDEX_JWT_ERR_ALG);
+                              0, NULL, NULL), AUDEX_JWT_ERR_BAD_HEADER);
     assert_int_equal(hs_check("{\"typ\":\"JWT\"}", payload, T_NOW, 0, NULL,
                               NULL), AUDEX_JWT_ERR_BAD_HEADER);
     assert_int_equal(hs_check("{\"alg\":256}", payload, T_NOW, 0, NULL,
@@ -1039,23 +1070,8 @@ test_bad_json(void **state)
         "{\"exp\":1800000000,\"a\":{\"b\"}}",
     };
 
-    for (i = 0; i < (int) (sizeof(bad_header) / sizeof(char *)); i++) {
-        if (hs_check(bad_header[i], "{\"exp\":1800000000}", T_NOW, 0, NULL,
-                     NULL) != AUDEX_JWT_ERR_BAD_HEADER)
-        {
-            print_error("header %s accepted\n", bad_header[i]);
-            fail();
-        }
-    }
-
-    for (i = 0; i < (int) (sizeof(bad_claims) / sizeof(char *)); i++) {
-        if (hs_check(HS_HDR, bad_claims[i], T_NOW, 0, NULL, NULL)
-            != AUDEX_JWT_ERR_BAD_CLAIMS)
-        {
-            print_error("claims %s accepted\n", bad_claims[i]);
-            fail();
-        }
-    }
+    all_malformed(bad_header, sizeof(bad_header) / sizeof(char *), 1);
+    all_malformed(bad_claims, sizeof(bad_claims) / sizeof(char *), 0);
 
     /* valid but unusual JSON is fine */
     assert_int_equal(hs_check(" {\"alg\" : \"HS256\"}\r\n", " { \"exp\" :\t"
@@ -1076,6 +1092,169 @@ test_bad_json(void **state)
 
         assert_int_equal(hs_check(HS_HDR, deep, T_NOW, 0, NULL, NULL),
                          i ? AUDEX_JWT_ERR_BAD_CLAIMS : AUDEX_JWT_OK);
+    }
+}
+
+
+/*
+ * jansson as we call it: duplicate names are refused at every depth, and
+ * so is "\u0000" (it would cut a C string short) in any string or name.
+ */
+static void
+test_strict_json(void **state)
+{
+    static const char  *claims[] = {
+        "{\"exp\":1800000000,\"sub\":\"a\",\"sub\":\"a\"}",
+        "{\"exp\":1800000000,\"sub\":\"a\",\"s\\u0075b\":\"b\"}",
+        "{\"exp\":1800000000,\"o\":{\"k\":1,\"k\":2}}",
+        "{\"exp\":1800000000,\"a\":[{\"k\":1,\"k\":1}]}",
+
+        "{\"exp\":1800000000,\"sub\":\"a\\u0000b\"}",
+        "{\"exp\":1800000000,\"sub\":\"\\u0000\"}",
+        "{\"exp\":1800000000,\"email\":\"a@b\\u0000.evil\"}",
+        "{\"exp\":1800000000,\"sub\\u0000\":\"a\"}",
+        "{\"exp\":1800000000,\"a\":[\"\\u0000\"]}",
+        "{\"exp\":1800000000,\"o\":{\"k\":\"\\u0000\"}}",
+    };
+
+    static const char  *headers[] = {
+        "{\"alg\":\"HS256\",\"alg\":\"HS256\"}",
+        "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"HS256\",\"kid\":\"\\u0000\"}",
+    };
+
+    all_malformed(claims, sizeof(claims) / sizeof(claims[0]), 0);
+    all_malformed(headers, sizeof(headers) / sizeof(headers[0]), 1);
+
+    /* the same name in two different objects is no duplicate, and other
+     * control characters, escaped, are ordinary text */
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":1800000000,\"k\":{\"k\":1},"
+                              "\"sub\":\"a\\u0001b\"}", T_NOW, 0, NULL,
+                              NULL), AUDEX_JWT_OK);
+}
+
+
+/* a JSON text that is not an object is no JOSE header */
+static void
+test_header_not_object(void **state)
+{
+    static const char  *hdr[] = {
+        "[{\"alg\":\"HS256\"}]", "[]", "\"HS256\"", "256", "true", "null",
+        " ",
+    };
+
+    all_malformed(hdr, sizeof(hdr) / sizeof(hdr[0]), 1);
+
+    assert_int_equal(hs_check(HS_HDR, "[{\"exp\":1800000000}]", T_NOW, 0,
+                              NULL, NULL), AUDEX_JWT_ERR_BAD_CLAIMS);
+}
+
+
+/* {"exp":...,"a":V}, V nesting depth arrays, or depth objects */
+static char *
+nested(int objects, size_t depth)
+{
+    char    *s, *p;
+    size_t   i;
+
+    s = malloc(32 + depth * 6);
+    assert_non_null(s);
+    p = s + sprintf(s, "{\"exp\":1800000000,\"a\":");
+
+    for (i = 0; i < depth; i++) {
+        if (!objects) {
+            *p++ = '[';
+        } else {
+            p += sprintf(p, i + 1 < depth ? "{\"a\":" : "{");
+        }
+    }
+
+    memset(p, objects ? '}' : ']', depth);
+    strcpy(p + depth, "}");
+
+    return s;
+}
+
+
+/* our depth bound, past jansson's own, and numbers too big to hold */
+static void
+test_json_limits(void **state)
+{
+    int      i;
+    char    *s, *p;
+    size_t   k;
+
+    static const struct {
+        size_t           depth;
+        audex_jwt_err_e  want;
+    } deep[] = {
+        { 32, AUDEX_JWT_OK },
+        { 33, AUDEX_JWT_ERR_BAD_CLAIMS },
+        /* past jansson's JSON_PARSER_MAX_DEPTH (2048), still < 8 KB */
+        { 2100, AUDEX_JWT_ERR_BAD_CLAIMS },
+    };
+
+    for (k = 0; k < sizeof(deep) / sizeof(deep[0]); k++) {
+        for (i = 0; i < 2; i++) {
+            if (i == 1 && deep[k].depth > 600) {
+                continue;       /* {"a": costs 5 bytes a level */
+            }
+
+            s = nested(i, deep[k].depth);
+
+            if (hs_check(HS_HDR, s, T_NOW, 0, NULL, NULL) != deep[k].want) {
+                print_error("%zu levels of %s: %s\n", deep[k].depth,
+                            i ? "objects" : "arrays",
+                            audex_jwt_strerror(hs_check(HS_HDR, s, T_NOW, 0,
+                                                        NULL, NULL)));
+                fail();
+            }
+
+            free(s);
+        }
+    }
+
+    /* numbers beyond a double or an int64_t: refused, not wrapped */
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":1800000000,\"n\":"
+                              "99999999999999999999}", T_NOW, 0, NULL,
+                              NULL), AUDEX_JWT_ERR_BAD_CLAIMS);
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":1800000000,\"n\":1e400}",
+                              T_NOW, 0, NULL, NULL),
+                     AUDEX_JWT_ERR_BAD_CLAIMS);
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":-1e400}", T_NOW, 0, NULL,
+                              NULL), AUDEX_JWT_ERR_BAD_CLAIMS);
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":9223372036854775808}",
+                              T_NOW, 0, NULL, NULL),
+                     AUDEX_JWT_ERR_BAD_CLAIMS);
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":9.3e18}", T_NOW, 0, NULL,
+                              NULL), AUDEX_JWT_ERR_BAD_CLAIMS);
+
+    /* the extremes that do fit, with the largest leeway */
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":9223372036854775807}",
+                              T_NOW, 366 * 86400, NULL, NULL),
+                     AUDEX_JWT_OK);
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":1800000000,\"nbf\":"
+                              "-9223372036854775808,\"iat\":-9.2e18}",
+                              T_NOW, 366 * 86400, NULL, NULL),
+                     AUDEX_JWT_OK);
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":-9223372036854775808}",
+                              T_NOW, 366 * 86400, NULL, NULL),
+                     AUDEX_JWT_ERR_EXPIRED);
+
+    /* AUDEX_JWT_MAX_MEMBERS members are fine, one more is not */
+    for (i = 0; i < 2; i++) {
+        s = malloc(32 + (AUDEX_JWT_MAX_MEMBERS + 1) * 12);
+        assert_non_null(s);
+        p = s + sprintf(s, "{\"exp\":1800000000");
+
+        for (k = 1; k < (size_t) AUDEX_JWT_MAX_MEMBERS + i; k++) {
+            p += sprintf(p, ",\"m%zu\":0", k);
+        }
+
+        strcpy(p, "}");
+        assert_int_equal(hs_check(HS_HDR, s, T_NOW, 0, NULL, NULL),
+                         i ? AUDEX_JWT_ERR_BAD_CLAIMS : AUDEX_JWT_OK);
+        free(s);
     }
 }
 
@@ -1160,7 +1339,8 @@ test_claim_get(void **state)
                    "\"o\":{\"k\":[1, 2]},"
                    "\"a\":[ \"x\" ],"
                    "\"e\":\"\","
-                   "\"nul\":\"a\\u0000b\","
+                   "\"r\":0.1,\"big\":1e300,"
+                   "\"abc\":3,"
                    "\"k\\u00e9y\":1,"
                    "\"admin\":\"true\"}");
 
@@ -1173,28 +1353,33 @@ test_claim_get(void **state)
     assert_string_equal(buf, want)
 
     G("s", "a\"b\xc3\xa9\n");
-    G("n", "-1.5e3");
+    /* numbers and structures as jansson writes them back, compactly */
+    G("n", "-1500.0");
+    G("r", "0.1");
+    G("big", "1e300");
     G("t", "true");
     G("f", "false");
     G("z", "null");
-    G("o", "{\"k\":[1, 2]}");
-    G("a", "[ \"x\" ]");
+    G("o", "{\"k\":[1,2]}");
+    G("a", "[\"x\"]");
     G("e", "");
     G("k\xc3\xa9y", "1");
     G("exp", "1800000000");
 
 #undef G
 
-    /* a string with a NUL inside keeps its length */
-    assert_int_equal(audex_jwt_claim_get(c, "nul", 3, buf, sizeof(buf)), 3);
-    assert_memory_equal(buf, "a\0b", 4);
-    s = audex_jwt_claims_string(c, "nul", &n);
-    assert_int_equal(n, 3);
-    assert_memory_equal(s, "a\0b", 3);
+    s = audex_jwt_claims_string(c, "s", &n);
+    assert_int_equal(n, 6);
+    assert_memory_equal(s, "a\"b\xc3\xa9\n", 6);
 
     /* names are compared by length too */
-    assert_int_equal(audex_jwt_claim_get(c, "nulx", 3, buf, sizeof(buf)), 3);
-    assert_int_equal(audex_jwt_claim_get(c, "nu", 2, buf, sizeof(buf)), -1);
+    assert_int_equal(audex_jwt_claim_get(c, "abcx", 3, buf, sizeof(buf)), 1);
+    assert_int_equal(audex_jwt_claim_get(c, "ab", 2, buf, sizeof(buf)), -1);
+
+    /* a structure in a short buffer: truncated, terminated, full length */
+    assert_int_equal(audex_jwt_claim_get(c, "o", 1, buf, 4), 11);
+    assert_string_equal(buf, "{\"k");
+    assert_int_equal(audex_jwt_claim_get(c, "o", 1, NULL, 0), 11);
 
     /* "admin" is only the literal true, never the string */
     assert_int_equal(audex_jwt_claims_admin(c), 0);
@@ -1272,6 +1457,9 @@ main(void)
         cmocka_unit_test(test_typ_crit),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_strict_json),
+        cmocka_unit_test(test_header_not_object),
+        cmocka_unit_test(test_json_limits),
         cmocka_unit_test(test_iss_aud),
         cmocka_unit_test(test_claim_get),
         cmocka_unit_test(test_sign_args),
