@@ -160,7 +160,10 @@ function login(ev) {
         say('');
 
         if (r.status !== 200 || !r.json || !r.json.token) {
-            showError('Login failed: ' + errorText(r.status, r.body));
+            showError('Login failed: ' + errorText(r.status, r.body)
+                      + (r.status === 401
+                         ? ' No account yet? Accounts are made on the'
+                           + ' server with audex-user.' : ''));
             $('password').select();
             $('password').focus();
             return;
@@ -302,16 +305,16 @@ function startUpload(ev) {
     showError('');
     $('result').hidden = true;
     $('progress-box').hidden = false;
-    bar.value = 0;
-    $('convert-progress').value = 0;
+    setBar(bar, 0, 'uploaded');
+    setBar($('convert-progress'), 0, 'converted');
     $('upload-button').disabled = true;
     $('cancel-button').hidden = false;
     say('Uploading ' + file.name + '…');
 
     xhr.upload.addEventListener('progress', function (e) {
         if (e.lengthComputable) {
-            bar.value = Math.floor(100 * e.loaded / e.total);
-            bar.setAttribute('aria-valuetext', bar.value + '% uploaded');
+            setBar(bar, Math.floor(100 * e.loaded / e.total), 'uploaded');
+            say('Uploading ' + file.name + ': ' + bar.value + '%');
         }
     });
 
@@ -334,8 +337,7 @@ function startUpload(ev) {
             return;
         }
 
-        bar.value = 100;
-        bar.setAttribute('aria-valuetext', 'uploaded');
+        setBar(bar, 100, 'uploaded');
         say('Uploaded. Waiting for a converter…');
         poll(r.json.status_url || '/jobs/' + r.json.job_id);
         loadJobs();
@@ -411,15 +413,26 @@ function stopPolling() {
 }
 
 
+/* a bar, its percentage as text beside it, and for screen readers */
+
+function setBar(bar, value, what) {
+    bar.value = value;
+    bar.setAttribute('aria-valuetext', value + '% ' + what);
+    $(bar.id.replace('-progress', '-pct')).textContent = value + '%';
+}
+
+
+/* The job followed: its bar, the status line and its line in the list
+ * (one state everywhere, from the same answer). */
+
 function showJob(job) {
     var bar = $('convert-progress');
     var name = job.filename || 'your video';
 
-    bar.value = job.progress || 0;
-    bar.setAttribute('aria-valuetext', bar.value + '% converted');
+    setBar(bar, job.state === 'done' ? 100 : job.progress || 0, 'converted');
+    updateJobLine(job);
 
     if (job.state === 'done') {
-        bar.value = 100;
         say(name + ' is converted.');
         $('download').href = job.download_url;
         $('result').hidden = !job.download_url;
@@ -431,7 +444,7 @@ function showJob(job) {
                   + (job.error || 'no reason given') + '.');
 
     } else if (job.state === 'converting') {
-        say('Converting ' + name + ': ' + bar.value + '%');
+        say('Converting ' + name + ': ' + (job.progress || 0) + '%');
 
     } else {
         say(name + ' is waiting for a converter…');
@@ -447,6 +460,28 @@ var STATE_WORDS = {
     done: 'Done',
     failed: 'Failed'
 };
+
+
+function stateText(job) {
+    return (STATE_WORDS[job.state] || job.state)
+           + (job.state === 'converting' ? ' ' + (job.progress || 0) + '%'
+                                         : '');
+}
+
+
+/* the list's line of a job, brought to the state the status line shows */
+
+function updateJobLine(job) {
+    var li = document.querySelector('#jobs li[data-job-id="'
+                                    + job.job_id + '"]');
+
+    if (!li || (job.state !== 'queued' && job.state !== 'converting')) {
+        return;     /* done and failed: loadJobs() redraws the list */
+    }
+
+    li.className = 'job job-' + job.state;
+    li.querySelector('.job-state').textContent = stateText(job);
+}
 
 
 function loadJobs() {
@@ -482,9 +517,7 @@ function renderJobs(jobs) {
         name.textContent = job.filename || job.job_id;
 
         state.className = 'job-state';
-        state.textContent = (STATE_WORDS[job.state] || job.state)
-                            + (job.state === 'converting'
-                               ? ' ' + job.progress + '%' : '');
+        state.textContent = stateText(job);
 
         li.appendChild(name);
         li.appendChild(state);

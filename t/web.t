@@ -175,15 +175,15 @@ run_tests(setup => sub {
 
 __DATA__
 
-=== TEST 1: the page, the API description and Swagger UI are served
+=== TEST 1: the page, its icon, the API description and Swagger UI are served
 --- http_config eval: $::http
 --- config eval: $::web . $::api . ($::upload_missing ? '' : $::upload)
 --- request eval
 ["GET /", "GET /app.js", "GET /style.css", "GET /openapi.yaml",
  "GET /docs", "GET /docs/", "GET /docs/swagger-initializer.js",
- "GET /docs/swagger-ui-bundle.js", "GET /nope.html"]
+ "GET /docs/swagger-ui-bundle.js", "GET /nope.html", "GET /favicon.ico"]
 --- error_code eval
-[200, 200, 200, 200, 301, 200, 200, 200, 404]
+[200, 200, 200, 200, 301, 200, 200, 200, 404, 200]
 --- response_headers_like eval
 [
  "Content-Type: ^text/html\nContent-Security-Policy: ^default-src 'self';\nX-Content-Type-Options: nosniff",
@@ -195,12 +195,13 @@ __DATA__
  "Content-Type: ^application/javascript",
  "Content-Type: ^application/javascript",
  "Content-Type: ^text/html",
+ "Content-Type: ^image/x-icon",
 ]
 --- response_body_like eval
 [
  qr{<title>audex}, qr{XMLHttpRequest}, qr{\.drop}, qr{^openapi: 3\.1}m,
  qr{}, qr{swagger-initializer\.js}, qr{url: '/openapi\.yaml'},
- qr{SwaggerUIBundle}, qr{404},
+ qr{SwaggerUIBundle}, qr{404}, qr{\A\x00\x00\x01\x00\x01\x00},
 ]
 
 

@@ -80,6 +80,10 @@ async function loginFlow(page) {
     const text = await page.textContent('#error');
     check('a wrong password is reported in words',
           /invalid credentials/i.test(text), text);
+    check('... and says accounts are made with audex-user',
+          /audex-user/.test(text), text);
+    check('the login form tells a newcomer how accounts are made',
+          /audex-user add EMAIL/.test(await page.textContent('#login-hint')));
     check('the error is an alert',
           await page.getAttribute('#error', 'role') === 'alert');
     check('the password field has the focus again',
@@ -160,10 +164,36 @@ async function uploadFlow(page) {
         const o = new MutationObserver((ms) => ms.forEach(note));
         o.observe(document.getElementById('status'),
                   { childList: true, characterData: true, subtree: true });
+        /* what the job list said whenever the status line changed */
+        window.pairs = [];
+        new MutationObserver(() => {
+            const line = document.querySelector('#jobs li .job-state');
+            window.pairs.push([document.getElementById('status').textContent,
+                               line ? line.textContent : null]);
+        }).observe(document.getElementById('status'),
+                   { childList: true, characterData: true, subtree: true });
         o.observe(document.getElementById('upload-progress'),
                   { attributes: true, attributeFilter: ['aria-valuetext'] });
         o.observe(document.getElementById('convert-progress'),
                   { attributes: true, attributeFilter: ['aria-valuetext'] });
+    });
+
+    /* the first polls of the job answer "converting 18%" (the real job
+     * is too short to be seen converting): the status line and the job
+     * list must both say so */
+    let faked = 0;
+    await page.route(/\/jobs\/[0-9a-f]{24}$/, async (route) => {
+        if (route.request().method() !== 'GET' || faked >= 3) {
+            return route.continue();
+        }
+        faked++;
+        const id = route.request().url().slice(-24);
+        return route.fulfill({
+            status: 200, contentType: 'application/json',
+            body: JSON.stringify({ job_id: id, state: 'converting',
+                                   progress: 18,
+                                   filename: path.basename(video) })
+        });
     });
 
     await page.selectOption('#encoding', 'bitrate=128');
@@ -194,9 +224,25 @@ async function uploadFlow(page) {
               document.getElementById('upload-progress').value) === 100);
     check('upload progress was reported',
           seen.some((s) => /^upload-progress: /.test(s)), seen.join(' | '));
+    check('the upload percentage is shown as text',
+          (await page.textContent('#upload-pct')) === '100%',
+          await page.textContent('#upload-pct'));
+    check('the conversion percentage is shown as text',
+          (await page.textContent('#convert-pct')) === '100%',
+          await page.textContent('#convert-pct'));
     check('the conversion bar reached 100%',
           await page.evaluate(() =>
               document.getElementById('convert-progress').value) === 100);
+    const pairs = await page.evaluate(() => window.pairs);
+    const converting = pairs.filter((p) => /^Converting .*: 18%$/.test(p[0]));
+    check('the status line showed the job converting',
+          converting.length > 0, JSON.stringify(pairs));
+    check('... and the job list said the same each time it was listed',
+          converting.some((p) => p[1] !== null)
+          && converting.every((p) => p[1] === null
+                                     || p[1] === 'Converting 18%'),
+          JSON.stringify(converting));
+    await page.unroute(/\/jobs\/[0-9a-f]{24}$/);
     check('the status line followed the job',
           seen.some((s) => /^status: Uploaded/.test(s))
           && seen.some((s) => /^status: .* is converted\.$/.test(s)),
