@@ -12,7 +12,10 @@
 #
 # For each: throughput as curl saw it, and how much the worker's peak RSS
 # (VmHWM) grew during the upload.  Prints the ratios audex/reference.
-# Both run in the same invocation on the same machine: only the ratios
+# Then the same upload to audex over TLS (a self-signed certificate made
+# here), with HTTP/1.1 and with HTTP/2 (`listen ... ssl http2`): the
+# ratio HTTP/2 / HTTP/1.1 says whether the protocol costs anything.
+# All run in the same invocation on the same machine: only the ratios
 # mean anything.
 #
 # usage: bench/upload.sh [MEGABYTES]     (needs build/ngx_http_audex_module.so)
@@ -39,7 +42,7 @@ cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
-    if [ -f "$work/nginx/logs/nginx.pid" ]; then
+    if [ -s "$work/nginx/logs/nginx.pid" ]; then
         kill -QUIT "$(cat "$work/nginx/logs/nginx.pid")" 2>/dev/null || true
     fi
     rm -rf "$work"
@@ -116,7 +119,11 @@ print(jwt.encode({"sub": "64b000000000000000000001",
     "$work/jwt.secret")
 
 
-# one nginx, one worker; $1 names the run, $2 is the location block
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+
+# one nginx, one worker; $1 is the location block
 
 start_nginx() {
     local root=$work/nginx
@@ -124,6 +131,7 @@ start_nginx() {
     mkdir -p "$root/conf" "$root/logs" "$root/store"
     chmod 0777 "$root/store"
     port=$(free_port)
+    tls_port=$(free_port)
 
     cat > "$root/conf/nginx.conf" <<EOF
 load_module $module;
@@ -142,6 +150,9 @@ http {
     audex_jwt_key HS256 $work/jwt.secret;
     server {
         listen 127.0.0.1:$port;
+        listen 127.0.0.1:$tls_port ssl http2;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
         $1
     }
 }
@@ -191,13 +202,19 @@ measure() {
     echo "${out#* } $((after - before))"
 }
 
+upload=(-H "Authorization: Bearer $token" -H 'Content-Type: video/mp4')
 start_nginx "location = /upload { audex_auth on; audex_upload;
                                   audex_upload_max_size 0; }"
 measure POST "http://127.0.0.1:$port/upload?filename=bench.mp4" \
-    -H "Authorization: Bearer $token" -H 'Content-Type: video/mp4' \
-    > "$work/audex.txt"
+    "${upload[@]}" > "$work/audex.txt"
+measure POST "https://127.0.0.1:$tls_port/upload?filename=bench.mp4" \
+    "${upload[@]}" -k --http1.1 > "$work/tls1.txt"
+measure POST "https://127.0.0.1:$tls_port/upload?filename=bench.mp4" \
+    "${upload[@]}" -k --http2 > "$work/tls2.txt"
 stop_nginx
 read -r a_secs a_kb < "$work/audex.txt"
+read -r t1_secs t1_kb < "$work/tls1.txt"
+read -r t2_secs t2_kb < "$work/tls2.txt"
 
 start_nginx "location /store/ { root $work/nginx; dav_methods PUT;
                                client_max_body_size 0;
@@ -222,7 +239,8 @@ EOF
 )
 
 awk -v size="$size" -v bm="$b_mbs" -v as="$a_secs" -v ak="$a_kb" -v rs="$r_secs" \
-    -v rk="$r_kb" 'BEGIN {
+    -v rk="$r_kb" -v t1="$t1_secs" -v t2="$t2_secs" -v t1k="$t1_kb" \
+    -v t2k="$t2_kb" 'BEGIN {
     am = size / as / 1048576; rm = size / rs / 1048576
     printf "body: %.0f MB\n", size / 1048576
     printf "%-10s %10s %14s\n", "", "MB/s", "peak RSS +kB"
@@ -232,4 +250,8 @@ awk -v size="$size" -v bm="$b_mbs" -v as="$a_secs" -v ak="$a_kb" -v rs="$r_secs"
     printf "database alone (pymongo inserting 255 KiB chunks): %.1f MB/s, " \
            "audex reaches %.2f of it\n", bm, am / bm
     printf "peak RSS growth: audex %+d kB, reference %+d kB\n", ak, rk
+    h1 = size / t1 / 1048576; h2 = size / t2 / 1048576
+    printf "audex over TLS: HTTP/1.1 %.1f MB/s (+%d kB), HTTP/2 %.1f MB/s " \
+           "(+%d kB)\n", h1, t1k, h2, t2k
+    printf "throughput ratio HTTP/2 / HTTP/1.1: %.2f\n", h2 / h1
 }'
