@@ -649,13 +649,17 @@ Audex::Test::is(join('|', @{ $res->{headers}{'www-authenticate'} }),
 
 
 
-=== TEST 28: return runs before the access phase; try_files to a named location after it
+=== TEST 28: return runs before the access phase, nested or not; try_files to a named location after it
 --- http_config
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 --- config
 location /trap {
     audex_auth on;
     return 200 "unprotected\n";
+}
+location /nest {
+    audex_auth on;
+    location /nest/ed { return 200 "unprotected too\n"; }
 }
 location /safe {
     audex_auth on;
@@ -665,13 +669,14 @@ location @safe {
     return 200 "protected\n";
 }
 --- request eval
-["GET /trap", "GET /safe", "GET /safe"]
+["GET /trap", "GET /nest/ed", "GET /safe", "GET /safe"]
 --- more_headers eval
-["", "", ::bearer("{$::user, 'exp': now + 60}")]
+["", "", "", ::bearer("{$::user, 'exp': now + 60}")]
 --- error_code eval
-[200, 401, 200]
+[200, 200, 401, 200]
 --- response_body eval
-["unprotected\n", qq{{"error":"token required"}\n}, "protected\n"]
+["unprotected\n", "unprotected too\n", qq{{"error":"token required"}\n},
+ "protected\n"]
 
 
 
