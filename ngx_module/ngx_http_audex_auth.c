@@ -8,6 +8,13 @@
  * token size cap (no I/O), done on the event loop.  The algorithm is
  * pinned by audex_jwt_key; exp, nbf, iat, iss and aud are checked by
  * lib/audex_jwt.c, not trusted to libjwt.
+ *
+ * The handler is an access handler like auth_basic's: NGX_OK for a good
+ * token, 401 or 403 otherwise, so that satisfy, error_page and
+ * auth_delay apply.  nginx answers the refusal; our filters only swap
+ * nginx's default HTML page for the JSON error, when that page is what
+ * goes out: an error_page that redirects (to a URI or a named location)
+ * clears the module's context, one that names a URL answers 302.
  */
 
 
@@ -18,9 +25,18 @@
 
 static void ngx_http_audex_jwt_key_cleanup(void *data);
 static ngx_int_t ngx_http_audex_auth_handler(ngx_http_request_t *r);
+static ngx_http_audex_user_t *ngx_http_audex_auth_verify(
+    ngx_http_request_t *r, ngx_str_t *token, const char **why);
 static void ngx_http_audex_auth_claims_cleanup(void *data);
 static ngx_int_t ngx_http_audex_auth_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
+static ngx_int_t ngx_http_audex_auth_refuse(ngx_http_request_t *r,
+    ngx_http_audex_ctx_t *ctx, ngx_uint_t status, const char *why);
+static ngx_table_elt_t *ngx_http_audex_auth_challenge(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_auth_granted(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_auth_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_auth_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_audex_user_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_audex_claim_variable(ngx_http_request_t *r,
@@ -48,6 +64,10 @@ static ngx_http_variable_t  ngx_http_audex_auth_vars[] = {
 
       ngx_http_null_variable
 };
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 /* audex_jwt_key HS256|RS256|ES256 FILE */
@@ -181,6 +201,19 @@ ngx_http_audex_auth_init(ngx_conf_t *cf)
 
     *h = ngx_http_audex_auth_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_audex_auth_granted;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_audex_auth_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_audex_auth_body_filter;
+
     return NGX_OK;
 }
 
@@ -218,15 +251,10 @@ ngx_http_audex_auth_user(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_audex_auth_handler(ngx_http_request_t *r)
 {
-    time_t                       now;
-    ngx_str_t                    token;
-    audex_jwt_err_e              rc;
-    ngx_pool_cleanup_t          *cln;
-    audex_jwt_claims_t          *claims;
-    ngx_http_audex_ctx_t        *ctx;
-    ngx_http_audex_user_t       *user;
-    ngx_http_audex_loc_conf_t   *alcf;
-    ngx_http_audex_main_conf_t  *amcf;
+    ngx_str_t                   token;
+    const char                 *why;
+    ngx_http_audex_ctx_t       *ctx;
+    ngx_http_audex_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_audex_module);
 
@@ -239,9 +267,12 @@ ngx_http_audex_auth_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    user = ngx_http_audex_auth_user(r);
+    ctx = ngx_http_audex_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (user == NULL) {
+    if (ctx->user == NULL) {
         if (ngx_http_audex_auth_bearer(r, &token) != NGX_OK) {
             if (alcf->auth == NGX_HTTP_AUDEX_AUTH_OPTIONAL) {
                 /* the handler decides, e.g. on a signed link */
@@ -250,73 +281,92 @@ ngx_http_audex_auth_handler(ngx_http_request_t *r)
 
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "audex: no bearer token");
-            return ngx_http_audex_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+            return ngx_http_audex_auth_refuse(r, ctx, NGX_HTTP_UNAUTHORIZED,
                                               "token required");
         }
 
-        amcf = ngx_http_get_module_main_conf(r, ngx_http_audex_module);
-        now = ngx_time();
+        ctx->user = ngx_http_audex_auth_verify(r, &token, &why);
 
-        claims = NULL;
-
-        rc = audex_jwt_verify(amcf->jwt_key, (char *) token.data, token.len,
-                              (int64_t) now, (int64_t) amcf->jwt_leeway,
-                              (char *) amcf->jwt_issuer.data,
-                              (char *) amcf->jwt_audience.data, &claims);
-
-        if (rc != AUDEX_JWT_OK) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "audex: invalid token: %s",
-                          audex_jwt_strerror(rc));
-            return ngx_http_audex_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
-                                              audex_jwt_strerror(rc));
+        if (ctx->user == NULL) {
+            return why ? ngx_http_audex_auth_refuse(r, ctx,
+                                                    NGX_HTTP_UNAUTHORIZED, why)
+                       : NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            audex_jwt_claims_free(claims);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cln->handler = ngx_http_audex_auth_claims_cleanup;
-        cln->data = claims;
-
-        user = ngx_pcalloc(r->pool, sizeof(ngx_http_audex_user_t));
-        if (user == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        user->claims = claims;
-        user->user_id.data = (u_char *) audex_jwt_claims_sub(claims);
-        user->email.data = (u_char *) audex_jwt_claims_email(claims);
-        user->admin = audex_jwt_claims_admin(claims);
-
-        if (user->user_id.data == NULL || user->email.data == NULL) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "audex: invalid token: no sub or email claim");
-            return ngx_http_audex_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
-                                              "token claims: no sub or email");
-        }
-
-        user->user_id.len = ngx_strlen(user->user_id.data);
-        user->email.len = ngx_strlen(user->email.data);
-
-        ctx = ngx_http_audex_get_ctx(r);
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->user = user;
     }
 
-    if (alcf->auth == NGX_HTTP_AUDEX_AUTH_ADMIN && !user->admin) {
+    if (alcf->auth == NGX_HTTP_AUDEX_AUTH_ADMIN && !ctx->user->admin) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "audex: user \"%V\" is not an admin", &user->email);
-        return ngx_http_audex_auth_reject(r, NGX_HTTP_FORBIDDEN,
+                      "audex: user \"%V\" is not an admin", &ctx->user->email);
+        return ngx_http_audex_auth_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
                                           "admin only");
     }
 
-    return NGX_DECLINED;
+    return NGX_OK;
+}
+
+
+/*
+ * The caller a token names, or NULL: with *why set (and logged) when the
+ * token is refused, without when memory ran out.
+ */
+
+static ngx_http_audex_user_t *
+ngx_http_audex_auth_verify(ngx_http_request_t *r, ngx_str_t *token,
+    const char **why)
+{
+    audex_jwt_err_e              rc;
+    ngx_pool_cleanup_t          *cln;
+    audex_jwt_claims_t          *claims;
+    ngx_http_audex_user_t       *user;
+    ngx_http_audex_main_conf_t  *amcf;
+
+    *why = NULL;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_audex_module);
+    claims = NULL;
+
+    rc = audex_jwt_verify(amcf->jwt_key, (char *) token->data, token->len,
+                          (int64_t) ngx_time(), (int64_t) amcf->jwt_leeway,
+                          (char *) amcf->jwt_issuer.data,
+                          (char *) amcf->jwt_audience.data, &claims);
+
+    if (rc != AUDEX_JWT_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: invalid token: %s", audex_jwt_strerror(rc));
+        *why = audex_jwt_strerror(rc);
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        audex_jwt_claims_free(claims);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_audex_auth_claims_cleanup;
+    cln->data = claims;
+
+    user = ngx_pcalloc(r->pool, sizeof(ngx_http_audex_user_t));
+    if (user == NULL) {
+        return NULL;
+    }
+
+    user->claims = claims;
+    user->user_id.data = (u_char *) audex_jwt_claims_sub(claims);
+    user->email.data = (u_char *) audex_jwt_claims_email(claims);
+    user->admin = audex_jwt_claims_admin(claims);
+
+    if (user->user_id.data == NULL || user->email.data == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: invalid token: no sub or email claim");
+        *why = "token claims: no sub or email";
+        return NULL;
+    }
+
+    user->user_id.len = ngx_strlen(user->user_id.data);
+    user->email.len = ngx_strlen(user->email.data);
+
+    return user;
 }
 
 
@@ -360,52 +410,76 @@ ngx_http_audex_auth_bearer(ngx_http_request_t *r, ngx_str_t *token)
 
 
 /*
- * Answers a refused request from an access-phase handler with a JSON
- * body of our own, then ends it: the phase engine stops on NGX_DONE.
+ * Records a refusal for the filters below and returns its status to the
+ * phase engine, which answers it (after auth_delay for a 401), or lets
+ * another access module grant the request under "satisfy any".
  */
 
-ngx_int_t
-ngx_http_audex_auth_reject(ngx_http_request_t *r, ngx_uint_t status,
-    const char *message)
+static ngx_int_t
+ngx_http_audex_auth_refuse(ngx_http_request_t *r, ngx_http_audex_ctx_t *ctx,
+    ngx_uint_t status, const char *why)
 {
-    ngx_int_t  rc;
-
-    rc = ngx_http_audex_auth_deny(r, status, message);
-
-    if (rc == NGX_ERROR || rc > NGX_OK) {
-        return rc;
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        ctx->challenge = ngx_http_audex_auth_challenge(r);
+        if (ctx->challenge == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
-    ngx_http_finalize_request(r, rc);
+    ctx->refused = status;
+    ctx->why = why;
 
-    return NGX_DONE;
+    return status;
 }
 
 
-/* The same answer, for a content handler to return. */
+/*
+ * WWW-Authenticate in r->headers_out, where "satisfy any" finds it to
+ * drop it when another module grants the request.
+ */
+
+static ngx_table_elt_t *
+ngx_http_audex_auth_challenge(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "WWW-Authenticate");
+
+    if (r->headers_in.authorization == NULL) {
+        ngx_str_set(&h->value, "Bearer realm=\"audex\"");
+
+    } else {
+        ngx_str_set(&h->value,
+                    "Bearer realm=\"audex\", error=\"invalid_token\"");
+    }
+
+    r->headers_out.www_authenticate = h;
+
+    return h;
+}
+
+
+/* The same answer, sent by a content handler. */
 
 ngx_int_t
 ngx_http_audex_auth_deny(ngx_http_request_t *r, ngx_uint_t status,
     const char *message)
 {
-    ngx_int_t   rc;
-    ngx_str_t   challenge;
+    ngx_int_t  rc;
 
-    if (status == NGX_HTTP_UNAUTHORIZED) {
-        if (r->headers_in.authorization == NULL) {
-            ngx_str_set(&challenge, "Bearer realm=\"audex\"");
-
-        } else {
-            ngx_str_set(&challenge,
-                        "Bearer realm=\"audex\", error=\"invalid_token\"");
-        }
-
-        if (ngx_http_audex_add_header(r, "WWW-Authenticate", challenge.data,
-                                      challenge.len)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (status == NGX_HTTP_UNAUTHORIZED
+        && ngx_http_audex_auth_challenge(r) == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -414,6 +488,104 @@ ngx_http_audex_auth_deny(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_audex_send_error(r, status, message);
+}
+
+
+/*
+ * The precontent phase sees only requests the access phase let through:
+ * under "satisfy any" another module may have granted what audex_auth
+ * refused, and its refusal and challenge are then dropped (nginx 1.22
+ * drops only the last WWW-Authenticate set).
+ */
+
+static ngx_int_t
+ngx_http_audex_auth_granted(ngx_http_request_t *r)
+{
+    ngx_http_audex_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_audex_module);
+
+    if (ctx && ctx->refused) {
+        ctx->refused = 0;
+
+        if (ctx->challenge) {
+            ctx->challenge->hash = 0;
+            ctx->challenge = NULL;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * nginx's special response to our refusal: the status we refused with,
+ * set through r->err_status, and the module's context still there (an
+ * error_page redirect would have cleared it).  Its HTML page becomes our
+ * JSON error.
+ */
+
+static ngx_int_t
+ngx_http_audex_auth_header_filter(ngx_http_request_t *r)
+{
+    ngx_buf_t             *b;
+    ngx_http_audex_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_audex_module);
+
+    if (ctx == NULL
+        || ctx->refused == 0
+        || (ngx_uint_t) r->err_status != ctx->refused
+        || r->headers_out.status != ctx->refused)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->refused = 0;
+
+    b = ngx_http_audex_error_buf(r, ctx->why);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.content_type_len = sizeof("application/json") - 1;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    if (!r->header_only) {
+        ctx->error_body = b;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_audex_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t            out;
+    ngx_http_audex_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_audex_module);
+
+    if (ctx == NULL || ctx->error_body == NULL || in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* nginx's page, static memory, is passed over: ours goes instead */
+
+    out.buf = ctx->error_body;
+    out.next = NULL;
+
+    ctx->error_body = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }
 
 

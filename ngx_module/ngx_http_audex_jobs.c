@@ -7,6 +7,11 @@
  * mp3_fid, error, owner_id, filename, created_at, updated_at.  Pool
  * threads copy the documents out; they are rendered as JSON on the event
  * loop.  Only the owner or an admin sees a job: anyone else gets 404.
+ *
+ * The caller is looked up first: a token audex_auth accepted may name no
+ * audex account (one removed since, or a token of another service that
+ * shares the key).  That is 401 invalid_token, "unknown user", so that
+ * a client drops the token and logs in again, as for an expired one.
  */
 
 
@@ -43,6 +48,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_audex_jobs_handler(ngx_http_request_t *r);
 static void ngx_http_audex_jobs_work(void *data, ngx_log_t *log);
+static ngx_int_t ngx_http_audex_jobs_caller(ngx_http_audex_jobs_ctx_t *ctx,
+    mongoc_client_t *client, bson_error_t *error);
 static ngx_int_t ngx_http_audex_jobs_find(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_collection_t *jobs, bson_error_t *error);
 static ngx_int_t ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
@@ -86,11 +93,21 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
 
     user = ngx_http_audex_auth_user(r);
 
-    if (user == NULL || user->user_id.len != 24) {
+    if (user == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "audex: jobs: no valid token");
         return ngx_http_audex_auth_deny(r, NGX_HTTP_UNAUTHORIZED,
                                         "token required");
+    }
+
+    if (user->user_id.len != 24
+        || !bson_oid_is_valid((char *) user->user_id.data, 24))
+    {
+        /* audex's accounts have ObjectIds: no lookup can find this one */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: jobs: no account \"%V\"", &user->user_id);
+        return ngx_http_audex_auth_deny(r, NGX_HTTP_UNAUTHORIZED,
+                                        "unknown user");
     }
 
     ctx = ngx_http_audex_thread_alloc(r, sizeof(ngx_http_audex_jobs_ctx_t));
@@ -177,7 +194,11 @@ ngx_http_audex_jobs_work(void *data, ngx_log_t *log)
     jobs = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
                                         AUDEX_COLL_JOBS);
 
-    rc = ngx_http_audex_jobs_find(ctx, jobs, &error);
+    rc = ngx_http_audex_jobs_caller(ctx, client, &error);
+
+    if (rc == NGX_OK && ctx->status == 0) {
+        rc = ngx_http_audex_jobs_find(ctx, jobs, &error);
+    }
 
     if (rc == NGX_OK && ctx->op == NGX_HTTP_AUDEX_JOBS_DELETE
         && ctx->status == 0)
@@ -194,6 +215,35 @@ ngx_http_audex_jobs_work(void *data, ngx_log_t *log)
 
     mongoc_collection_destroy(jobs);
     ngx_http_audex_mongo_push(ctx->amcf, client);
+}
+
+
+/* Whether the caller has an account: ctx->status 401 when not. */
+
+static ngx_int_t
+ngx_http_audex_jobs_caller(ngx_http_audex_jobs_ctx_t *ctx,
+    mongoc_client_t *client, bson_error_t *error)
+{
+    int                   rc;
+    bson_t               *doc;
+    bson_oid_t            oid;
+    mongoc_collection_t  *users;
+
+    users = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
+                                         AUDEX_COLL_USERS);
+
+    bson_oid_init_from_string(&oid, ctx->owner);
+    rc = audex_store_user_by_id(users, &oid, &doc, error);
+
+    mongoc_collection_destroy(users);
+    bson_destroy(doc);
+
+    if (rc == 0) {
+        ctx->status = NGX_HTTP_UNAUTHORIZED;
+        ctx->why = "unknown user";
+    }
+
+    return (rc < 0) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -397,6 +447,12 @@ ngx_http_audex_jobs_send(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "audex: jobs: mongo: %s", ctx->err);
         return ngx_http_audex_send_error(r, ctx->status, ctx->why);
+    }
+
+    if (ctx->status == NGX_HTTP_UNAUTHORIZED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: jobs: no account \"%s\"", ctx->owner);
+        return ngx_http_audex_auth_deny(r, ctx->status, ctx->why);
     }
 
     if (ctx->status) {

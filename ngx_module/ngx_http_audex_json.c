@@ -104,28 +104,47 @@ ngx_int_t
 ngx_http_audex_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *message)
 {
-    size_t   len, qlen;
-    u_char  *body, *q, *p;
+    ngx_buf_t  *b;
+
+    b = ngx_http_audex_error_buf(r, message);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_audex_send_json(r, status, b->pos, b->last - b->pos);
+}
+
+
+/* {"error":"message"} and a newline, as the last buffer of a response */
+
+ngx_buf_t *
+ngx_http_audex_error_buf(ngx_http_request_t *r, const char *message)
+{
+    size_t      qlen;
+    u_char     *q;
+    ngx_buf_t  *b;
 
     q = ngx_http_audex_json_str(r->pool, (u_char *) message,
                                 ngx_strlen(message), &qlen);
     if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
-    len = sizeof("{\"error\":}\n") - 1 + qlen;
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    b = ngx_create_temp_buf(r->pool,
+                            sizeof("{\"error\":}\n") - 1 + qlen);
+    if (b == NULL) {
+        return NULL;
     }
 
-    p = ngx_cpymem(body, "{\"error\":", sizeof("{\"error\":") - 1);
-    p = ngx_cpymem(p, q, qlen);
-    *p++ = '}';
-    *p++ = '\n';
+    b->last = ngx_cpymem(b->last, "{\"error\":", sizeof("{\"error\":") - 1);
+    b->last = ngx_cpymem(b->last, q, qlen);
+    *b->last++ = '}';
+    *b->last++ = '\n';
 
-    return ngx_http_audex_send_json(r, status, body, p - body);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    return b;
 }
 
 

@@ -133,6 +133,12 @@ typedef struct {
 typedef struct {
     ngx_http_audex_user_t     *user;       /* set where audex_auth accepted */
     void                      *data;       /* the content handler's state */
+
+    /* a refusal of audex_auth, until nginx answers it (see _auth.c) */
+    ngx_uint_t                 refused;    /* 401, 403; 0: none */
+    const char                *why;        /* static text of the body */
+    ngx_table_elt_t           *challenge;  /* its WWW-Authenticate */
+    ngx_buf_t                 *error_body; /* sent for nginx's page */
 } ngx_http_audex_ctx_t;
 
 
@@ -184,6 +190,8 @@ ngx_int_t ngx_http_audex_send_body(ngx_http_request_t *r, ngx_uint_t status,
 ngx_uint_t ngx_http_audex_accepts(ngx_http_request_t *r, const char *type);
 ngx_int_t ngx_http_audex_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *message);
+ngx_buf_t *ngx_http_audex_error_buf(ngx_http_request_t *r,
+    const char *message);
 ngx_int_t ngx_http_audex_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_audex_add_header(ngx_http_request_t *r, const char *key,
@@ -198,8 +206,6 @@ char *ngx_http_audex_link_secret(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_audex_auth_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_audex_auth_add_variables(ngx_conf_t *cf);
 ngx_http_audex_user_t *ngx_http_audex_auth_user(ngx_http_request_t *r);
-ngx_int_t ngx_http_audex_auth_reject(ngx_http_request_t *r,
-    ngx_uint_t status, const char *message);
 ngx_int_t ngx_http_audex_auth_deny(ngx_http_request_t *r,
     ngx_uint_t status, const char *message);
 

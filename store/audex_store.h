@@ -103,6 +103,13 @@ int audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
 int audex_store_user_by_email(mongoc_collection_t *users, const char *email,
     bson_t **doc, bson_error_t *error);
 
+/*
+ * The account whose _id is id, the sub of its tokens; as
+ * audex_store_find_one.  A lookup by _id on every server.
+ */
+int audex_store_user_by_id(mongoc_collection_t *users, const bson_oid_t *id,
+    bson_t **doc, bson_error_t *error);
+
 /* length and chunk size of a files document; -1 when unusable */
 int audex_store_file_geometry(const bson_t *doc, int64_t *length,
     int64_t *chunk_size);

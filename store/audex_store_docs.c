@@ -122,3 +122,19 @@ audex_store_user_by_email(mongoc_collection_t *users, const char *email,
 {
     return audex_store_find_by(users, "email", email, doc, error);
 }
+
+
+int
+audex_store_user_by_id(mongoc_collection_t *users, const bson_oid_t *id,
+    bson_t **doc, bson_error_t *error)
+{
+    int     rc;
+    bson_t  filter;
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", id);
+    rc = audex_store_find_one(users, &filter, doc, error);
+    bson_destroy(&filter);
+
+    return rc;
+}

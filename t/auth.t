@@ -35,7 +35,19 @@ sub bearer { "Authorization: Bearer " . tok(@_) }
 
 our $user = '"sub": "64b000000000000000000001", "email": "ann@example.com"';
 
-run_tests();
+# HTTP Basic credentials of auth_basic_user_file (ann:secret)
+our $basic = 'Authorization: Basic YW5uOnNlY3JldA==';
+
+run_tests(setup => sub {
+    my $root = $ENV{TEST_NGINX_SERVROOT};
+    for (["conf/htpasswd", "ann:{PLAIN}secret\n"],
+         ["html/custom.json", qq{{"error":"custom"}\n}])
+    {
+        open my $fh, '>', "$root/$_->[0]" or die "$_->[0]: $!";
+        print $fh $_->[1];
+        close $fh;
+    }
+});
 
 __DATA__
 
@@ -389,3 +401,325 @@ audex_jwt_key RS256 /nonexistent/key.pem;
 --- must_die
 --- error_log
 audex_jwt_key: "/nonexistent/key.pem"
+
+
+
+=== TEST 21: allow/deny: under satisfy any a trusted address needs no token, under all a denied one is refused
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /any/trusted {
+    satisfy any;
+    allow 127.0.0.1;
+    deny all;
+    audex_auth on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /any/untrusted {
+    satisfy any;
+    deny all;
+    audex_auth on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /all/denied {
+    satisfy all;
+    deny 127.0.0.1;
+    audex_auth on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /all/allowed {
+    allow 127.0.0.1;
+    deny all;
+    audex_auth on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /any/trusted", "GET /any/untrusted", "GET /any/untrusted",
+ "GET /all/denied", "GET /all/allowed", "GET /all/allowed"]
+--- more_headers eval
+my $t = ::bearer("{$::user, 'exp': now + 60}");
+["", "", $t, $t, "", $t]
+--- error_code eval
+[200, 401, 200, 403, 401, 200]
+--- response_headers eval
+['!WWW-Authenticate', 'WWW-Authenticate: Bearer realm="audex"',
+ '!WWW-Authenticate', '!WWW-Authenticate',
+ 'WWW-Authenticate: Bearer realm="audex"', '!WWW-Authenticate']
+--- response_body_like eval
+['^app$', '^\{"error":"token required"\}$', '^app$',
+ '<html>', '^\{"error":"token required"\}$', '^app$']
+--- error_log
+access forbidden by rule
+audex: no bearer token
+
+
+
+=== TEST 22: with auth_basic: under satisfy any either credential works, under all one Authorization header cannot pass both
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+auth_basic "app";
+auth_basic_user_file $TEST_NGINX_SERVROOT/conf/htpasswd;
+audex_auth on;
+location /any {
+    satisfy any;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /all {
+    satisfy all;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo { auth_basic off; audex_auth off; return 200 "app\n"; }
+--- request eval
+["GET /any", "GET /any", "GET /any", "GET /all", "GET /all"]
+--- more_headers eval
+my $t = ::bearer("{$::user, 'exp': now + 60}");
+[$t, $::basic, "", $t, $::basic]
+--- error_code eval
+[200, 200, 401, 401, 401]
+--- response_body_like eval
+['^app$', '^app$', '^\{"error":"token required"\}$',
+ '<html>', '^\{"error":"token required"\}$']
+--- check
+my @challenges = sort @{ $res->{headers}{'www-authenticate'} // [] };
+my $want = (
+    [],
+    [],
+    ['Basic realm="app"', 'Bearer realm="audex"'],
+    ['Basic realm="app"'],
+    ['Bearer realm="audex", error="invalid_token"'],
+)[$i];
+Audex::Test::is("@challenges", "@$want", "challenges of the refusers");
+
+
+
+=== TEST 23: beside auth_request, under satisfy all and any
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /all {
+    audex_auth on;
+    auth_request /authz;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /any {
+    satisfy any;
+    audex_auth on;
+    auth_request /authz;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location = /authz {
+    internal;
+    if ($http_x_authz = "yes") { return 204; }
+    return 403;
+}
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /all", "GET /all", "GET /all", "GET /any", "GET /any"]
+--- more_headers eval
+[
+    ::bearer("{$::user, 'exp': now + 60}") . "\nX-Authz: yes",
+    ::bearer("{$::user, 'exp': now + 60}"),
+    "X-Authz: yes",
+    "X-Authz: yes",
+    "",
+]
+--- error_code eval
+[200, 403, 401, 200, 401]
+--- response_body_like eval
+['^app$', '<html>', '^\{"error":"token required"\}$', '^app$', '^\{"error":"token required"\}$']
+
+
+
+=== TEST 24: error_page 401 to a named location: its answer wins
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app {
+    audex_auth on;
+    error_page 401 = @login;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location @login {
+    default_type text/plain;
+    return 200 "please log in at /login\n";
+}
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /app", "GET /app"]
+--- more_headers eval
+["", ::bearer("{$::user, 'exp': now + 60}")]
+--- error_code eval
+[200, 200]
+--- response_body eval
+["please log in at /login\n", "app\n"]
+--- error_log
+audex: no bearer token
+
+
+
+=== TEST 25: error_page to a URI, with and without a new code, and to a URL
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app {
+    audex_auth on;
+    error_page 401 /custom.json;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /admin {
+    audex_auth admin;
+    error_page 403 =404 /custom.json;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /away {
+    audex_auth on;
+    error_page 401 https://login.example/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location = /custom.json { default_type application/json; }
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /app", "GET /admin", "GET /away"]
+--- more_headers eval
+["", ::bearer("{$::user, 'exp': now + 60}"), ""]
+--- error_code eval
+[401, 404, 302]
+--- response_headers eval
+[
+    "WWW-Authenticate: Bearer realm=\"audex\"\nContent-Type: application/json",
+    "Content-Type: application/json",
+    "Location: https://login.example/",
+]
+--- response_body_like eval
+['^\{"error":"custom"\}$', '^\{"error":"custom"\}$', '<html>']
+
+
+
+=== TEST 26: auth_delay holds a 401, which keeps its JSON body
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app {
+    audex_auth on;
+    auth_delay 1s;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo { return 200 "app\n"; }
+--- request eval
+["GET /app", "GET /app"]
+--- more_headers eval
+["", ::bearer("{$::user, 'exp': now - 3600}")]
+--- error_code eval
+[401, 401]
+--- response_body_like eval
+['^\{"error":"token required"\}$', '^\{"error":"[^"]*expired[^"]*"\}$']
+--- check
+Audex::Test::ok($res->{elapsed} >= 0.9,
+                "answered after auth_delay ($res->{elapsed} s)");
+--- error_log
+delaying unauthorized request
+
+
+
+=== TEST 27: in front of proxy_pass, the app's own 401 goes through untouched
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app {
+    audex_auth on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /trusted {
+    satisfy any;
+    allow 127.0.0.1;
+    deny all;
+    audex_auth on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo {
+    add_header WWW-Authenticate 'Basic realm="app"' always;
+    return 401 "app says no\n";
+}
+--- request eval
+["GET /app", "GET /trusted"]
+--- more_headers eval
+[::bearer("{$::user, 'exp': now + 60}"), ""]
+--- error_code eval
+[401, 401]
+--- response_headers
+Content-Type: text/plain
+--- response_body
+app says no
+--- check
+Audex::Test::is(join('|', @{ $res->{headers}{'www-authenticate'} }),
+                'Basic realm="app"', "only the app's challenge");
+
+
+
+=== TEST 28: return runs before the access phase, nested or not; try_files to a named location after it
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /trap {
+    audex_auth on;
+    return 200 "unprotected\n";
+}
+location /nest {
+    audex_auth on;
+    location /nest/ed { return 200 "unprotected too\n"; }
+}
+location /safe {
+    audex_auth on;
+    try_files /.none @safe;
+}
+location @safe {
+    return 200 "protected\n";
+}
+--- request eval
+["GET /trap", "GET /nest/ed", "GET /safe", "GET /safe"]
+--- more_headers eval
+["", "", "", ::bearer("{$::user, 'exp': now + 60}")]
+--- error_code eval
+[200, 200, 401, 200]
+--- response_body eval
+["unprotected\n", "unprotected too\n", qq{{"error":"token required"}\n},
+ "protected\n"]
+
+
+
+=== TEST 29: satisfy any: once another module granted the request, audex_auth's refusal is forgotten
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /dir/ {
+    satisfy any;
+    allow 127.0.0.1;
+    deny all;
+    audex_auth admin;
+}
+location /app {
+    satisfy any;
+    audex_auth on;
+    auth_basic "app";
+    auth_basic_user_file $TEST_NGINX_SERVROOT/conf/htpasswd;
+    auth_request /authz;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location = /authz { internal; return 204; }
+location /echo { return 200 "app\n"; }
+--- init
+mkdir "$ENV{TEST_NGINX_SERVROOT}/html/dir";
+--- request eval
+["GET /dir/", "GET /app"]
+--- more_headers eval
+[::bearer("{$::user, 'exp': now + 60}"), ""]
+--- error_code eval
+[403, 200]
+--- response_headers
+!WWW-Authenticate
+--- response_body_like eval
+['<html>', '^app$']
+--- error_log
+directory index of

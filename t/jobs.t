@@ -1,6 +1,6 @@
 # Job status: GET /jobs/<id>, GET /jobs, DELETE /jobs/<id>.  The job
 # documents are written here with pymongo, in the shape the upload
-# handler and the converter write them.
+# handler and the converter write them; the callers have accounts.
 
 use lib 't/lib';
 use Audex::Test;
@@ -27,6 +27,8 @@ run_tests(setup => sub {
 
     my $out = Audex::Test::mongo_eval(<<"PY");
 import datetime, bson
+for u in ("$owner", "$other"):
+    db.users.insert_one(dict(_id=bson.ObjectId(u), email=u + "\@x"))
 b = gridfs.GridFSBucket(db, "mp3s")
 v = gridfs.GridFSBucket(db, "videos")
 now = datetime.datetime(2026, 11, 24, 10, 0, 0, 123000)
@@ -152,7 +154,36 @@ Audex::Test::is("@ids", "@{ $want[$i] }", "jobs listed, newest first");
 
 
 
-=== TEST 7: DELETE of an unfinished job: 409, nothing removed
+=== TEST 7: a valid token whose sub is no account: 401 invalid_token, "unknown user"
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /jobs", "GET /jobs/$::id{done}", "DELETE /jobs/$::id{done}", "GET /jobs"]
+--- more_headers eval
+[
+    Audex::Test::bearer('64b0000000000000000000aa'),
+    Audex::Test::bearer('64b0000000000000000000aa', 1),
+    Audex::Test::bearer('64b0000000000000000000aa', 1),
+    Audex::Test::bearer('alice'),
+]
+--- error_code eval
+[401, 401, 401, 401]
+--- response_headers
+WWW-Authenticate: Bearer realm="audex", error="invalid_token"
+Content-Type: application/json
+--- response_body
+{"error":"unknown user"}
+--- error_log
+audex: jobs: no account "64b0000000000000000000aa"
+audex: jobs: no account "alice"
+--- check
+return if $i != 2;
+my $n = Audex::Test::mongo_eval("print(db.jobs.count_documents({}))");
+Audex::Test::is($n, "5\n", "the job is kept");
+
+
+
+=== TEST 8: DELETE of an unfinished job: 409, nothing removed
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -168,7 +199,7 @@ Audex::Test::is($n, "1 5\n", "video and jobs kept");
 
 
 
-=== TEST 8: DELETE of a done job removes its MP3 and video from GridFS, then the job
+=== TEST 9: DELETE of a done job removes its MP3 and video from GridFS, then the job
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval

@@ -292,6 +292,7 @@ static void
 test_docs(void **state)
 {
     bson_t               *doc, *job, *user, *upd;
+    bson_oid_t            oid;
     bson_iter_t           it;
     bson_error_t          error;
     mongoc_database_t    *db;
@@ -302,7 +303,9 @@ test_docs(void **state)
     users = mongoc_database_get_collection(db, "t_users");
 
     job = BCON_NEW("_id", BCON_UTF8("job-1"), "state", BCON_UTF8("queued"));
-    user = BCON_NEW("email", BCON_UTF8("ann@example.com"),
+    bson_oid_init(&oid, NULL);
+    user = BCON_NEW("_id", BCON_OID(&oid),
+                    "email", BCON_UTF8("ann@example.com"),
                     "password", BCON_UTF8("$argon2id$x"));
     assert_int_equal(audex_store_job_insert(jobs, job, &error), 0);
     /* the same job again: its _id is taken */
@@ -324,6 +327,16 @@ test_docs(void **state)
     bson_destroy(doc);
     assert_int_equal(audex_store_user_by_email(users, "bob@example.com",
                                                &doc, &error), 0);
+
+    /* by _id, the sub of a token: ann's, then an id that is no one's */
+    assert_true(bson_iter_init_find(&it, user, "_id"));
+    bson_oid_copy(bson_iter_oid(&it), &oid);
+    assert_int_equal(audex_store_user_by_id(users, &oid, &doc, &error), 1);
+    assert_true(bson_iter_init_find(&it, doc, "email"));
+    assert_string_equal(bson_iter_utf8(&it, NULL), "ann@example.com");
+    bson_destroy(doc);
+    bson_oid_init(&oid, NULL);
+    assert_int_equal(audex_store_user_by_id(users, &oid, &doc, &error), 0);
 
     /* an update of job-1; an upsert makes job-3 */
     upd = BCON_NEW("$set", "{", "state", BCON_UTF8("done"), "}");

@@ -354,10 +354,12 @@ sub at_exit {
 
 
 # Sends one request; returns { code, headers (lowercase => [values]),
-# body, raw } or { error }.
+# body, raw, elapsed (seconds from connect to the last byte) } or
+# { error }.
 sub http_request {
     my ($raw, $timeout) = @_;
     $timeout //= 10;
+    my $start = time;
 
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                   PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
@@ -392,7 +394,9 @@ sub http_request {
     close $s;
 
     return { error => 'timeout', raw => $resp } if time >= $deadline;
-    return _parse_response($resp);
+    my $res = _parse_response($resp);
+    $res->{elapsed} = time - $start;
+    return $res;
 }
 
 
