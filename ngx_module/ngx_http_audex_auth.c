@@ -279,7 +279,7 @@ ngx_http_audex_auth_handler(ngx_http_request_t *r)
                 return NGX_DECLINED;
             }
 
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+            ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                           "audex: no bearer token");
             return ngx_http_audex_auth_refuse(r, ctx, NGX_HTTP_UNAUTHORIZED,
                                               "token required");
@@ -295,7 +295,7 @@ ngx_http_audex_auth_handler(ngx_http_request_t *r)
     }
 
     if (alcf->auth == NGX_HTTP_AUDEX_AUTH_ADMIN && !ctx->user->admin) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: user \"%V\" is not an admin", &ctx->user->email);
         return ngx_http_audex_auth_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
                                           "admin only");
@@ -331,7 +331,7 @@ ngx_http_audex_auth_verify(ngx_http_request_t *r, ngx_str_t *token,
                           (char *) amcf->jwt_audience.data, &claims);
 
     if (rc != AUDEX_JWT_OK) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: invalid token: %s", audex_jwt_strerror(rc));
         *why = audex_jwt_strerror(rc);
         return NULL;
@@ -357,7 +357,7 @@ ngx_http_audex_auth_verify(ngx_http_request_t *r, ngx_str_t *token,
     user->admin = audex_jwt_claims_admin(claims);
 
     if (user->user_id.data == NULL || user->email.data == NULL) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: invalid token: no sub or email claim");
         *why = "token claims: no sub or email";
         return NULL;

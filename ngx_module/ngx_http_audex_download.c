@@ -119,7 +119,7 @@ ngx_http_audex_download_handler(ngx_http_request_t *r)
         || fid.len != 24
         || !bson_oid_is_valid((char *) fid.data, fid.len))
     {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: download: invalid file id");
         return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
                                          "invalid file id");
@@ -307,14 +307,14 @@ ngx_http_audex_download_allowed(ngx_http_request_t *r,
     user = ngx_http_audex_auth_user(r);
 
     if (ngx_http_arg(r, (u_char *) "sig", 3, &sig) != NGX_OK && user == NULL) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: download %s: no token and no link", ctx->fid);
         *why = "token required";
         return NGX_HTTP_UNAUTHORIZED;
     }
 
     if (!ctx->found) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: download %s: no such file", ctx->fid);
         *why = "not found";
         return NGX_HTTP_NOT_FOUND;
@@ -342,7 +342,7 @@ ngx_http_audex_download_allowed(ngx_http_request_t *r,
             return 0;
         }
 
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: download %s: %s link", ctx->fid,
                       vrc == -2 ? "expired" : "invalid");
         *why = (vrc == -2) ? "link expired" : "invalid link";
@@ -356,7 +356,7 @@ ngx_http_audex_download_allowed(ngx_http_request_t *r,
         return 0;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                   "audex: download %s: not a file of \"%V\"", ctx->fid,
                   &user->email);
     *why = "not found";
@@ -508,7 +508,7 @@ ignore:
 
 unsatisfiable:
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                   "audex: download %s: range not satisfiable", ctx->fid);
 
     p = ngx_pnalloc(r->pool, sizeof("bytes */") - 1 + NGX_OFF_T_LEN);
@@ -913,7 +913,7 @@ ngx_http_audex_download_write_handler(ngx_http_request_t *r)
     ctx = ngx_http_audex_get_ctx(r)->data;
 
     if (wev->timedout) {
-        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, c->log, NGX_ETIMEDOUT,
                       ctx->wire_busy ? "audex: download: client timed out"
                                      : "audex: download: a read timed out");
         c->timedout = 1;

@@ -94,7 +94,7 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
     user = ngx_http_audex_auth_user(r);
 
     if (user == NULL) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: no valid token");
         return ngx_http_audex_auth_deny(r, NGX_HTTP_UNAUTHORIZED,
                                         "token required");
@@ -104,7 +104,7 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
         || !bson_oid_is_valid((char *) user->user_id.data, 24))
     {
         /* audex's accounts have ObjectIds: no lookup can find this one */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: no account \"%V\"", &user->user_id);
         return ngx_http_audex_auth_deny(r, NGX_HTTP_UNAUTHORIZED,
                                         "unknown user");
@@ -144,7 +144,7 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
 
             if (ctx->limit < 1 || ctx->limit > NGX_HTTP_AUDEX_JOBS_MAX_LIMIT)
             {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                               "audex: jobs: bad limit \"%V\"", &arg);
                 return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                  "limit must be 1 to 100");
@@ -158,7 +158,7 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
                                                  : NGX_HTTP_AUDEX_JOBS_GET;
 
     } else {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: invalid job id in \"%V\"", &r->uri);
         return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
                                          "invalid job id");
@@ -450,19 +450,19 @@ ngx_http_audex_jobs_send(ngx_http_request_t *r,
     }
 
     if (ctx->status == NGX_HTTP_UNAUTHORIZED) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: no account \"%s\"", ctx->owner);
         return ngx_http_audex_auth_deny(r, ctx->status, ctx->why);
     }
 
     if (ctx->status) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: %s: %s", ctx->job_id, ctx->why);
         return ngx_http_audex_send_error(r, ctx->status, ctx->why);
     }
 
     if (ctx->op == NGX_HTTP_AUDEX_JOBS_DELETE) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: %s deleted", ctx->job_id);
         r->headers_out.status = NGX_HTTP_NO_CONTENT;
         r->header_only = 1;

@@ -201,7 +201,7 @@ ngx_http_audex_method_not_allowed(ngx_http_request_t *r, const char *allow)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                   "audex: method %V not allowed", &r->method_name);
 
     return ngx_http_audex_send_error(r, NGX_HTTP_NOT_ALLOWED,

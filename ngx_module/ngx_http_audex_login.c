@@ -88,7 +88,7 @@ ngx_http_audex_login_handler(ngx_http_request_t *r)
     if (rc == NGX_DECLINED || rc == NGX_ERROR
         || r->headers_in.user.len == 0 || r->headers_in.passwd.len == 0)
     {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: login without Basic credentials");
         return ngx_http_audex_login_denied(r);
     }
@@ -304,7 +304,7 @@ ngx_http_audex_login_send(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_AUDEX_LOGIN_DENIED:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: login of \"%s\" refused: %s",
                       ctx->email, ctx->why);
         return ngx_http_audex_login_denied(r);
@@ -322,7 +322,7 @@ ngx_http_audex_login_send(ngx_http_request_t *r,
                                          "cannot sign a token");
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                   "audex: login of \"%s\"", ctx->email);
 
     len = ctx->token_len

@@ -30,6 +30,14 @@
 
 #define NGX_HTTP_AUDEX_ERRLEN  256
 
+/*
+ * The level of audex's events (a login, an upload stored, a request
+ * refused and why): notice, so that `error_log ... notice` shows them
+ * without nginx's per-connection info lines ("closed keepalive
+ * connection"), which outnumbered them 20 to 1.
+ */
+#define NGX_HTTP_AUDEX_LOG_EVENT  NGX_LOG_NOTICE
+
 
 typedef struct {
     ngx_str_t                  mongodb_uri;

@@ -1361,7 +1361,7 @@ ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
     u_char                         buf[NGX_HTTP_AUDEX_ERRLEN + 64];
 
     task = up->task;
-    level = NGX_LOG_INFO;
+    level = NGX_HTTP_AUDEX_LOG_EVENT;
     detail = NULL;
 
     switch (up->rc) {
@@ -1517,7 +1517,7 @@ ngx_http_audex_upload_accepted(ngx_http_request_t *r,
 
     task = up->task;
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                   "audex: upload of \"%s\" by %s stored as %s "
                   "(%s, %O bytes), job %s queued",
                   task->file.filename, task->file.owner_email,

@@ -100,6 +100,26 @@ if (@mail) {
     is($?, 0, 'the emailed link downloads the same MP3') or diag($via);
 }
 
+# the logs a person reads: audex's events, not nginx's per-connection
+# lines nor FerretDB's dumps of the drivers' endSessions
+{
+    my $slurp = sub {
+        open my $f, '<', $_[0] or return '';
+        local $/;
+        return scalar <$f>;
+    };
+    my $err = $slurp->("$run/logs/error.log");
+    like($err, qr/\[notice\] .*audex: login of "me\@example\.com"/,
+         'error.log has the login, at notice');
+    like($err, qr/\[notice\] .*audex: upload of "clip\.mp4" by me\@example\.com stored/,
+         '... and the upload');
+    unlike($err, qr/keepalive|\[info\]/, '... and no info lines');
+    unlike($err, qr/endSessions/, '... nor driver warnings');
+    my $fdb = $slurp->("$run/logs/ferretdb.log");
+    unlike($fdb, qr/endSessions|Response message/,
+           "FerretDB's log has no dumps of failed commands");
+}
+
 # the tool finds the FerretDB `make run` started from AUDEX_MONGO_PORT
 # alone, as `. run/env` leaves it
 {
