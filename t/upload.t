@@ -23,6 +23,13 @@ our $big = $mp4 . slurp(make_media($dir, { file => 'noise.bin',
 our $wav = slurp(make_media($dir, { file => 'sine.wav', seconds => 1,
                                     audio => ['pcm_s16le 8000 1'] }));
 
+# a self-signed certificate and a port for the HTTP/2 server of TEST 25
+$ENV{TEST_NGINX_TLS_DIR} = $dir;
+$ENV{TEST_NGINX_TLS_PORT} = Audex::Backend::free_port();
+system('openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost'
+       . " -keyout $dir/key.pem -out $dir/cert.pem 2>/dev/null") == 0
+    or die 'openssl req failed';
+
 our $uid = '64b000000000000000000001';
 our $email = 'ann@example.com';
 our $token;
@@ -909,3 +916,54 @@ is($out[3], '202 0', "curl raw: 202 on the same connection");
                $content, filename => 'again.mp4');
 --- error_log
 Expect: 100-continue
+
+
+
+=== TEST 25: HTTP/2 over TLS: multipart, and a body of no stated length; HTTP/1.1 chunked over TLS
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+server {
+    listen 127.0.0.1:$TEST_NGINX_TLS_PORT ssl http2;
+    ssl_certificate $TEST_NGINX_TLS_DIR/cert.pem;
+    ssl_certificate_key $TEST_NGINX_TLS_DIR/key.pem;
+    location = /upload { audex_auth on; audex_upload; }
+}
+--- config
+location = /upload { audex_auth on; audex_upload; }
+--- raw_request eval
+::req('/upload', 'video/mp4', $::mp4)
+--- error_code: 202
+--- check
+my $path = "$::dir/h2.mp4";
+my $content = $::mp4 . substr($::big, length $::mp4) x 2;
+open my $fh, '>:raw', $path or die;
+print $fh $content;
+close $fh;
+my $url = "https://127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}/upload";
+my @auth = ('-H', "Authorization: Bearer " . ::token());
+my @runs = (
+    [ 'HTTP/2, multipart', 'h2.mp4', 2,
+      '--http2', '-F', "file=\@$path;type=video/mp4", $url ],
+    [ 'HTTP/2, no length (DATA frames to END_STREAM)', 'h2-raw.mp4', 2,
+      '--http2', '-X', 'POST', '-T', '-', '-H', 'Content-Type: video/mp4',
+      "$url?filename=h2-raw.mp4" ],
+    [ 'HTTP/1.1 chunked', 'h1-chunked.mp4', 1.1,
+      '--http1.1', '-X', 'POST', '-T', '-', '-H', 'Content-Type: video/mp4',
+      "$url?filename=h1-chunked.mp4" ],
+);
+for my $run (@runs) {
+    my ($what, $name, $version, @args) = @$run;
+    open my $c, '-|', 'sh', '-c', 'f=$1; shift; exec curl "$@" < "$f" 2>&1',
+        'sh', $path, '-sS', '-k', @auth,
+        '-w', '\n%{http_version} %{http_code}', @args or die "curl: $!";
+    my $out = do { local $/; <$c> };
+    close $c;
+    my ($body, $status) = $out =~ /\A(.*)\n(\S+ \d+)\z/s;
+    is($status, "$version 202", "$what: 202 over HTTP/$version")
+        or diag($out);
+    my ($job) = ($body // '') =~ /"job_id":"(\w+)"/;
+    ::check_stored({ body => $body // '', headers => { location => ["/jobs/" . ($job // '')] } },
+                   $content, filename => $name);
+}
+--- error_log
+audex: upload of "h2-raw.mp4" by ann@example.com stored as
