@@ -42,33 +42,189 @@ audex_upload_error(char *err, size_t err_len, const char *msg)
 }
 
 
+void
+audex_upload_shown(char *dst, const u_char *src, size_t len, size_t max)
+{
+    size_t  i, n;
+
+    n = len < max ? len : max;
+
+    for (i = 0; i < n; i++) {
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f && src[i] != '"'
+                  && src[i] != '\\')
+                 ? (char) src[i] : '?';
+    }
+
+    if (len > n) {
+        memcpy(dst + n, "...", 3);
+        n += 3;
+    }
+
+    dst[n] = '\0';
+}
+
+
 /* a client's field name made safe to log and to send back */
 static void
 audex_upload_error_field(char *err, size_t err_len, const char *before,
     const u_char *name, size_t name_len, const char *after)
 {
-    size_t  i, n;
-    char    shown[AUDEX_UPLOAD_NAME_SHOWN + 4];
+    char  shown[AUDEX_UPLOAD_NAME_SHOWN + 4];
 
-    n = name_len < AUDEX_UPLOAD_NAME_SHOWN ? name_len
-                                           : AUDEX_UPLOAD_NAME_SHOWN;
-
-    for (i = 0; i < n; i++) {
-        shown[i] = (name[i] >= 0x20 && name[i] < 0x7f && name[i] != '"'
-                    && name[i] != '\\')
-                   ? (char) name[i] : '?';
-    }
-
-    if (name_len > n) {
-        memcpy(shown + n, "...", 3);
-        n += 3;
-    }
-
-    shown[n] = '\0';
+    audex_upload_shown(shown, name, name_len, AUDEX_UPLOAD_NAME_SHOWN);
 
     if (err_len) {
         snprintf(err, err_len, "%s%s%s", before, shown, after);
     }
+}
+
+
+/* 1 when the len bytes at p begin with the lower-case prefix lit */
+static int
+audex_upload_prefix(const u_char *p, size_t len, const char *lit)
+{
+    u_char  c;
+    size_t  i, n;
+
+    n = strlen(lit);
+    if (len < n) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        c = (p[i] >= 'A' && p[i] <= 'Z') ? (p[i] | 0x20) : p[i];
+        if (c != (u_char) lit[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+audex_upload_body_t
+audex_upload_body_type(const u_char *ct, size_t len, size_t *media_len)
+{
+    size_t  n;
+
+    for (n = 0; n < len; n++) {
+        if (ct[n] == ';' || ct[n] == ' ') {
+            break;
+        }
+    }
+
+    *media_len = n;
+
+    /* a type, not just its prefix: "video/" alone is no media type */
+
+    if (n > sizeof("multipart/") - 1
+        && audex_upload_prefix(ct, n, "multipart/"))
+    {
+        return AUDEX_UPLOAD_BODY_MULTIPART;
+    }
+
+    if ((n == sizeof("application/octet-stream") - 1
+         && audex_upload_prefix(ct, n, "application/octet-stream"))
+        || (n > sizeof("video/") - 1 && audex_upload_prefix(ct, n, "video/"))
+        || (n > sizeof("audio/") - 1 && audex_upload_prefix(ct, n, "audio/")))
+    {
+        return AUDEX_UPLOAD_BODY_RAW;
+    }
+
+    return AUDEX_UPLOAD_BODY_OTHER;
+}
+
+
+/* the code point of the valid UTF-8 sequence of n bytes at p */
+static unsigned long
+audex_upload_code_point(const u_char *p, size_t n)
+{
+    size_t         k;
+    unsigned long  cp;
+
+    cp = *p & (0x7f >> n);
+    for (k = 1; k < n; k++) {
+        cp = (cp << 6) | (p[k] & 0x3f);
+    }
+
+    return cp;
+}
+
+
+size_t
+audex_upload_name_clean(u_char *dst, const u_char *name, size_t len,
+    int latin1)
+{
+    size_t          n, out;
+    unsigned long   cp;
+    const u_char   *p, *end;
+
+    end = name + len;
+
+    for (p = end; p > name; p--) {
+        if (p[-1] == '/' || p[-1] == '\\') {
+            break;
+        }
+    }
+
+    if ((end - p == 1 && p[0] == '.')
+        || (end - p == 2 && p[0] == '.' && p[1] == '.'))
+    {
+        return 0;
+    }
+
+    for (out = 0; p < end; p += n) {
+
+        if (*p < 0x80) {
+            n = 1;
+            if (out + 1 > AUDEX_UPLOAD_FILENAME_MAX) {
+                break;
+            }
+            dst[out++] = (*p < 0x20 || *p == 0x7f) ? '_' : *p;
+            continue;
+        }
+
+        if (latin1) {
+            n = 1;
+            if (out + 2 > AUDEX_UPLOAD_FILENAME_MAX) {
+                break;
+            }
+            dst[out++] = (u_char) (0xc0 | (*p >> 6));
+            dst[out++] = (u_char) (0x80 | (*p & 0x3f));
+            continue;
+        }
+
+        n = audex_utf8_len(p, end);
+
+        if (n == 0) {
+            n = 1;                      /* not UTF-8: one byte, one '_' */
+            cp = 0;
+
+        } else {
+            cp = audex_upload_code_point(p, n);
+        }
+
+        if (cp == 0 || cp == 0x200e || cp == 0x200f
+            || (cp >= 0x202a && cp <= 0x202e)
+            || (cp >= 0x2066 && cp <= 0x2069)
+            || (cp >= 0x80 && cp < 0xa0))
+        {
+            if (out + 1 > AUDEX_UPLOAD_FILENAME_MAX) {
+                break;
+            }
+            dst[out++] = '_';
+            continue;
+        }
+
+        if (out + n > AUDEX_UPLOAD_FILENAME_MAX) {
+            break;
+        }
+
+        memcpy(dst + out, p, n);
+        out += n;
+    }
+
+    return out;
 }
 
 
@@ -142,6 +298,11 @@ audex_upload_quality(audex_upload_opts_t *o, const u_char *v, size_t n,
 }
 
 
+/*
+ * A name given as a field (?filename=): refused when it is not UTF-8 or
+ * holds control characters (a client that says so gets told), then
+ * cleaned like every other name, which keeps only its last component.
+ */
 static int
 audex_upload_filename(audex_upload_opts_t *o, const u_char *v, size_t n,
     char *err, size_t err_len)
@@ -160,7 +321,11 @@ audex_upload_filename(audex_upload_opts_t *o, const u_char *v, size_t n,
         }
     }
 
-    memcpy(o->filename, v, n);
+    n = audex_upload_name_clean(o->filename, v, n, 0);
+    if (n == 0) {
+        goto invalid;
+    }
+
     o->filename[n] = '\0';
     o->filename_len = n;
 

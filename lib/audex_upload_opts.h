@@ -56,11 +56,50 @@ void audex_upload_opts_init(audex_upload_opts_t *o);
  * name shows only its printable ASCII, cut at 32 bytes.  A form may well
  * carry fields of its own (a submit button): AUDEX_UPLOAD_OPTS_UNKNOWN
  * lets the caller choose to ignore them.  filename must be 1..255 bytes
- * of UTF-8 without control characters; it is stored NUL-terminated.
+ * of UTF-8 without control characters; it is stored NUL-terminated, as
+ * audex_upload_name_clean() leaves it.
  */
 int audex_upload_opts_set(audex_upload_opts_t *o, const u_char *name,
     size_t name_len, const u_char *value, size_t value_len, char *err,
     size_t err_len);
+
+/* What a request's Content-Type says its body is. */
+typedef enum {
+    AUDEX_UPLOAD_BODY_OTHER = 0,   /* not ours: 415 */
+    AUDEX_UPLOAD_BODY_MULTIPART,   /* multipart/...: the boundary decides */
+    AUDEX_UPLOAD_BODY_RAW          /* application/octet-stream, video/...,
+                                      audio/...: the body is the file */
+} audex_upload_body_t;
+
+/*
+ * The body a Content-Type value announces; *media_len gets the length of
+ * its media type alone (up to the first ';' or space), for messages.
+ */
+audex_upload_body_t audex_upload_body_type(const u_char *ct, size_t len,
+    size_t *media_len);
+
+/*
+ * A client's words, shown in a message or a log line: printable ASCII
+ * without '"' or '\\' ('?' for anything else), cut at max bytes with
+ * "..." when longer.  dst holds max + 4 bytes; it is NUL-terminated.
+ */
+void audex_upload_shown(char *dst, const u_char *src, size_t len,
+    size_t max);
+
+/*
+ * A client's name for its file, made fit to store, whichever way it came
+ * (a multipart filename, Content-Disposition, ?filename=): its last path
+ * component ("C:\\dir\\x.mp4", "../../x.mp4": "x.mp4"; "." and ".."
+ * alone are no name), Latin-1 turned into UTF-8 when latin1 is set,
+ * control characters, bytes that are not UTF-8 and the invisible
+ * direction controls (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: a
+ * right-to-left override shows "x<RLO>4pm.mp3" as "x3pm.mp4") one '_'
+ * each, cut at a character boundary to AUDEX_UPLOAD_FILENAME_MAX bytes.
+ * dst holds AUDEX_UPLOAD_FILENAME_MAX bytes.  Returns the length written;
+ * 0 when nothing is left of the name.
+ */
+size_t audex_upload_name_clean(u_char *dst, const u_char *name, size_t len,
+    int latin1);
 
 /*
  * A URL query string without its '?' (nginx's r->args): fields split on

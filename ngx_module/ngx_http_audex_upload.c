@@ -383,10 +383,9 @@ static ngx_int_t
 ngx_http_audex_upload_content_type(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up)
 {
-    u_char                *p, *mem;
+    u_char                *mem;
     size_t                 len, size, blen;
     ngx_str_t             *ct;
-    ngx_uint_t             i;
     const u_char          *boundary;
     audex_multipart_rc_t   rc;
 
@@ -398,18 +397,12 @@ ngx_http_audex_upload_content_type(ngx_http_request_t *r,
 
     ct = &r->headers_in.content_type->value;
 
-    /* the media type alone, for comparing and for messages */
+    switch (audex_upload_body_type(ct->data, ct->len, &len)) {
 
-    for (len = 0; len < ct->len; len++) {
-        if (ct->data[len] == ';' || ct->data[len] == ' ') {
-            break;
-        }
-    }
+    case AUDEX_UPLOAD_BODY_RAW:
+        return NGX_OK;
 
-    if (len > sizeof("multipart/") - 1
-        && ngx_strncasecmp(ct->data, (u_char *) "multipart/",
-                           sizeof("multipart/") - 1) == 0)
-    {
+    case AUDEX_UPLOAD_BODY_MULTIPART:
         rc = audex_multipart_boundary(ct->data, ct->len, &boundary, &blen);
 
         if (rc == AUDEX_MULTIPART_OK) {
@@ -440,33 +433,16 @@ ngx_http_audex_upload_content_type(ngx_http_request_t *r,
         }
 
         /* multipart/mixed and the like */
+        break;
 
-    } else if ((len == sizeof("application/octet-stream") - 1
-                && ngx_strncasecmp(ct->data,
-                                   (u_char *) "application/octet-stream",
-                                   len) == 0)
-               || (len > sizeof("video/") - 1
-                   && ngx_strncasecmp(ct->data, (u_char *) "video/",
-                                      sizeof("video/") - 1) == 0)
-               || (len > sizeof("audio/") - 1
-                   && ngx_strncasecmp(ct->data, (u_char *) "audio/",
-                                      sizeof("audio/") - 1) == 0))
-    {
-        return NGX_OK;
+    default:
+        break;
     }
 
-    /* a client's words in a message: printable ASCII, cut short */
+    /* a client's words in a message */
 
-    len = ngx_min(len, 64);
-    p = (u_char *) up->why;
-
-    for (i = 0; i < len; i++) {
-        *p++ = (ct->data[i] > 0x20 && ct->data[i] < 0x7f
-                && ct->data[i] != '"' && ct->data[i] != '\\')
-               ? ct->data[i] : '?';
-    }
-
-    *p = '\0';
+    audex_upload_shown(up->why, ct->data, len,
+                       ngx_min(sizeof(up->why) - 4, 64));
 
     up->rc = NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE;
 
@@ -887,81 +863,33 @@ ngx_http_audex_upload_part_end(void *ctx)
 
 
 /*
- * The name the client gave its file, made fit to store: the last path
- * component (old browsers send "C:\dir\x.mp4"), Latin-1 turned into
- * UTF-8, control characters replaced, cut to the allowed length at a
- * character boundary.  A name that still does not fit is dropped: the
- * file keeps a name of ours rather than failing.
+ * The name the client gave its file, made fit to store by the rule every
+ * name follows (lib/audex_upload_opts.h, audex_upload_name_clean()).  A
+ * name of which nothing is left is dropped: the file keeps a name of
+ * ours rather than failing.
  */
 
 static int
 ngx_http_audex_upload_name(ngx_http_audex_upload_t *up,
     const audex_multipart_part_t *part)
 {
-    u_char         *d, *cut;
-    size_t          n;
-    const u_char   *p, *q, *end;
-    u_char          buf[2 * AUDEX_UPLOAD_FILENAME_MAX + 2];
+    size_t  n;
+    u_char  buf[AUDEX_UPLOAD_FILENAME_MAX];
 
     if (part->filename == NULL) {
         return 0;
     }
 
-    p = part->filename;
-    end = p + part->filename_len;
-
-    for (q = end; q > p; q--) {
-        if (q[-1] == '/' || q[-1] == '\\') {
-            break;
-        }
-    }
-
-    p = q;
-    d = buf;
-    cut = buf;
-
-    while (p < end) {
-
-        /* the length of the character at p */
-
-        n = 1;
-
-        if (part->filename_utf8 && *p >= 0xc0) {
-            n = (*p >= 0xf0) ? 4 : (*p >= 0xe0) ? 3 : 2;
-        }
-
-        if ((size_t) (d - buf) + ((*p >= 0x80 && !part->filename_utf8) ? 2 : n)
-            > AUDEX_UPLOAD_FILENAME_MAX)
-        {
-            break;
-        }
-
-        if (*p < 0x20 || *p == 0x7f) {
-            *d++ = '_';
-            p++;
-
-        } else if (*p >= 0x80 && !part->filename_utf8) {
-            *d++ = (u_char) (0xc0 | (*p >> 6));
-            *d++ = (u_char) (0x80 | (*p & 0x3f));
-            p++;
-
-        } else {
-            d = ngx_cpymem(d, p, n);
-            p += n;
-        }
-
-        cut = d;
-    }
-
-    if (cut == buf) {
+    n = audex_upload_name_clean(buf, part->filename, part->filename_len,
+                                !part->filename_utf8);
+    if (n == 0) {
         return 0;
     }
 
     audex_upload_opts_init(&up->named);
 
     (void) audex_upload_opts_set(&up->named, (u_char *) "filename",
-                                 sizeof("filename") - 1, buf, cut - buf,
-                                 NULL, 0);
+                                 sizeof("filename") - 1, buf, n, NULL, 0);
 
     return 0;
 }

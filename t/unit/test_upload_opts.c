@@ -445,6 +445,131 @@ test_query_bad(void **state)
 }
 
 
+/* the body a Content-Type announces */
+
+static void
+test_body_type(void **state)
+{
+    size_t  n;
+
+#define BODY(ct) audex_upload_body_type((const u_char *) ct, strlen(ct), &n)
+
+    assert_int_equal(BODY("multipart/form-data; boundary=x"),
+                     AUDEX_UPLOAD_BODY_MULTIPART);
+    assert_int_equal(n, sizeof("multipart/form-data") - 1);
+    assert_int_equal(BODY("Multipart/Mixed"), AUDEX_UPLOAD_BODY_MULTIPART);
+    assert_int_equal(BODY("video/mp4"), AUDEX_UPLOAD_BODY_RAW);
+    assert_int_equal(BODY("AUDIO/x-wav; rate=8000"), AUDEX_UPLOAD_BODY_RAW);
+    assert_int_equal(n, sizeof("AUDIO/x-wav") - 1);
+    assert_int_equal(BODY("application/octet-stream"), AUDEX_UPLOAD_BODY_RAW);
+
+    /* a prefix alone, a longer name, anything else */
+    assert_int_equal(BODY("video/"), AUDEX_UPLOAD_BODY_OTHER);
+    assert_int_equal(BODY("multipart/"), AUDEX_UPLOAD_BODY_OTHER);
+    assert_int_equal(BODY("application/octet-streams"),
+                     AUDEX_UPLOAD_BODY_OTHER);
+    assert_int_equal(BODY("text/plain"), AUDEX_UPLOAD_BODY_OTHER);
+    assert_int_equal(BODY(""), AUDEX_UPLOAD_BODY_OTHER);
+    assert_int_equal(n, 0);
+
+#undef BODY
+}
+
+
+static void
+test_shown(void **state)
+{
+    char  out[16 + 4];
+
+    audex_upload_shown(out, (const u_char *) "text/\"x\"\r\n", 10, 16);
+    assert_string_equal(out, "text/?x???");
+
+    audex_upload_shown(out, (const u_char *) "0123456789abcdefXYZ", 19, 16);
+    assert_string_equal(out, "0123456789abcdef...");
+}
+
+
+/* the name cleaned, as a string ("" when nothing is left) */
+
+static const char *
+clean(const char *name, size_t len, int latin1)
+{
+    size_t         n;
+    static u_char  out[AUDEX_UPLOAD_FILENAME_MAX + 1];
+
+    n = audex_upload_name_clean(out, (const u_char *) name, len, latin1);
+    assert_true(n <= AUDEX_UPLOAD_FILENAME_MAX);
+    out[n] = '\0';
+
+    return (const char *) out;
+}
+
+#define CLEAN(s, latin1)  clean(s, sizeof(s) - 1, latin1)
+
+
+static void
+test_name_clean(void **state)
+{
+    char  big[600];
+
+    /* the last path component, of either kind of path */
+    assert_string_equal(CLEAN("../../x.mp4", 0), "x.mp4");
+    assert_string_equal(CLEAN("C:\\dir\\x.mp4", 0), "x.mp4");
+    assert_string_equal(CLEAN("/etc/", 0), "");
+    assert_string_equal(CLEAN("a/..", 0), "");
+    assert_string_equal(CLEAN(".", 0), "");
+    assert_string_equal(CLEAN("..x.mp4", 0), "..x.mp4");
+
+    /* control characters, bytes that are not UTF-8, C1 controls */
+    assert_string_equal(CLEAN("a\tb\x7f" "c", 0), "a_b_c");
+    assert_string_equal(CLEAN("a\xff" "b\xc3", 0), "a_b_");
+    assert_string_equal(CLEAN("a\xc2\x85" "b", 0), "a_b");
+
+    /* a right-to-left override and the other direction controls */
+    assert_string_equal(CLEAN("x\xe2\x80\xae" "4pm.mp3", 0), "x_4pm.mp3");
+    assert_string_equal(CLEAN("\xe2\x80\x8f" "a\xe2\x81\xa6" "b", 0),
+                        "_a_b");
+
+    /* UTF-8 kept; Latin-1 turned into it */
+    assert_string_equal(CLEAN("caf\xc3\xa9 \xe6\x97\xa5.mp4", 0),
+                        "caf\xc3\xa9 \xe6\x97\xa5.mp4");
+    assert_string_equal(CLEAN("caf\xe9.mp4", 1), "caf\xc3\xa9.mp4");
+
+    /* cut at a character boundary */
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(strlen(clean(big, 300, 0)), AUDEX_UPLOAD_FILENAME_MAX);
+    memcpy(big + 253, "\xc3\xa9", 2);
+    assert_int_equal(strlen(clean(big, 300, 0)), 255);
+    memcpy(big + 254, "\xc3\xa9", 2);
+    assert_int_equal(strlen(clean(big, 300, 0)), 254);
+}
+
+
+static void
+test_filename_path(void **state)
+{
+    char                 err[256];
+    audex_upload_opts_t  o;
+
+    /* ?filename= follows the same rule as a multipart filename */
+    audex_upload_opts_init(&o);
+    assert_int_equal(set(&o, "filename", "../../x.mp4", err),
+                     AUDEX_UPLOAD_OPTS_OK);
+    assert_string_equal((char *) o.filename, "x.mp4");
+    assert_int_equal(o.filename_len, 5);
+
+    audex_upload_opts_init(&o);
+    assert_int_equal(set(&o, "filename", "x\xe2\x80\xae" "4pm.mp3", err),
+                     AUDEX_UPLOAD_OPTS_OK);
+    assert_string_equal((char *) o.filename, "x_4pm.mp3");
+
+    audex_upload_opts_init(&o);
+    assert_int_equal(set(&o, "filename", "../..", err),
+                     AUDEX_UPLOAD_OPTS_ERROR);
+    assert_string_equal(err, FILENAME_MSG);
+}
+
+
 int
 main(void)
 {
@@ -458,6 +583,10 @@ main(void)
         cmocka_unit_test(test_unknown),
         cmocka_unit_test(test_query_good),
         cmocka_unit_test(test_query_bad),
+        cmocka_unit_test(test_body_type),
+        cmocka_unit_test(test_shown),
+        cmocka_unit_test(test_name_clean),
+        cmocka_unit_test(test_filename_path),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
