@@ -55,6 +55,79 @@ typedef enum {
 } ngx_http_audex_upload_rc_e;
 
 
+
+/* what the log line adds to an error's words */
+#define NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE     0
+#define NGX_HTTP_AUDEX_UPLOAD_DETAIL_QUEUE    1   /* the pool's queue */
+#define NGX_HTTP_AUDEX_UPLOAD_DETAIL_BACKEND  2   /* MongoDB's or Redis' */
+#define NGX_HTTP_AUDEX_UPLOAD_DETAIL_WHY      3   /* our own words */
+
+
+/*
+ * Every way an upload can fail, as the client is answered and the log
+ * says it: one row each, in the order of the codes above.  A NULL text
+ * is the parser's own words (up->why); a content type is added to its
+ * row's text.
+ */
+
+typedef struct {
+    ngx_uint_t    status;
+    ngx_uint_t    level;
+    const char   *text;
+    ngx_uint_t    detail;
+} ngx_http_audex_upload_error_t;
+
+
+static ngx_http_audex_upload_error_t  ngx_http_audex_upload_errors[] = {
+    /* OK: not an error; the row keeps the table in step with the codes */
+    { NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, "internal error",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_WHY },
+    /* NO_USER */
+    { NGX_HTTP_UNAUTHORIZED, NGX_HTTP_AUDEX_LOG_EVENT, "token required",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* TOO_LARGE */
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_AUDEX_LOG_EVENT,
+      "upload too large", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* CONTENT_TYPE: ": <the type>" is added */
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, NGX_HTTP_AUDEX_LOG_EVENT,
+      "unsupported media type", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* FORMAT (an empty file says so) */
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, NGX_HTTP_AUDEX_LOG_EVENT,
+      "unsupported media type: not a known audio or video format",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* ONE_FILE */
+    { NGX_HTTP_BAD_REQUEST, NGX_HTTP_AUDEX_LOG_EVENT,
+      "exactly one file required", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* MULTIPART */
+    { NGX_HTTP_BAD_REQUEST, NGX_HTTP_AUDEX_LOG_EVENT, NULL,
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* OPTION */
+    { NGX_HTTP_BAD_REQUEST, NGX_HTTP_AUDEX_LOG_EVENT, NULL,
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* BAD_BODY */
+    { NGX_HTTP_BAD_REQUEST, NGX_HTTP_AUDEX_LOG_EVENT,
+      "malformed request body", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* TIMEOUT: no one is answered */
+    { NGX_HTTP_REQUEST_TIME_OUT, NGX_HTTP_AUDEX_LOG_EVENT,
+      "client timed out", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* CLOSED: no one is answered */
+    { NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_AUDEX_LOG_EVENT,
+      "client closed the connection", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* BUSY */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ERR, "server busy",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_QUEUE },
+    /* MONGO */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ERR, "database unavailable",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_BACKEND },
+    /* REDIS */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ERR, "job queue unavailable",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_BACKEND },
+    /* INTERNAL */
+    { NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, "internal error",
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_WHY },
+};
+
+
 /* what a pool thread is asked to do */
 typedef enum {
     NGX_HTTP_AUDEX_UPLOAD_CHUNK = 0,        /* store one full chunk */
@@ -1280,98 +1353,47 @@ ngx_http_audex_upload_fail(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
 static ngx_int_t
 ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
 {
-    u_char                        *p;
-    ngx_int_t                      rc;
-    ngx_str_t                      msg;
-    ngx_uint_t                     status, level;
-    const char                    *text, *detail;
-    ngx_http_audex_upload_task_t  *task;
-    u_char                         buf[NGX_HTTP_AUDEX_ERRLEN + 64];
+    u_char                         *p;
+    ngx_int_t                       rc;
+    ngx_str_t                       msg;
+    ngx_uint_t                      status, level;
+    const char                     *text, *detail;
+    ngx_http_audex_upload_task_t   *task;
+    ngx_http_audex_upload_error_t  *e;
+    u_char                          buf[NGX_HTTP_AUDEX_ERRLEN + 64];
 
     task = up->task;
-    level = NGX_HTTP_AUDEX_LOG_EVENT;
-    detail = NULL;
 
-    switch (up->rc) {
+    e = &ngx_http_audex_upload_errors[
+            (up->rc > NGX_HTTP_AUDEX_UPLOAD_OK
+             && up->rc < NGX_HTTP_AUDEX_UPLOAD_INTERNAL)
+            ? up->rc : NGX_HTTP_AUDEX_UPLOAD_INTERNAL];
 
-    case NGX_HTTP_AUDEX_UPLOAD_NO_USER:
-        status = NGX_HTTP_UNAUTHORIZED;
-        text = "token required";
-        break;
+    status = e->status;
+    level = e->level;
+    text = e->text ? e->text : up->why;
 
-    case NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE:
-        status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        text = "upload too large";
-        break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE:
-        status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
-        p = ngx_snprintf(buf, sizeof(buf) - 1, "unsupported media type: %s",
-                         up->why);
+    if (up->rc == NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE) {
+        p = ngx_snprintf(buf, sizeof(buf) - 1, "%s: %s", e->text, up->why);
         *p = '\0';
         text = (char *) buf;
-        break;
 
-    case NGX_HTTP_AUDEX_UPLOAD_FORMAT:
-        status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
-        text = up->length ? "unsupported media type: not a known audio or "
-                            "video format"
-                          : "unsupported media type: empty file";
-        break;
+    } else if (up->rc == NGX_HTTP_AUDEX_UPLOAD_FORMAT && up->length == 0) {
+        text = "unsupported media type: empty file";
+    }
 
-    case NGX_HTTP_AUDEX_UPLOAD_ONE_FILE:
-        status = NGX_HTTP_BAD_REQUEST;
-        text = "exactly one file required";
-        break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_MULTIPART:
-    case NGX_HTTP_AUDEX_UPLOAD_OPTION:
-        status = NGX_HTTP_BAD_REQUEST;
-        text = up->why;
-        break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_BAD_BODY:
-        status = NGX_HTTP_BAD_REQUEST;
-        text = "malformed request body";
-        break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_TIMEOUT:
-        status = NGX_HTTP_REQUEST_TIME_OUT;
-        text = "client timed out";
-        break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_CLOSED:
-        status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
-        text = "client closed the connection";
-        break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_BUSY:
-        status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        text = "server busy";
+    switch (e->detail) {
+    case NGX_HTTP_AUDEX_UPLOAD_DETAIL_QUEUE:
         detail = "the thread pool queue is full";
-        level = NGX_LOG_ERR;
         break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_MONGO:
-        status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        text = "database unavailable";
-        detail = task->err;
-        level = NGX_LOG_ERR;
+    case NGX_HTTP_AUDEX_UPLOAD_DETAIL_BACKEND:
+        detail = task ? task->err : NULL;
         break;
-
-    case NGX_HTTP_AUDEX_UPLOAD_REDIS:
-        status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        text = "job queue unavailable";
-        detail = task->err;
-        level = NGX_LOG_ERR;
-        break;
-
-    default:
-        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        text = "internal error";
+    case NGX_HTTP_AUDEX_UPLOAD_DETAIL_WHY:
         detail = up->why;
-        level = NGX_LOG_ALERT;
         break;
+    default:
+        detail = NULL;
     }
 
     if (task && task->undo_failed) {
