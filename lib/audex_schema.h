@@ -45,6 +45,16 @@
  * audex_store_chunk_id() computes it.
  */
 
+/*
+ * In the "metadata" of a files document audex writes, in both buckets:
+ * the SHA-256 of the file's bytes, 64 lowercase hex digits.  The upload
+ * computes it as the body arrives, the converter's GridFS sink when it
+ * finishes the MP3; /download makes its strong ETag from it.  Files
+ * written before it existed, or by other tools, have none.
+ */
+#define AUDEX_F_SHA256             "sha256"
+#define AUDEX_SHA256_HEX_LEN       64
+
 /* Redis streams: jobs for converters, results for the notifier */
 #define AUDEX_STREAM_VIDEO         "video"
 #define AUDEX_STREAM_MP3           "mp3"

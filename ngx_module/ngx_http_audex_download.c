@@ -12,6 +12,17 @@
  * Access: the owner or an admin with a token, or anyone with a signed
  * link (audex_link_secret) that has not expired.  Anyone else learns
  * nothing: 404, as for a file that does not exist.
+ *
+ * Conditional and range requests are nginx's, as for a static file: the
+ * answer starts as a 200 with ETag (r->headers_out.etag) and
+ * last_modified_time, and nginx's header filters decide.  The
+ * not-modified filter answers If-None-Match and If-Modified-Since with
+ * 304 and failing If-Match or If-Unmodified-Since with 412; the range
+ * filter (r->allow_ranges, one range only) applies If-Range and decides
+ * between 206 and 416 (answered with our JSON error).  Only the bytes
+ * then go around it: the flow reads from the chunk the range starts in,
+ * never from chunk 0, having told the range filter where its body starts
+ * (r->headers_out.content_offset, as the slice module does).
  */
 
 
@@ -31,7 +42,8 @@ typedef struct {
     ngx_int_t                    found;
     off_t                        length;
     size_t                       chunk_size;
-    time_t                       upload_time;
+    int64_t                      upload_ms;   /* 0 when it has none */
+    u_char                       sha256[AUDEX_SHA256_HEX_LEN + 1];
     u_char                       owner[25];
     u_char                       filename[512];
     size_t                       filename_len;
@@ -71,10 +83,16 @@ static void ngx_http_audex_download_stat_done(ngx_http_request_t *r,
     void *data);
 static ngx_uint_t ngx_http_audex_download_allowed(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx, const char **why);
-static ngx_int_t ngx_http_audex_download_range(ngx_http_request_t *r,
+static void ngx_http_audex_download_sha256(
+    ngx_http_audex_download_ctx_t *ctx, const char *s, uint32_t len);
+static ngx_int_t ngx_http_audex_download_header(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx);
-static ngx_int_t ngx_http_audex_download_headers(ngx_http_request_t *r,
-    ngx_http_audex_download_ctx_t *ctx, ngx_uint_t partial);
+static off_t ngx_http_audex_download_first_byte(ngx_http_request_t *r,
+    off_t length);
+static ngx_int_t ngx_http_audex_download_etag(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static ngx_table_elt_t *ngx_http_audex_download_disposition(
+    ngx_http_request_t *r, ngx_http_audex_download_ctx_t *ctx);
 static ngx_int_t ngx_http_audex_download_pump(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx);
 static ngx_int_t ngx_http_audex_download_post(ngx_http_request_t *r,
@@ -195,7 +213,7 @@ ngx_http_audex_download_stat(void *data, ngx_log_t *log)
         if (bson_iter_init_find(&it, doc, "uploadDate")
             && BSON_ITER_HOLDS_DATE_TIME(&it))
         {
-            ctx->upload_time = (time_t) (bson_iter_date_time(&it) / 1000);
+            ctx->upload_ms = bson_iter_date_time(&it);
         }
 
         if (bson_iter_init_find(&it, doc, "filename")
@@ -209,7 +227,7 @@ ngx_http_audex_download_stat(void *data, ngx_log_t *log)
         if (bson_iter_init_find(&it, doc, "metadata")
             && BSON_ITER_HOLDS_DOCUMENT(&it)
             && bson_iter_recurse(&it, &sub)
-            && bson_iter_find(&sub, "owner_id"))
+            && bson_iter_find(&sub, AUDEX_F_OWNER_ID))
         {
             if (BSON_ITER_HOLDS_UTF8(&sub)) {
                 s = bson_iter_utf8(&sub, &len);
@@ -220,6 +238,16 @@ ngx_http_audex_download_stat(void *data, ngx_log_t *log)
             } else if (BSON_ITER_HOLDS_OID(&sub)) {
                 bson_oid_to_string(bson_iter_oid(&sub), (char *) ctx->owner);
             }
+        }
+
+        if (bson_iter_init_find(&it, doc, "metadata")
+            && BSON_ITER_HOLDS_DOCUMENT(&it)
+            && bson_iter_recurse(&it, &sub)
+            && bson_iter_find(&sub, AUDEX_F_SHA256)
+            && BSON_ITER_HOLDS_UTF8(&sub))
+        {
+            s = bson_iter_utf8(&sub, &len);
+            ngx_http_audex_download_sha256(ctx, s, len);
         }
     }
 
@@ -265,7 +293,7 @@ ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
 
     /* sends the header; a body follows only when ctx->buf is set */
 
-    rc = ngx_http_audex_download_range(r, ctx);
+    rc = ngx_http_audex_download_header(r, ctx);
 
     if (ctx->buf[0] == NULL || rc != NGX_OK) {
         ngx_http_finalize_request(r, rc);
@@ -364,126 +392,76 @@ ngx_http_audex_download_allowed(ngx_http_request_t *r,
 }
 
 
+/* pool thread: a digest that is 64 hex digits, lower-cased, or none */
+
+static void
+ngx_http_audex_download_sha256(ngx_http_audex_download_ctx_t *ctx,
+    const char *s, uint32_t len)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (len != AUDEX_SHA256_HEX_LEN) {
+        return;
+    }
+
+    for (i = 0; i < AUDEX_SHA256_HEX_LEN; i++) {
+        c = (u_char) s[i];
+
+        if (c >= 'A' && c <= 'F') {
+            c |= 0x20;
+
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            ctx->sha256[0] = '\0';
+            return;
+        }
+
+        ctx->sha256[i] = c;
+    }
+
+    ctx->sha256[AUDEX_SHA256_HEX_LEN] = '\0';
+}
+
+
 /*
- * Conditional and range requests.  Sends the header, and returns NGX_OK
- * when a body is to follow, else the final code.
+ * Sends the header of a 200 for the whole file and lets nginx's filters
+ * turn it into a 304, 412, 206 or 416 (see the top of the file).
+ * Returns NGX_OK when a body is to follow, with ctx->start and ctx->end
+ * set to what it holds, else the code to finalize with.
  */
 
 static ngx_int_t
-ngx_http_audex_download_range(ngx_http_request_t *r,
+ngx_http_audex_download_header(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx)
 {
-    u_char      *p, *last;
-    off_t        start, end, len;
-    ngx_int_t    rc;
-    ngx_uint_t   suffix, partial;
+    off_t             from;
+    ngx_int_t         rc;
+    ngx_table_elt_t  *disposition;
 
-    ctx->start = 0;
-    ctx->end = ctx->length - 1;
-    partial = 0;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = ctx->length;
+    r->headers_out.last_modified_time = ctx->upload_ms
+                                        ? (time_t) (ctx->upload_ms / 1000)
+                                        : (time_t) -1;
 
-    if (r->headers_in.if_none_match) {
-        p = r->headers_in.if_none_match->value.data;
-        last = p + r->headers_in.if_none_match->value.len;
+    ngx_str_set(&r->headers_out.content_type, "audio/mpeg");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-        if (ngx_strlcasestrn(p, last, ctx->fid, 24 - 1) != NULL
-            || (last - p == 1 && *p == '*'))
-        {
-            r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
-            r->header_only = 1;
-
-            if (ngx_http_audex_download_headers(r, ctx, 0) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_send_header(r);
-        }
-    }
-
-    /* a single "bytes=" range; several, or If-Range that differs: all */
-
-    if (r->headers_in.range && ctx->length > 0
-        && (r->headers_in.if_range == NULL
-            || ngx_strlcasestrn(r->headers_in.if_range->value.data,
-                                r->headers_in.if_range->value.data
-                                + r->headers_in.if_range->value.len,
-                                ctx->fid, 24 - 1)
-               != NULL))
-    {
-        p = r->headers_in.range->value.data;
-        last = p + r->headers_in.range->value.len;
-
-        if (last - p > 6 && ngx_strncasecmp(p, (u_char *) "bytes=", 6) == 0
-            && ngx_strlchr(p, last, ',') == NULL)
-        {
-            p += 6;
-            start = 0;
-            end = -1;
-            suffix = (*p == '-');
-
-            if (suffix) {
-                p++;
-            }
-
-            while (p < last && *p >= '0' && *p <= '9') {
-                start = start * 10 + (*p++ - '0');
-                if (start > NGX_MAX_OFF_T_VALUE / 100) {
-                    goto ignore;
-                }
-            }
-
-            if (suffix) {
-                if (p != last || start == 0) {
-                    goto unsatisfiable;
-                }
-
-                len = ngx_min(start, ctx->length);
-                start = ctx->length - len;
-                end = ctx->length - 1;
-
-            } else {
-                if (p == last || *p++ != '-') {
-                    goto ignore;
-                }
-
-                if (p < last) {
-                    end = 0;
-                    while (p < last && *p >= '0' && *p <= '9') {
-                        end = end * 10 + (*p++ - '0');
-                        if (end > NGX_MAX_OFF_T_VALUE / 100) {
-                            goto ignore;
-                        }
-                    }
-
-                    if (p != last || end < start) {
-                        goto ignore;
-                    }
-                }
-
-                if (start >= ctx->length) {
-                    goto unsatisfiable;
-                }
-
-                if (end < 0 || end >= ctx->length) {
-                    end = ctx->length - 1;
-                }
-            }
-
-            ctx->start = start;
-            ctx->end = end;
-            partial = 1;
-        }
-    }
-
-ignore:
-
-    r->headers_out.status = partial ? NGX_HTTP_PARTIAL_CONTENT
-                                    : NGX_HTTP_OK;
-    r->headers_out.content_length_n = ctx->end - ctx->start + 1;
-
-    if (ngx_http_audex_download_headers(r, ctx, partial) != NGX_OK) {
+    if (ngx_http_audex_download_etag(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    disposition = ngx_http_audex_download_disposition(r, ctx);
+    if (disposition == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* several ranges would need the whole body in one buffer: all of it */
+    r->allow_ranges = 1;
+    r->single_range = 1;
+
+    from = ngx_http_audex_download_first_byte(r, ctx->length);
+    r->headers_out.content_offset = from;
 
     if (ctx->length == 0) {
         r->header_only = 1;
@@ -491,8 +469,42 @@ ignore:
 
     rc = ngx_http_send_header(r);
 
+    if (rc == NGX_HTTP_RANGE_NOT_SATISFIABLE) {
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
+                      "audex: download %s: range not satisfiable", ctx->fid);
+
+        /*
+         * nginx has decided and set Content-Range; the answer is an
+         * audex error, which is not the file
+         */
+        disposition->hash = 0;
+
+        return ngx_http_audex_send_error(r, NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                         "range not satisfiable");
+    }
+
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
+    }
+
+    ctx->start = 0;
+    ctx->end = ctx->length - 1;
+
+    if (r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT) {
+
+        /* the range filter trims what comes from "from" on */
+
+        if (r->headers_out.content_offset < from) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "audex: download %s: range starts at %O, "
+                          "reading from %O", ctx->fid,
+                          r->headers_out.content_offset, from);
+            return NGX_ERROR;
+        }
+
+        ctx->start = from;
+        ctx->end = r->headers_out.content_offset
+                   + r->headers_out.content_length_n - 1;
     }
 
     ctx->chunk = ctx->start / (off_t) ctx->chunk_size;
@@ -505,83 +517,150 @@ ignore:
     }
 
     return NGX_OK;
-
-unsatisfiable:
-
-    ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
-                  "audex: download %s: range not satisfiable", ctx->fid);
-
-    p = ngx_pnalloc(r->pool, sizeof("bytes */") - 1 + NGX_OFF_T_LEN);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last = ngx_sprintf(p, "bytes */%O", ctx->length);
-
-    if (ngx_http_audex_add_header(r, "Content-Range", p, last - p)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_audex_send_error(r, NGX_HTTP_RANGE_NOT_SATISFIABLE,
-                                     "range not satisfiable");
 }
 
 
-static ngx_int_t
-ngx_http_audex_download_headers(ngx_http_request_t *r,
-    ngx_http_audex_download_ctx_t *ctx, ngx_uint_t partial)
+/*
+ * Where the body starts, decided before nginx's range filter looks at
+ * the request: the first byte of a single "bytes=" range, read the way
+ * the filter reads it, so that reading starts in that byte's chunk; 0
+ * for anything else (no range, several, one this does not follow).  It
+ * may fall short of the filter's start, which then trims the difference,
+ * but must never pass it.
+ */
+
+static off_t
+ngx_http_audex_download_first_byte(ngx_http_request_t *r, off_t length)
 {
-    u_char     *p, *q;
-    size_t      len;
-    int         ascii;
-    ngx_uint_t  has_ext;
+    u_char      *p, *last;
+    off_t        n;
+    ngx_uint_t   suffix, digits;
 
-    ngx_str_set(&r->headers_out.content_type, "audio/mpeg");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.last_modified_time = ctx->upload_time;
-
-    /* GridFS files never change: the id is a strong validator */
-
-    p = ngx_pnalloc(r->pool, 24 + 2);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    p[0] = '"';
-    ngx_memcpy(p + 1, ctx->fid, 24);
-    p[25] = '"';
-
-    if (ngx_http_audex_add_header(r, "ETag", p, 26) != NGX_OK
-        || ngx_http_audex_add_header(r, "Accept-Ranges", (u_char *) "bytes",
-                                     5)
-           != NGX_OK)
+    if (r->headers_in.range == NULL
+        || r->headers_in.range->value.len < 7
+        || ngx_strncasecmp(r->headers_in.range->value.data,
+                           (u_char *) "bytes=", 6)
+           != 0)
     {
+        return 0;
+    }
+
+    p = r->headers_in.range->value.data + 6;
+    last = r->headers_in.range->value.data + r->headers_in.range->value.len;
+
+    if (ngx_strlchr(p, last, ',') != NULL) {
+        return 0;
+    }
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    suffix = (p < last && *p == '-');
+
+    if (suffix) {
+        p++;
+    }
+
+    n = 0;
+
+    for (digits = 0; p < last && *p >= '0' && *p <= '9'; digits++) {
+        if (n >= NGX_MAX_OFF_T_VALUE / 10) {
+            return 0;
+        }
+
+        n = n * 10 + (*p++ - '0');
+    }
+
+    if (digits == 0) {
+        return 0;
+    }
+
+    if (suffix) {
+        return (n < length) ? length - n : 0;
+    }
+
+    return n;
+}
+
+
+/*
+ * The file's validator, unless "etag off": strong, "sha256-<hex>", from
+ * the digest of its bytes the writer stored, so every nginx gives the
+ * same one; without a digest (a file from before it was stored, or from
+ * another tool) weak, from its id, length and upload time, which change
+ * with the content but do not prove it.
+ */
+
+static ngx_int_t
+ngx_http_audex_download_etag(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    size_t                     len;
+    ngx_table_elt_t           *etag;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (!clcf->etag) {
+        return NGX_OK;
+    }
+
+    etag = ngx_list_push(&r->headers_out.headers);
+    if (etag == NULL) {
         return NGX_ERROR;
     }
 
-    if (partial) {
-        p = ngx_pnalloc(r->pool, sizeof("bytes -/") - 1 + 3 * NGX_OFF_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
+    len = ngx_max(sizeof("\"sha256-\"") - 1 + AUDEX_SHA256_HEX_LEN,
+                  sizeof("W/\"--\"") - 1 + 24 + NGX_OFF_T_LEN
+                  + NGX_INT64_LEN);
 
-        q = ngx_sprintf(p, "bytes %O-%O/%O", ctx->start, ctx->end,
-                        ctx->length);
-
-        if (ngx_http_audex_add_header(r, "Content-Range", p, q - p)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    etag->value.data = ngx_pnalloc(r->pool, len);
+    if (etag->value.data == NULL) {
+        return NGX_ERROR;
     }
 
-    /*
-     * Content-Disposition: an ASCII fallback in filename="..." (accents
-     * dropped, other characters, quotes and backslashes one '_' each),
-     * and the real name percent-encoded in filename*=UTF-8''... (RFC 6266).
-     */
+    etag->hash = 1;
+    ngx_str_set(&etag->key, "ETag");
+#if (nginx_version >= 1023000)
+    etag->next = NULL;
+#endif
+
+    if (ctx->sha256[0]) {
+        etag->value.len = ngx_sprintf(etag->value.data, "\"sha256-%*s\"",
+                                      (size_t) AUDEX_SHA256_HEX_LEN,
+                                      ctx->sha256)
+                          - etag->value.data;
+
+    } else {
+        etag->value.len = ngx_sprintf(etag->value.data, "W/\"%*s-%xO-%xL\"",
+                                      (size_t) 24, ctx->fid, ctx->length,
+                                      ctx->upload_ms)
+                          - etag->value.data;
+    }
+
+    r->headers_out.etag = etag;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Content-Disposition: an ASCII fallback in filename="..." (accents
+ * dropped, other characters, quotes and backslashes one '_' each), and
+ * the real name percent-encoded in filename*=UTF-8''... (RFC 6266).
+ * NULL on failure.
+ */
+
+static ngx_table_elt_t *
+ngx_http_audex_download_disposition(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    u_char           *p, *q;
+    size_t            len;
+    int               ascii;
+    ngx_uint_t        has_ext;
+    ngx_table_elt_t  *h;
 
     has_ext = ctx->filename_len >= 4
               && ngx_strncasecmp(ctx->filename + ctx->filename_len - 4,
@@ -592,7 +671,7 @@ ngx_http_audex_download_headers(ngx_http_request_t *r,
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     q = ngx_cpymem(p, "attachment; filename=\"",
@@ -619,7 +698,20 @@ ngx_http_audex_download_headers(ngx_http_request_t *r,
         }
     }
 
-    return ngx_http_audex_add_header(r, "Content-Disposition", p, q - p);
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Disposition");
+    h->value.data = p;
+    h->value.len = q - p;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return h;
 }
 
 
@@ -699,6 +791,10 @@ ngx_http_audex_download_post(ngx_http_request_t *r,
 
     ctx->read_idx = ctx->chunk & 1;
     ctx->buf_chunk[ctx->read_idx] = ctx->chunk;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "audex: download %s: reading chunk %L", ctx->fid,
+                   ctx->chunk);
 
     if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_download_read,
                                    ngx_http_audex_download_read_done)

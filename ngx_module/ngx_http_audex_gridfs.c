@@ -124,7 +124,7 @@ ngx_http_audex_gridfs_put_file(mongoc_client_t *client, const char *db,
                    "metadata", "{",
                        "owner_id", BCON_UTF8(file->owner_id),
                        "owner_email", BCON_UTF8(file->owner_email),
-                       "sha256", BCON_UTF8(file->sha256),
+                       AUDEX_F_SHA256, BCON_UTF8(file->sha256),
                        "content_type", BCON_UTF8(file->content_type),
                        "format", BCON_UTF8(file->format),
                    "}");

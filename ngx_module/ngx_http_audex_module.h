@@ -121,7 +121,7 @@ typedef struct {
     const char                *format;         /* the sniffed container */
     const char                *owner_id;
     const char                *owner_email;
-    char                       sha256[65];      /* hex */
+    char                       sha256[AUDEX_SHA256_HEX_LEN + 1];  /* hex */
 } ngx_http_audex_gridfs_file_t;
 
 

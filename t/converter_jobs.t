@@ -88,6 +88,10 @@ subtest 'two jobs at once: GridFS to GridFS, announced, acknowledged' => sub {
     ok($all > 0, 'the MP3 has chunks');
     is($derived, $all, "each MP3 chunk's _id derives from (files_id, n)");
 
+    my ($stored, $real) = digests($d1->{mp3_fid});
+    like($stored, qr/^[0-9a-f]{64}\z/, 'metadata.sha256 is stored');
+    is($stored, $real, "metadata.sha256 is the digest of the MP3's bytes");
+
     my $mp3 = download($d1->{mp3_fid}, "$dir/j1.mp3");
     my $p = probe($mp3);
     is($p->{streams}[0]{bit_rate}, 128000, 'CBR 128 as the job asked');
@@ -242,6 +246,10 @@ subtest 'SIGTERM releases a long job, the next consumer finishes it' => sub {
         or diag(log_of($c2));
     is($d2->{attempts}, 1, 'the released delivery did not count');
     is(stop($c2), 0, 'and exits 0');
+
+    my ($stored, $real, $chunks) = digests($d2->{mp3_fid});
+    cmp_ok($chunks, '>', 2, "the MP3 has chunks between the first and last ($chunks)");
+    is($stored, $real, "metadata.sha256 is the digest of the MP3's bytes");
     is(pending(), 0, 'acknowledged');
 };
 
@@ -269,6 +277,8 @@ subtest 'kill -9 in the middle of a job: it still completes exactly once' => sub
         or diag(log_of($c2));
     is($d->{attempts}, 2, 'on its second delivery');
     is(mp3_count(), $before + 1, 'exactly one MP3 for it');
+    my ($stored, $real) = digests($d->{mp3_fid});
+    is($stored, $real, 'its metadata.sha256 is the digest of its bytes');
     is(scalar(grep { $_->{job_id} eq 'j-killed' && ($_->{state} // '') eq 'done' }
               stream('mp3')), 1, 'announced once');
     is(pending(), 0, 'acknowledged');
@@ -494,6 +504,22 @@ with open(sys.argv[4], 'wb') as f:
     f.write(fs.open_download_stream(ObjectId(sys.argv[3])).read())
 PY
     return $path;
+}
+
+
+# metadata.sha256 of an MP3 as stored, the SHA-256 of its bytes as
+# pymongo reads them back, and its number of chunks
+sub digests {
+    my ($fid) = @_;
+    my $out = py(<<'PY', $fid);
+import hashlib
+f = ObjectId(sys.argv[3])
+doc = db['mp3s.files'].find_one({'_id': f})
+data = gridfs.GridFSBucket(db, bucket_name='mp3s').open_download_stream(f).read()
+print(doc['metadata'].get('sha256'), hashlib.sha256(data).hexdigest(),
+      db['mp3s.chunks'].count_documents({'files_id': f}))
+PY
+    return split ' ', $out;
 }
 
 

@@ -1,31 +1,76 @@
 # GET /download?fid=: MP3s streamed from GridFS, with ranges, validators,
 # owner checks and signed links.  The files are written by pymongo's
-# GridFS, an implementation independent of ours.
+# GridFS, an implementation independent of ours; most carry
+# metadata.sha256 as the converter writes it, "legacy" does not.
 
 use lib 't/lib';
 use Audex::Test;
 use Digest::SHA qw(sha256_hex hmac_sha256);
+use POSIX qw(strftime);
 use Socket;
 use Time::HiRes qw(sleep);
 
 our $owner = '64b000000000000000000001';
 our $other = '64b000000000000000000002';
-our (%fid, %sha);
+our (%fid, %sha, %ms);
 
-# a pymongo GridFS upload of N pseudo-random bytes into "mp3s"
+# a pymongo GridFS upload of N pseudo-random bytes into "mp3s", with
+# metadata.sha256 unless $legacy
 sub put_file {
-    my ($name, $size, $filename) = @_;
+    my ($name, $size, $filename, $legacy) = @_;
+    my $digest = $legacy ? '' : '"sha256": hashlib.sha256(data).hexdigest()';
     my $out = Audex::Test::mongo_eval(<<"PY");
 import hashlib, random
 random.seed($size)
 data = random.randbytes($size)
 b = gridfs.GridFSBucket(db, "mp3s")
 fid = b.upload_from_stream("$filename", data,
-        metadata={"owner_id": "$::owner", "job_id": "j-$name"})
-print(fid, hashlib.sha256(data).hexdigest())
+        metadata={"owner_id": "$::owner", "job_id": "j-$name", $digest})
+ms = db["mp3s.files"].find_one({"_id": fid})["uploadDate"]
+print(fid, hashlib.sha256(data).hexdigest(),
+      int(ms.timestamp() * 1000 + 0.5))
 PY
-    ($fid{$name}, $sha{$name}) = split ' ', $out;
+    ($fid{$name}, $sha{$name}, $ms{$name}) = split ' ', $out;
     die "upload of $name failed: $out" unless $fid{$name};
+}
+
+# the validators a file should have
+sub etag { return "\"sha256-$::sha{$_[0]}\"" }
+sub http_date { return strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime $_[0]) }
+sub modified { return http_date(int($::ms{$_[0]} / 1000)) }
+
+# A second nginx, its own process and prefix, with this block's
+# configuration on another port: the same backends behind two servers.
+# Returns its port; it is stopped when the test file ends.
+sub second_nginx {
+    my $root = Audex::Test::servroot();
+    my $two = "$root/second";
+    mkdir $_ for $two, "$two/conf", "$two/logs";
+    open my $in, '<', "$root/conf/nginx.conf" or die $!;
+    my $conf = do { local $/; <$in> };
+    my $port = Audex::Test::free_port();
+    $conf =~ s{\Q$root\E/(logs|client_body|proxy|fastcgi|uwsgi|scgi)\b}{$two/$1}g;
+    $conf =~ s/listen 127\.0\.0\.1:\d+/listen 127.0.0.1:$port/;
+    open my $out, '>', "$two/conf/nginx.conf" or die $!;
+    print $out $conf;
+    close $out;
+    system($Audex::Test::NGINX, '-p', "$two/", '-c', "$two/conf/nginx.conf") == 0
+        or die "the second nginx did not start";
+    Audex::Test::wait_port($port, 5) or die "the second nginx is not listening";
+    # the master opens its port before it writes its pid
+    for (1 .. 200) { last if -s "$two/logs/nginx.pid"; sleep 0.025 }
+    open my $pf, '<', "$two/logs/nginx.pid" or die "the second nginx: $!";
+    chomp(my $pid = <$pf>);
+    Audex::Test::at_exit(sub { kill 'QUIT', $pid });
+    return $port;
+}
+
+# GET on port $port with these headers; the parsed answer
+sub get_on {
+    my ($port, $uri, @headers) = @_;
+    local $ENV{TEST_NGINX_SERVER_PORT} = $port;
+    return Audex::Test::http_request(join "\r\n", "GET $uri HTTP/1.1",
+        'Host: localhost', 'Connection: close', @headers, '', '');
 }
 
 # GET /download?fid= on a raw socket with a small receive buffer, read
@@ -80,6 +125,7 @@ run_tests(setup => sub {
     put_file('empty', 0, 'empty.mp3');
     put_file('big', 3_000_000, 'big.mp3');
     put_file('holed', 700_000, 'holed.mp3');
+    put_file('legacy', 1000, 'old.mp3', 1);
     Audex::Test::mongo_eval("from bson import ObjectId\n"
         . "db['mp3s.chunks'].delete_one({'files_id': "
         . "ObjectId('$fid{holed}'), 'n': 1})");
@@ -87,7 +133,7 @@ run_tests(setup => sub {
 
 __DATA__
 
-=== TEST 1: the owner downloads a whole file written by pymongo
+=== TEST 1: the owner downloads a whole file written by pymongo; its ETag is the SHA-256 of the bytes
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -99,12 +145,14 @@ Audex::Test::bearer($::owner)
 "Content-Type: audio/mpeg
 Content-Length: 700000
 Accept-Ranges: bytes
-ETag: \"$::fid{three}\"
+ETag: @{[ ::etag('three') ]}
+Last-Modified: @{[ ::modified('three') ]}
 Content-Disposition: attachment; filename=\"clip.mp3\""
---- response_headers_like
-Last-Modified: GMT$
 --- check
 Audex::Test::is(sha256_hex($res->{body}), $::sha{three}, "byte-identical");
+Audex::Test::is($res->{headers}{etag}[0],
+                '"sha256-' . sha256_hex($res->{body}) . '"',
+                "the ETag is the digest of what was sent");
 
 
 
@@ -132,7 +180,7 @@ Audex::Test::is($res->{body}, substr($all, $want[$i][0], $want[$i][1]), "range $
 
 
 
-=== TEST 3: a range beyond the end: 416 with the length; several ranges: the whole file
+=== TEST 3: a range beyond the end: 416 with the length, not the file's headers; several ranges: the whole file
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -142,27 +190,198 @@ Audex::Test::is($res->{body}, substr($all, $want[$i][0], $want[$i][1]), "range $
 --- error_code eval
 [416, 200]
 --- response_headers eval
-["Content-Range: bytes */10", "Content-Length: 10\n!Content-Range"]
+["Content-Range: bytes */10\n!Content-Disposition\n!ETag", "Content-Length: 10\n!Content-Range"]
+--- response_body eval
+[qq{{"error":"range not satisfiable"}\n}, undef]
+--- error_log
+range not satisfiable
 
 
 
-=== TEST 4: If-None-Match with the ETag: 304; HEAD: headers only
+=== TEST 4: conditional requests, answered by nginx's not-modified filter as for a static file
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
-["GET /download?fid=$::fid{three}", "HEAD /download?fid=$::fid{three}"]
+[("GET /download?fid=$::fid{three}") x 13, ("HEAD /download?fid=$::fid{three}") x 2]
 --- more_headers eval
-[Audex::Test::bearer($::owner) . "\nIf-None-Match: \"$::fid{three}\"", Audex::Test::bearer($::owner)]
+my $b = Audex::Test::bearer($::owner);
+my ($e, $lm) = (::etag('three'), ::modified('three'));
+my $before = ::http_date(int($::ms{three} / 1000) - 3600);
+[
+ "$b\nIf-None-Match: $e",
+ "$b\nIf-None-Match: \"sha256-0123\", $e",
+ "$b\nIf-None-Match: W/$e",
+ "$b\nIf-None-Match: *",
+ "$b\nIf-None-Match: \"sha256-0123\"",
+ "$b\nIf-Modified-Since: $lm",
+ "$b\nIf-Modified-Since: $before",
+ "$b\nIf-Match: \"sha256-0123\"",
+ "$b\nIf-Match: $e",
+ "$b\nIf-Unmodified-Since: $before",
+ "$b\nIf-None-Match: $e\nRange: bytes=0-9",
+ "$b\nIf-Match: \"sha256-0123\"\nRange: bytes=0-9",
+ "$b\nIf-Unmodified-Since: $lm\nRange: bytes=0-9",
+ "$b",
+ "$b\nRange: bytes=261000-262000",
+]
 --- error_code eval
-[304, 200]
---- response_body eval
-["", ""]
+[304, 304, 304, 304, 200, 304, 200, 412, 200, 412, 304, 412, 206, 200, 206]
 --- response_headers eval
-["ETag: \"$::fid{three}\"", "Content-Length: 700000"]
+my ($e, $lm) = (::etag('three'), ::modified('three'));
+[
+ "ETag: $e\nLast-Modified: $lm\n!Content-Length\n!Accept-Ranges",
+ "ETag: $e", "ETag: $e", "ETag: $e",
+ "Content-Length: 700000",
+ "ETag: $e",
+ "Content-Length: 700000",
+ "!ETag\n!Content-Disposition",
+ "Content-Length: 700000",
+ "!ETag",
+ "ETag: $e\n!Content-Range",
+ "!Content-Range",
+ "Content-Range: bytes 0-9/700000",
+ "Content-Length: 700000\nETag: $e\nAccept-Ranges: bytes",
+ "Content-Range: bytes 261000-262000/700000\nContent-Length: 1001",
+]
+--- check
+Audex::Test::is($res->{body}, '', "$i: no body")
+    if $res->{code} == 304 || $i >= 13;
+Audex::Test::is(length $res->{body}, 700_000, "$i: the whole file")
+    if $res->{code} == 200 && $i < 13;
 
 
 
-=== TEST 5: another user gets 404; an admin gets the file
+=== TEST 5: If-Range on a file of 12 chunks: the current ETag or date gives the range, anything else the whole file
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+[("GET /download?fid=$::fid{big}") x 6]
+--- more_headers eval
+my $b = Audex::Test::bearer($::owner) . "\nRange: bytes=1300000-1300099";
+my ($e, $lm) = (::etag('big'), ::modified('big'));
+my $stale = '"sha256-' . Digest::SHA::sha256_hex('an older file') . '"';
+my $before = ::http_date(int($::ms{big} / 1000) - 1);
+[
+ "$b\nIf-Range: $e",
+ "$b\nIf-Range: $stale",
+ "$b\nIf-Range: W/$e",
+ "$b\nIf-Range: $lm",
+ "$b\nIf-Range: $before",
+ "$b\nIf-Range: $e\nIf-None-Match: $stale",
+]
+--- error_code eval
+[206, 200, 200, 206, 200, 206]
+--- response_headers eval
+[
+ "Content-Range: bytes 1300000-1300099/3000000\nContent-Length: 100",
+ "Content-Length: 3000000\n!Content-Range",
+ "Content-Length: 3000000\n!Content-Range",
+ "Content-Range: bytes 1300000-1300099/3000000",
+ "Content-Length: 3000000",
+ "Content-Range: bytes 1300000-1300099/3000000",
+]
+--- check
+if ($res->{code} == 206) {
+    my $all = Audex::Test::mongo_eval('import sys; sys.stdout.buffer.write(gridfs.GridFSBucket(db, "mp3s").open_download_stream(__import__("bson").ObjectId("' . $::fid{big} . '")).read())');
+    Audex::Test::is($res->{body}, substr($all, 1300000, 100), "$i: the range's bytes");
+} else {
+    Audex::Test::is(sha256_hex($res->{body}), $::sha{big}, "$i: the whole file");
+}
+
+
+
+=== TEST 6: a range in the middle of a file of 12 chunks: read from its chunks, not from chunk 0
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+[("GET /download?fid=$::fid{big}") x 2]
+--- more_headers eval
+[map { Audex::Test::bearer($::owner) . "\nRange: bytes=$_" } qw(1305000-1830000 -300000)]
+--- error_code eval
+[206, 206]
+--- response_headers eval
+[
+ "Content-Range: bytes 1305000-1830000/3000000\nContent-Length: 525001",
+ "Content-Range: bytes 2700000-2999999/3000000\nContent-Length: 300000",
+]
+--- check
+my @want = ([1305000, 525001], [2700000, 300000]);
+my $all = Audex::Test::mongo_eval('import sys; sys.stdout.buffer.write(gridfs.GridFSBucket(db, "mp3s").open_download_stream(__import__("bson").ObjectId("' . $::fid{big} . '")).read())');
+Audex::Test::is($res->{body}, substr($all, $want[$i][0], $want[$i][1]), "range $i bytes");
+--- error_log eval
+[qr/reading chunk 4\b/, qr/reading chunk 7\b/, qr/reading chunk 10\b/, qr/reading chunk 11\b/]
+--- no_error_log eval
+[qr/reading chunk [0-3]\b/, qr/reading chunk 8\b/]
+
+
+
+=== TEST 7: two nginx processes on the same backend give the same validators
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /download?fid=$::fid{three}", "GET /download?fid=$::fid{legacy}"]
+--- more_headers eval
+Audex::Test::bearer($::owner)
+--- error_code eval
+[200, 200]
+--- check
+our $second //= ::second_nginx();
+my $name = $i == 0 ? 'three' : 'legacy';
+my $there = ::get_on($second, "/download?fid=$::fid{$name}",
+                     Audex::Test::bearer($::owner));
+Audex::Test::is($there->{code}, 200, "$name: 200 from the second nginx");
+Audex::Test::ok($res->{headers}{etag}[0], "$name: an ETag");
+Audex::Test::is($there->{headers}{etag}[0], $res->{headers}{etag}[0],
+                "$name: the same ETag from both");
+Audex::Test::is($there->{headers}{'last-modified'}[0],
+                $res->{headers}{'last-modified'}[0],
+                "$name: the same Last-Modified from both");
+my $again = ::get_on($second, "/download?fid=$::fid{$name}",
+                     Audex::Test::bearer($::owner),
+                     "If-None-Match: $res->{headers}{etag}[0]");
+Audex::Test::is($again->{code}, 304,
+                "$name: the first one's ETag is not modified on the second");
+if ($i == 1) {
+    open my $log, '<', Audex::Test::servroot() . "/second/logs/error.log";
+    my @bad = grep { /\[(alert|crit|emerg)\]/ } <$log>;
+    Audex::Test::is("@bad", '', "no alert in the second nginx's log");
+}
+
+
+
+=== TEST 8: a file stored without a digest: a weak ETag from its id, length and upload time
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+[("GET /download?fid=$::fid{legacy}") x 3]
+--- more_headers eval
+my $b = Audex::Test::bearer($::owner);
+my $w = sprintf 'W/"%s-%x-%x"', $::fid{legacy}, 1000, $::ms{legacy};
+[$b, "$b\nIf-None-Match: $w", "$b\nIf-None-Match: " . substr($w, 2)]
+--- error_code eval
+[200, 304, 304]
+--- response_headers eval
+my $w = sprintf 'W/"%s-%x-%x"', $::fid{legacy}, 1000, $::ms{legacy};
+["ETag: $w\nLast-Modified: @{[ ::modified('legacy') ]}", "ETag: $w", "ETag: $w"]
+
+
+
+=== TEST 9: "etag off" is honoured: no ETag, Last-Modified still answers
+--- http_config eval: $::http
+--- config eval: "etag off;\n$::loc"
+--- request eval
+[("GET /download?fid=$::fid{tiny}") x 2]
+--- more_headers eval
+my $b = Audex::Test::bearer($::owner);
+[$b, "$b\nIf-Modified-Since: @{[ ::modified('tiny') ]}"]
+--- error_code eval
+[200, 304]
+--- response_headers
+!ETag
+
+
+
+=== TEST 10: another user gets 404; an admin gets the file
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -178,7 +397,7 @@ not a file of "64b000000000000000000002@x"
 
 
 
-=== TEST 6: bad id 400, unknown id 404, no credentials 401, wrong method 405
+=== TEST 11: bad id 400, unknown id 404, no credentials 401, wrong method 405
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -192,7 +411,7 @@ not a file of "64b000000000000000000002@x"
 
 
 
-=== TEST 7: a signed link works without a token; tampered or expired: 403
+=== TEST 12: a signed link works without a token; tampered or expired: 403
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -210,7 +429,7 @@ not a file of "64b000000000000000000002@x"
 
 
 
-=== TEST 8: a non-ASCII name: a transliterated ASCII fallback and filename*
+=== TEST 13: a non-ASCII name: a transliterated ASCII fallback and filename*
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -223,7 +442,7 @@ Content-Disposition: attachment; filename="cafe _live_.mp3"; filename*=UTF-8''ca
 
 
 
-=== TEST 9: an empty file
+=== TEST 14: an empty file
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -237,7 +456,7 @@ Content-Length: 0
 
 
 
-=== TEST 10: MongoDB down: 503
+=== TEST 15: MongoDB down: 503
 --- http_config eval: $::http . "audex_backend_timeout 1s;\n"
 --- config eval: $::loc
 --- down: mongo
@@ -251,7 +470,7 @@ Audex::Test::bearer($::owner)
 
 
 
-=== TEST 11: a slow client with a small receive buffer gets every byte of a file of 12 chunks
+=== TEST 16: a slow client with a small receive buffer gets every byte of a file of 12 chunks
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -267,7 +486,7 @@ Audex::Test::is(sha256_hex($body), $::sha{big}, "slow: byte-identical");
 
 
 
-=== TEST 12: a chunk missing mid-file: the chunks before it, then the connection is cut
+=== TEST 17: a chunk missing mid-file: the chunks before it, then the connection is cut
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval
@@ -284,7 +503,7 @@ Audex::Test::is(length $body, 261120, "holed: chunk 0 only, then the end");
 
 
 
-=== TEST 13: the client leaves mid-file: the worker goes on serving
+=== TEST 18: the client leaves mid-file: the worker goes on serving
 --- http_config eval: $::http
 --- config eval: $::loc
 --- request eval

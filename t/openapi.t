@@ -262,13 +262,20 @@ PY
     my $dl = "/download?fid=$id{mf}";
     @download = (
         { name => 'the owner downloads', req => "GET $dl", hdr => $ann,
-          code => 200 },
+          code => 200, then => sub {
+              $ENV{TEST_NGINX_ETAG} = $_[0]{headers}{etag}[0] // 'none';
+              $ENV{TEST_NGINX_LM} = $_[0]{headers}{'last-modified'}[0] // 'none';
+          } },
         { name => 'a range', req => "GET $dl", hdr => "$ann\nRange: bytes=0-99",
           code => 206 },
         { name => 'past the end', req => "GET $dl",
           hdr => "$ann\nRange: bytes=99999-", code => 416 },
         { name => 'not modified', req => "GET $dl",
-          hdr => qq{$ann\nIf-None-Match: "$id{mf}"}, code => 304 },
+          hdr => "$ann\nIf-None-Match: \$TEST_NGINX_ETAG", code => 304 },
+        { name => 'not modified since', req => "GET $dl",
+          hdr => "$ann\nIf-Modified-Since: \$TEST_NGINX_LM", code => 304 },
+        { name => 'another ETag to match', req => "GET $dl",
+          hdr => qq{$ann\nIf-Match: "sha256-0"}, code => 412 },
         { name => 'HEAD', req => "HEAD $dl", hdr => $ann, code => 200 },
         { name => 'HEAD of a range', req => "HEAD $dl",
           hdr => "$ann\nRange: bytes=10-19", code => 206 },

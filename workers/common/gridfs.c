@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <openssl/evp.h>
 
 #include "gridfs.h"
 #include "audex_store.h"
@@ -82,6 +83,7 @@ static int audex_gridfs_sink_rewrite(audex_sink_t *sink, int64_t offset,
 static int audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
     const u_char *data, size_t len);
 static int audex_gridfs_sink_finish(audex_sink_t *sink);
+static int audex_gridfs_sink_digest(audex_gridfs_sink_t *gk, char *hex);
 static void audex_gridfs_sink_abort(audex_sink_t *sink);
 static void audex_gridfs_sink_close(audex_sink_t *sink);
 static audex_io_status_e audex_gridfs_status(const bson_error_t *error);
@@ -666,8 +668,8 @@ audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
 static int
 audex_gridfs_sink_finish(audex_sink_t *sink)
 {
-    char                  hex[25];
-    bson_t                doc;
+    char                  hex[25], sha256[AUDEX_SHA256_HEX_LEN + 1];
+    bson_t                doc, meta;
     size_t                tail;
     bson_error_t          error;
     struct timeval        tv;
@@ -691,6 +693,10 @@ audex_gridfs_sink_finish(audex_sink_t *sink)
         return -1;
     }
 
+    if (audex_gridfs_sink_digest(gk, sha256) != 0) {
+        return -1;
+    }
+
     gettimeofday(&tv, NULL);
 
     bson_init(&doc);
@@ -701,9 +707,14 @@ audex_gridfs_sink_finish(audex_sink_t *sink)
                           (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
     BSON_APPEND_UTF8(&doc, "filename", gk->filename);
 
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "metadata", &meta);
+
     if (gk->metadata) {
-        BSON_APPEND_DOCUMENT(&doc, "metadata", gk->metadata);
+        bson_concat(&meta, gk->metadata);
     }
+
+    BSON_APPEND_UTF8(&meta, AUDEX_F_SHA256, sha256);
+    bson_append_document_end(&doc, &meta);
 
     if (!mongoc_collection_insert_one(gk->files, &doc, NULL, NULL, &error)) {
         bson_destroy(&doc);
@@ -717,6 +728,101 @@ audex_gridfs_sink_finish(audex_sink_t *sink)
     gk->finished = 1;
 
     return 0;
+}
+
+
+/*
+ * The SHA-256 of the file as stored, into hex, once every chunk is.
+ *
+ * It cannot be taken as the bytes are written: chunk 0 changes at the
+ * end (the Info frame, rewritten with the final frame count and the
+ * CRC of the audio), and the digest of everything after it depends on
+ * it.  Chunk 0 and the last chunk are still in memory; the chunks in
+ * between are read back, one lookup by _id each, which also checks that
+ * the server holds what was sent.  That is one read of the MP3 (a tenth
+ * of the size of a typical video) per job.
+ */
+
+static int
+audex_gridfs_sink_digest(audex_gridfs_sink_t *gk, char *hex)
+{
+    int            rc;
+    char           id[25];
+    u_char        *buf;
+    size_t         len;
+    int64_t        n, last;
+    ssize_t        got;
+    unsigned int   dlen;
+    bson_error_t   error;
+    EVP_MD_CTX    *md;
+    u_char         digest[EVP_MAX_MD_SIZE];
+
+    bson_oid_to_string(&gk->id, id);
+
+    md = EVP_MD_CTX_new();
+    buf = malloc(AUDEX_GRIDFS_CHUNK);
+
+    if (md == NULL || buf == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+    {
+        audex_sink_fail(&gk->sink, AUDEX_IO_TRANSIENT,
+                        "GridFS file %s: cannot start SHA-256", id);
+        rc = -1;
+        goto done;
+    }
+
+    rc = 0;
+    last = (gk->length - 1) / AUDEX_GRIDFS_CHUNK;
+    len = gk->length < AUDEX_GRIDFS_CHUNK ? gk->length : AUDEX_GRIDFS_CHUNK;
+
+    (void) EVP_DigestUpdate(md, gk->first, len);
+
+    for (n = 1; n < last; n++) {
+        got = audex_store_chunk_get(gk->chunks, &gk->id, (int32_t) n, buf,
+                                    AUDEX_GRIDFS_CHUNK, &error);
+
+        if (got == AUDEX_STORE_ERROR) {
+            audex_sink_fail(&gk->sink, audex_gridfs_status(&error),
+                            "GridFS chunk %lld of %s, read back: %s",
+                            (long long) n, id, error.message);
+            rc = -1;
+            goto done;
+        }
+
+        if (got != AUDEX_GRIDFS_CHUNK) {
+            audex_sink_fail(&gk->sink, AUDEX_IO_TRANSIENT,
+                            "GridFS chunk %lld of %s, read back: %s",
+                            (long long) n, id,
+                            got < 0 ? "missing or corrupt" : "short");
+            rc = -1;
+            goto done;
+        }
+
+        (void) EVP_DigestUpdate(md, buf, AUDEX_GRIDFS_CHUNK);
+    }
+
+    if (last > 0) {
+        (void) EVP_DigestUpdate(md, gk->cur,
+                                gk->length - last * AUDEX_GRIDFS_CHUNK);
+    }
+
+    if (EVP_DigestFinal_ex(md, digest, &dlen) != 1) {
+        audex_sink_fail(&gk->sink, AUDEX_IO_TRANSIENT,
+                        "GridFS file %s: SHA-256 failed", id);
+        rc = -1;
+        goto done;
+    }
+
+    for (n = 0; n < (int64_t) dlen; n++) {
+        snprintf(hex + 2 * n, 3, "%02x", digest[n]);
+    }
+
+done:
+
+    EVP_MD_CTX_free(md);
+    free(buf);
+
+    return rc;
 }
 
 

@@ -13,8 +13,10 @@
  * - the sink writes 255 KiB chunks as they fill, except chunk 0, which it
  *   keeps until the end so that the converter can rewrite the info frame
  *   near the start; the files document goes last, which is what makes
- *   the file exist.  The id is the caller's: an earlier attempt with the
- *   same id is deleted first, so a retry never leaves two files.
+ *   the file exist, with the SHA-256 of the bytes as stored in
+ *   metadata (AUDEX_F_SHA256).  The id is the caller's: an earlier
+ *   attempt with the same id is deleted first, so a retry never leaves
+ *   two files.
  *
  * Errors from the server or the network are AUDEX_IO_TRANSIENT; a file
  * that is missing is AUDEX_IO_NOT_FOUND; missing or malformed chunks are
