@@ -156,19 +156,9 @@ ngx_http_audex_download_handler(ngx_http_request_t *r)
     ngx_strlow(ctx->fid, ctx->fid, 24);
     bson_oid_init_from_string(&ctx->oid, (char *) ctx->fid);
 
-    if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_download_stat,
-                                   ngx_http_audex_download_stat_done)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "audex: download: the thread pool queue is full");
-        return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "server busy");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_audex_thread_start(r, ctx, ngx_http_audex_download_stat,
+                                       ngx_http_audex_download_stat_done,
+                                       "download");
 }
 
 

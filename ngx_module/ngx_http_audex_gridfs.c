@@ -8,9 +8,9 @@
  * chunks {_id, files_id, n, data} of AUDEX_GRIDFS_CHUNK bytes but the
  * last, and a files document {_id, length, chunkSize, uploadDate,
  * filename, contentType, metadata}.  Readers ignore a file until its
- * files document exists, which is why it is written last.  Chunks and
- * removal go through the store layer (store/audex_store.h), which derives
- * each chunk's _id from (files_id, n).
+ * files document exists, which is why it is written last.  Chunks, the
+ * files document and removal go through the store layer
+ * (store/audex_store.h), which derives each chunk's _id from (files_id, n).
  *
  * Everything here runs in a pool thread with a client the caller popped.
  */
@@ -105,41 +105,30 @@ ngx_int_t
 ngx_http_audex_gridfs_put_file(mongoc_client_t *client, const char *db,
     ngx_http_audex_gridfs_file_t *file, char *err)
 {
-    bson_t               *doc;
-    int64_t               now;
+    bson_t               *meta;
     ngx_int_t             rc;
     bson_error_t          error;
-    struct timeval        tv;
     mongoc_collection_t  *files;
 
-    ngx_gettimeofday(&tv);
-    now = (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-
-    doc = BCON_NEW("_id", BCON_OID(&file->id),
-                   "length", BCON_INT64(file->length),
-                   "chunkSize", BCON_INT32(AUDEX_GRIDFS_CHUNK),
-                   "uploadDate", BCON_DATE_TIME(now),
-                   "filename", BCON_UTF8(file->filename),
-                   "contentType", BCON_UTF8(file->content_type),
-                   "metadata", "{",
-                       "owner_id", BCON_UTF8(file->owner_id),
-                       "owner_email", BCON_UTF8(file->owner_email),
-                       AUDEX_F_SHA256, BCON_UTF8(file->sha256),
-                       "content_type", BCON_UTF8(file->content_type),
-                       "format", BCON_UTF8(file->format),
-                   "}");
+    meta = BCON_NEW(AUDEX_F_OWNER_ID, BCON_UTF8(file->owner_id),
+                    AUDEX_F_OWNER_EMAIL, BCON_UTF8(file->owner_email),
+                    "content_type", BCON_UTF8(file->content_type),
+                    "format", BCON_UTF8(file->format));
 
     files = mongoc_client_get_collection(client, db, AUDEX_VIDEOS_FILES);
     rc = NGX_OK;
 
-    if (!mongoc_collection_insert_one(files, doc, NULL, NULL, &error)) {
+    if (audex_store_file_put(files, &file->id, file->length, file->filename,
+                             file->content_type, meta, file->sha256, &error)
+        != 0)
+    {
         ngx_http_audex_gridfs_error(err, "storing the files document",
                                     &error);
         rc = NGX_ERROR;
     }
 
     mongoc_collection_destroy(files);
-    bson_destroy(doc);
+    bson_destroy(meta);
 
     return rc;
 }

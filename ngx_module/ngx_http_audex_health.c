@@ -55,19 +55,8 @@ ngx_http_audex_health_handler(ngx_http_request_t *r)
     ctx->mongo_err[0] = '\0';
     ctx->redis_err[0] = '\0';
 
-    if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_health_work,
-                                   ngx_http_audex_health_done)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "audex: healthz: the thread pool queue is full");
-        return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "server busy");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_audex_thread_start(r, ctx, ngx_http_audex_health_work,
+                                       ngx_http_audex_health_done, "healthz");
 }
 
 

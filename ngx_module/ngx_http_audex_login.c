@@ -124,20 +124,15 @@ ngx_http_audex_login_handler(ngx_http_request_t *r)
     /* the decoded "user:password" stays in r->pool: wipe it now */
     ngx_explicit_memzero(r->headers_in.passwd.data, r->headers_in.passwd.len);
 
-    if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_login_work,
-                                   ngx_http_audex_login_done)
-        != NGX_OK)
-    {
+    rc = ngx_http_audex_thread_start(r, ctx, ngx_http_audex_login_work,
+                                     ngx_http_audex_login_done, "login");
+
+    if (rc != NGX_DONE) {
+        /* not posted: the password goes no further */
         ngx_explicit_memzero(ctx->password, ctx->password_len);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "audex: login: the thread pool queue is full");
-        return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "server busy");
     }
 
-    r->main->count++;
-
-    return NGX_DONE;
+    return rc;
 }
 
 

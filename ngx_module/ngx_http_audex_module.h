@@ -169,6 +169,9 @@ void ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
 void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);
 ngx_int_t ngx_http_audex_thread_post(ngx_http_request_t *r, void *data,
     ngx_http_audex_work_pt work, ngx_http_audex_done_pt done);
+ngx_int_t ngx_http_audex_thread_start(ngx_http_request_t *r, void *data,
+    ngx_http_audex_work_pt work, ngx_http_audex_done_pt done,
+    const char *what);
 
 /* ngx_http_audex_mongo.c */
 char *ngx_http_audex_mongo_set_uri(ngx_conf_t *cf, ngx_command_t *cmd,

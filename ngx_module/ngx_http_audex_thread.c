@@ -13,6 +13,9 @@
  * flow ends with exactly one ngx_http_finalize_request() with the final
  * code, from a done function or an event handler.  A done function may
  * post the next step instead; posting takes no reference of its own.
+ * A content handler's first task goes through ngx_http_audex_thread_start(),
+ * which does all of that: post, reference, NGX_DONE, or 503 when the
+ * pool's queue is full.
  */
 
 
@@ -78,6 +81,31 @@ ngx_http_audex_thread_post(ngx_http_request_t *r, void *data,
     r->main->blocked++;
 
     return NGX_OK;
+}
+
+
+/*
+ * A content handler's first task: posted, with the request's reference
+ * taken (NGX_DONE); or, when the queue is full, a 503 "server busy" and a
+ * log line naming what the task was for.  The handler returns what this
+ * returns.
+ */
+
+ngx_int_t
+ngx_http_audex_thread_start(ngx_http_request_t *r, void *data,
+    ngx_http_audex_work_pt work, ngx_http_audex_done_pt done,
+    const char *what)
+{
+    if (ngx_http_audex_thread_post(r, data, work, done) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: %s: the thread pool queue is full", what);
+        return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "server busy");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
 }
 
 

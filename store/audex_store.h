@@ -51,6 +51,18 @@ ssize_t audex_store_chunk_get(mongoc_collection_t *chunks,
     bson_error_t *error);
 
 /*
+ * Makes a file visible: its files document, written once every chunk is
+ * stored, as the GridFS specification lays it out ({_id, length,
+ * chunkSize, uploadDate (now), filename, contentType when given,
+ * metadata}).  metadata's fields are copied, then sha256 (hex) is added
+ * as AUDEX_F_SHA256.  0, or -1 with error set.
+ */
+int audex_store_file_put(mongoc_collection_t *files,
+    const bson_oid_t *files_id, int64_t length, const char *filename,
+    const char *content_type, const bson_t *metadata, const char *sha256,
+    bson_error_t *error);
+
+/*
  * Removes a file: its files document first (readers never see a file
  * losing chunks), then its chunks by _id, in bulk.  Without a files
  * document (an upload that failed) the chunks are found by probing the

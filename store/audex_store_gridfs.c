@@ -10,6 +10,7 @@
  */
 
 #include <string.h>
+#include <sys/time.h>
 
 #include <openssl/evp.h>
 
@@ -195,6 +196,47 @@ audex_store_chunk_find(mongoc_collection_t *chunks, const bson_t *filter,
     }
 
     mongoc_cursor_destroy(cursor);
+
+    return rc;
+}
+
+
+int
+audex_store_file_put(mongoc_collection_t *files, const bson_oid_t *files_id,
+    int64_t length, const char *filename, const char *content_type,
+    const bson_t *metadata, const char *sha256, bson_error_t *error)
+{
+    int             rc;
+    bson_t          doc, meta;
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    bson_init(&doc);
+    BSON_APPEND_OID(&doc, "_id", files_id);
+    BSON_APPEND_INT64(&doc, "length", length);
+    BSON_APPEND_INT32(&doc, "chunkSize", AUDEX_GRIDFS_CHUNK);
+    BSON_APPEND_DATE_TIME(&doc, "uploadDate",
+                          (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    BSON_APPEND_UTF8(&doc, "filename", filename);
+
+    if (content_type) {
+        BSON_APPEND_UTF8(&doc, "contentType", content_type);
+    }
+
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "metadata", &meta);
+
+    if (metadata) {
+        bson_concat(&meta, metadata);
+    }
+
+    BSON_APPEND_UTF8(&meta, AUDEX_F_SHA256, sha256);
+    bson_append_document_end(&doc, &meta);
+
+    rc = mongoc_collection_insert_one(files, &doc, NULL, NULL, error)
+         ? 0 : -1;
+
+    bson_destroy(&doc);
 
     return rc;
 }

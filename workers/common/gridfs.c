@@ -669,10 +669,8 @@ static int
 audex_gridfs_sink_finish(audex_sink_t *sink)
 {
     char                  hex[25], sha256[AUDEX_SHA256_HEX_LEN + 1];
-    bson_t                doc, meta;
     size_t                tail;
     bson_error_t          error;
-    struct timeval        tv;
     audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
 
     if (audex_gridfs_sink_chunk(gk, 0, gk->first,
@@ -697,34 +695,16 @@ audex_gridfs_sink_finish(audex_sink_t *sink)
         return -1;
     }
 
-    gettimeofday(&tv, NULL);
-
-    bson_init(&doc);
-    BSON_APPEND_OID(&doc, "_id", &gk->id);
-    BSON_APPEND_INT64(&doc, "length", gk->length);
-    BSON_APPEND_INT32(&doc, "chunkSize", AUDEX_GRIDFS_CHUNK);
-    BSON_APPEND_DATE_TIME(&doc, "uploadDate",
-                          (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
-    BSON_APPEND_UTF8(&doc, "filename", gk->filename);
-
-    BSON_APPEND_DOCUMENT_BEGIN(&doc, "metadata", &meta);
-
-    if (gk->metadata) {
-        bson_concat(&meta, gk->metadata);
-    }
-
-    BSON_APPEND_UTF8(&meta, AUDEX_F_SHA256, sha256);
-    bson_append_document_end(&doc, &meta);
-
-    if (!mongoc_collection_insert_one(gk->files, &doc, NULL, NULL, &error)) {
-        bson_destroy(&doc);
+    if (audex_store_file_put(gk->files, &gk->id, gk->length, gk->filename,
+                             NULL, gk->metadata, sha256, &error)
+        != 0)
+    {
         bson_oid_to_string(&gk->id, hex);
         audex_sink_fail(sink, audex_gridfs_status(&error),
                         "GridFS file %s: %s", hex, error.message);
         return -1;
     }
 
-    bson_destroy(&doc);
     gk->finished = 1;
 
     return 0;
