@@ -92,10 +92,9 @@ static void ngx_http_audex_download_write_handler(ngx_http_request_t *r);
 char *
 ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_set_handler(cf, ngx_http_audex_download_handler,
-                               NGX_HTTP_AUDEX_H_DOWNLOAD);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd,
+                                      ngx_http_audex_download_handler,
+                                      NGX_HTTP_AUDEX_H_DOWNLOAD);
 }
 
 

@@ -66,10 +66,8 @@ static void ngx_http_audex_jobs_free(ngx_http_audex_jobs_ctx_t *ctx);
 char *
 ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_set_handler(cf, ngx_http_audex_jobs_handler,
-                               NGX_HTTP_AUDEX_H_JOBS);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_jobs_handler,
+                                      NGX_HTTP_AUDEX_H_JOBS);
 }
 
 

@@ -318,7 +318,7 @@ ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     alcf->upload = 0;
+     *     alcf->handler_name = NULL;
      */
 
     alcf->auth = NGX_CONF_UNSET_UINT;
@@ -350,7 +350,7 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->upload) {
+    if (conf->handler_id == NGX_HTTP_AUDEX_H_UPLOAD) {
         return ngx_http_audex_upload_merge(cf, conf);
     }
 
@@ -358,20 +358,40 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* Makes handler the location's content handler, labelled id in metrics. */
+/*
+ * Makes handler the location's content handler, labelled id in metrics.
+ * A location has one: a second audex handler would silently replace the
+ * first, so it is refused with both names.
+ */
 
-void
-ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
-    ngx_uint_t id)
+char *
+ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_handler_pt handler, ngx_uint_t id)
 {
     ngx_http_core_loc_conf_t   *clcf;
     ngx_http_audex_loc_conf_t  *alcf;
 
+    alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_audex_module);
+
+    if (alcf->handler_id == id) {
+        return "is duplicate";
+    }
+
+    if (alcf->handler_id != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" and \"%V\" in one location: "
+                           "a location has one content handler",
+                           alcf->handler_name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    alcf->handler_id = id;
+    alcf->handler_name = &cmd->name;
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = handler;
 
-    alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_audex_module);
-    alcf->handler_id = id;
+    return NGX_CONF_OK;
 }
 
 

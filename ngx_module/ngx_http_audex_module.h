@@ -89,8 +89,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                 auth;
     ngx_uint_t                 handler_id;      /* NGX_HTTP_AUDEX_H_* */
+    ngx_str_t                 *handler_name;    /* its directive */
     off_t                      upload_max_size;
-    ngx_flag_t                 upload;          /* audex_upload here */
 } ngx_http_audex_loc_conf_t;
 
 
@@ -154,8 +154,8 @@ extern ngx_module_t  ngx_http_audex_module;
 
 /* ngx_http_audex_module.c */
 ngx_http_audex_ctx_t *ngx_http_audex_get_ctx(ngx_http_request_t *r);
-void ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
-    ngx_uint_t id);
+char *ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_handler_pt handler, ngx_uint_t id);
 
 /* ngx_http_audex_thread.c */
 void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);

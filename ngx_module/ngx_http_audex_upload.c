@@ -173,18 +173,8 @@ static audex_multipart_sink_t  ngx_http_audex_upload_sink = {
 char *
 ngx_http_audex_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_loc_conf_t *alcf = conf;
-
-    if (alcf->upload) {
-        return "is duplicate";
-    }
-
-    alcf->upload = 1;
-
-    ngx_http_audex_set_handler(cf, ngx_http_audex_upload_handler,
-                               NGX_HTTP_AUDEX_H_UPLOAD);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_upload_handler,
+                                      NGX_HTTP_AUDEX_H_UPLOAD);
 }
 
 

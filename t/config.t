@@ -77,3 +77,23 @@ location = /x { audex_redis_url redis://127.0.0.1:6379/0; }
 --- must_die
 --- error_log
 "audex_redis_url" directive is not allowed here
+
+
+
+=== TEST 9: two audex handlers in one location
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /jobs { audex_auth on; audex_upload; audex_jobs; }
+--- must_die
+--- error_log
+"audex_upload" and "audex_jobs" in one location: a location has one content handler
+
+
+
+=== TEST 10: an audex handler given twice
+--- config
+location = /healthz { audex_healthz; audex_healthz; }
+--- must_die
+--- error_log
+"audex_healthz" directive is duplicate
