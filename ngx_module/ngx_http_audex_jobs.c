@@ -71,6 +71,26 @@ ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* called when the location's configuration is merged */
+
+char *
+ngx_http_audex_jobs_merge(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf)
+{
+    ngx_http_audex_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
+
+    if (amcf->link_key.len == 0) {
+        return ngx_http_audex_conf_needs(cf, alcf,
+                                         "audex_link_secret at http level",
+                                         "a done job's download_url is a "
+                                         "signed link");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_audex_jobs_handler(ngx_http_request_t *r)
 {

@@ -156,6 +156,8 @@ extern ngx_module_t  ngx_http_audex_module;
 ngx_http_audex_ctx_t *ngx_http_audex_get_ctx(ngx_http_request_t *r);
 char *ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_handler_pt handler, ngx_uint_t id);
+char *ngx_http_audex_conf_needs(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf, const char *what, const char *why);
 
 /* ngx_http_audex_thread.c */
 void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);
@@ -215,9 +217,13 @@ char *ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ngx_http_audex_download.c */
 char *ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_audex_download_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf);
 
 /* ngx_http_audex_jobs.c */
 char *ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_audex_jobs_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf);
 
 /* ngx_http_audex_metrics.c */
 ngx_int_t ngx_http_audex_metrics_init(ngx_conf_t *cf);

@@ -185,13 +185,6 @@ ngx_http_audex_upload_merge(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf)
 {
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (alcf->auth == NGX_HTTP_AUDEX_AUTH_OFF) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "audex_upload needs \"audex_auth on\" in its "
-                           "location: uploads belong to a user");
-        return NGX_CONF_ERROR;
-    }
-
     /*
      * audex_upload_max_size is the limit here: its 413 is JSON, and the
      * upload is refused before the first byte is stored.
