@@ -1,6 +1,7 @@
 /*
  * Job status: GET /jobs/<id>, GET /jobs (the caller's, newest first),
- * DELETE /jobs/<id> (its MP3 and video leave GridFS, then the job).
+ * DELETE /jobs/<id> (its MP3 and video leave GridFS, then the job);
+ * /jobs is the location's name, whatever it is.
  *
  * A job document ("jobs" collection, written by the upload handler and
  * the converter) has _id = the job id, state, progress, video_fid,
@@ -47,6 +48,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_audex_jobs_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_jobs_route(ngx_http_request_t *r,
+    ngx_http_audex_jobs_ctx_t *ctx);
 static void ngx_http_audex_jobs_work(void *data, ngx_log_t *log);
 static ngx_int_t ngx_http_audex_jobs_caller(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_client_t *client, bson_error_t *error);
@@ -63,9 +66,29 @@ static u_char *ngx_http_audex_jobs_render(ngx_http_request_t *r,
 static void ngx_http_audex_jobs_free(ngx_http_audex_jobs_ctx_t *ctx);
 
 
+/*
+ * A job's id is what follows the location's name, so the location must
+ * have a literal one: a prefix location serves the list at its name and
+ * the jobs below it, an exact one serves the list only.
+ */
+
 char *
 ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        return "needs a prefix or exact location: a job's id is what "
+               "follows the location's name";
+    }
+
     return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_jobs_handler,
                                       NGX_HTTP_AUDEX_H_JOBS);
 }
@@ -94,9 +117,7 @@ ngx_http_audex_jobs_merge(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf)
 static ngx_int_t
 ngx_http_audex_jobs_handler(ngx_http_request_t *r)
 {
-    u_char                     *p, *last;
     ngx_int_t                   rc;
-    ngx_str_t                   arg;
     ngx_http_audex_user_t      *user;
     ngx_http_audex_jobs_ctx_t  *ctx;
 
@@ -140,46 +161,14 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
     ctx->admin = user->admin;
     ctx->limit = NGX_HTTP_AUDEX_JOBS_DEFAULT_LIMIT;
 
-    /* the id is what follows the last slash: /jobs/<id> */
+    rc = ngx_http_audex_jobs_route(r, ctx);
 
-    last = r->uri.data + r->uri.len;
-    while (last > r->uri.data && last[-1] == '/') {
-        last--;
+    if (rc == NGX_HTTP_NOT_ALLOWED) {
+        return ngx_http_audex_method_not_allowed(r, "GET, HEAD");
     }
 
-    for (p = last; p > r->uri.data && p[-1] != '/'; p--) { /* void */ }
-
-    if (last - p == 4 && ngx_strncmp(p, "jobs", 4) == 0) {
-
-        if (r->method == NGX_HTTP_DELETE) {
-            return ngx_http_audex_method_not_allowed(r, "GET, HEAD");
-        }
-
-        ctx->op = NGX_HTTP_AUDEX_JOBS_LIST;
-
-        if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
-            ctx->limit = ngx_atoi(arg.data, arg.len);
-
-            if (ctx->limit < 1 || ctx->limit > NGX_HTTP_AUDEX_JOBS_MAX_LIMIT)
-            {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "audex: jobs: bad limit \"%V\"", &arg);
-                return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "limit must be 1 to 100");
-            }
-        }
-
-    } else if (last - p == 24 && bson_oid_is_valid((char *) p, 24)) {
-        ngx_memcpy(ctx->job_id, p, 24);
-        ngx_strlow((u_char *) ctx->job_id, (u_char *) ctx->job_id, 24);
-        ctx->op = (r->method == NGX_HTTP_DELETE) ? NGX_HTTP_AUDEX_JOBS_DELETE
-                                                 : NGX_HTTP_AUDEX_JOBS_GET;
-
-    } else {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "audex: jobs: invalid job id in \"%V\"", &r->uri);
-        return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid job id");
+    if (rc != NGX_OK) {
+        return ngx_http_audex_send_error(r, rc, ctx->why);
     }
 
     if (ngx_http_audex_thread_post(r, ctx, ngx_http_audex_jobs_work,
@@ -195,6 +184,72 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/*
+ * The operation the uri names.  The id is what follows the location's
+ * name ("location /api/jobs/": /api/jobs/<id>); nothing but slashes there
+ * is the list.  A prefix location matched r->uri, so the uri starts with
+ * the name.  Returns NGX_OK with ctx->op set, or the status to refuse
+ * with and ctx->why.
+ */
+
+static ngx_int_t
+ngx_http_audex_jobs_route(ngx_http_request_t *r,
+    ngx_http_audex_jobs_ctx_t *ctx)
+{
+    u_char                    *p, *last;
+    ngx_str_t                  arg;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    p = r->uri.data + ngx_min(clcf->name.len, r->uri.len);
+    last = r->uri.data + r->uri.len;
+
+    while (p < last && *p == '/') {
+        p++;
+    }
+
+    while (last > p && last[-1] == '/') {
+        last--;
+    }
+
+    if (p == last) {
+
+        if (r->method == NGX_HTTP_DELETE) {
+            return NGX_HTTP_NOT_ALLOWED;
+        }
+
+        ctx->op = NGX_HTTP_AUDEX_JOBS_LIST;
+
+        if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+            ctx->limit = ngx_atoi(arg.data, arg.len);
+
+            if (ctx->limit < 1 || ctx->limit > NGX_HTTP_AUDEX_JOBS_MAX_LIMIT)
+            {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "audex: jobs: bad limit \"%V\"", &arg);
+                ctx->why = "limit must be 1 to 100";
+                return NGX_HTTP_BAD_REQUEST;
+            }
+        }
+
+    } else if (last - p == 24 && bson_oid_is_valid((char *) p, 24)) {
+        ngx_memcpy(ctx->job_id, p, 24);
+        ngx_strlow((u_char *) ctx->job_id, (u_char *) ctx->job_id, 24);
+        ctx->op = (r->method == NGX_HTTP_DELETE) ? NGX_HTTP_AUDEX_JOBS_DELETE
+                                                 : NGX_HTTP_AUDEX_JOBS_GET;
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "audex: jobs: invalid job id in \"%V\"", &r->uri);
+        ctx->why = "invalid job id";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
 }
 
 

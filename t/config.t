@@ -143,7 +143,25 @@ audex_download in location "/download" needs audex_link_secret at http level
 
 
 
-=== TEST 15: audex_auth and audex_link_secret inherited from server and http level
+=== TEST 15: audex_jobs in a regex location: no prefix to find the id after
+--- config
+location ~ ^/jobs/ { audex_jobs; }
+--- must_die
+--- error_log
+"audex_jobs" directive needs a prefix or exact location: a job's id is what follows the location's name
+
+
+
+=== TEST 16: audex_jobs in a named location
+--- config
+location @jobs { audex_jobs; }
+--- must_die
+--- error_log
+"audex_jobs" directive needs a prefix or exact location
+
+
+
+=== TEST 17: audex_auth and audex_link_secret inherited from server and http level
 --- http_config
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 audex_link_secret $TEST_NGINX_JWT_SECRET_FILE;
@@ -158,7 +176,7 @@ GET /api/v1/jobs/
 
 
 
-=== TEST 16: audex_download with tokens only: audex_auth on, no audex_link_secret
+=== TEST 18: audex_download with tokens only: audex_auth on, no audex_link_secret
 --- http_config
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 --- config
@@ -169,7 +187,7 @@ GET /download
 
 
 
-=== TEST 17: audex_download with links only: audex_link_secret, no audex_auth
+=== TEST 19: audex_download with links only: audex_link_secret, no audex_auth
 --- http_config
 audex_link_secret $TEST_NGINX_JWT_SECRET_FILE;
 --- config
