@@ -110,8 +110,37 @@ static void ngx_http_audex_download_write_handler(ngx_http_request_t *r);
 char *
 ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_set_handler(cf, ngx_http_audex_download_handler,
-                               NGX_HTTP_AUDEX_H_DOWNLOAD);
+    return ngx_http_audex_set_handler(cf, cmd,
+                                      ngx_http_audex_download_handler,
+                                      NGX_HTTP_AUDEX_H_DOWNLOAD);
+}
+
+
+/*
+ * Called when the location's configuration is merged.  A token needs
+ * audex_auth and a signed link needs audex_link_secret; either alone is
+ * a working location ("audex_auth off": links only, "on": tokens only).
+ * "optional" (or "off") without a secret would refuse every link.
+ */
+
+char *
+ngx_http_audex_download_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf)
+{
+    ngx_http_audex_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
+
+    if (amcf->link_key.len == 0
+        && (alcf->auth == NGX_HTTP_AUDEX_AUTH_OFF
+            || alcf->auth == NGX_HTTP_AUDEX_AUTH_OPTIONAL))
+    {
+        return ngx_http_audex_conf_needs(cf, alcf,
+                                         "audex_link_secret at http level",
+                                         "it verifies signed links "
+                                         "(\"audex_auth on\" serves "
+                                         "tokens only)");
+    }
 
     return NGX_CONF_OK;
 }

@@ -24,10 +24,8 @@ static ngx_int_t ngx_http_audex_health_send(ngx_http_request_t *r,
 char *
 ngx_http_audex_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_set_handler(cf, ngx_http_audex_health_handler,
-                               NGX_HTTP_AUDEX_H_HEALTHZ);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_health_handler,
+                                      NGX_HTTP_AUDEX_H_HEALTHZ);
 }
 
 

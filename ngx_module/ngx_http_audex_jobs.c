@@ -1,6 +1,7 @@
 /*
  * Job status: GET /jobs/<id>, GET /jobs (the caller's, newest first),
- * DELETE /jobs/<id> (its MP3 and video leave GridFS, then the job).
+ * DELETE /jobs/<id> (its MP3 and video leave GridFS, then the job);
+ * /jobs is the location's name, whatever it is.
  *
  * A job document ("jobs" collection, written by the upload handler and
  * the converter) has _id = the job id, state, progress, video_fid,
@@ -47,6 +48,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_audex_jobs_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_jobs_route(ngx_http_request_t *r,
+    ngx_http_audex_jobs_ctx_t *ctx);
 static void ngx_http_audex_jobs_work(void *data, ngx_log_t *log);
 static ngx_int_t ngx_http_audex_jobs_caller(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_client_t *client, bson_error_t *error);
@@ -63,11 +66,49 @@ static u_char *ngx_http_audex_jobs_render(ngx_http_request_t *r,
 static void ngx_http_audex_jobs_free(ngx_http_audex_jobs_ctx_t *ctx);
 
 
+/*
+ * A job's id is what follows the location's name, so the location must
+ * have a literal one: a prefix location serves the list at its name and
+ * the jobs below it, an exact one serves the list only.
+ */
+
 char *
 ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_set_handler(cf, ngx_http_audex_jobs_handler,
-                               NGX_HTTP_AUDEX_H_JOBS);
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        return "needs a prefix or exact location: a job's id is what "
+               "follows the location's name";
+    }
+
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_jobs_handler,
+                                      NGX_HTTP_AUDEX_H_JOBS);
+}
+
+
+/* called when the location's configuration is merged */
+
+char *
+ngx_http_audex_jobs_merge(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf)
+{
+    ngx_http_audex_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
+
+    if (amcf->link_key.len == 0) {
+        return ngx_http_audex_conf_needs(cf, alcf,
+                                         "audex_link_secret at http level",
+                                         "a done job's download_url is a "
+                                         "signed link");
+    }
 
     return NGX_CONF_OK;
 }
@@ -76,9 +117,7 @@ ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_audex_jobs_handler(ngx_http_request_t *r)
 {
-    u_char                     *p, *last;
     ngx_int_t                   rc;
-    ngx_str_t                   arg;
     ngx_http_audex_user_t      *user;
     ngx_http_audex_jobs_ctx_t  *ctx;
 
@@ -122,19 +161,54 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
     ctx->admin = user->admin;
     ctx->limit = NGX_HTTP_AUDEX_JOBS_DEFAULT_LIMIT;
 
-    /* the id is what follows the last slash: /jobs/<id> */
+    rc = ngx_http_audex_jobs_route(r, ctx);
 
+    if (rc == NGX_HTTP_NOT_ALLOWED) {
+        return ngx_http_audex_method_not_allowed(r, "GET, HEAD");
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_audex_send_error(r, rc, ctx->why);
+    }
+
+    return ngx_http_audex_thread_start(r, ctx, ngx_http_audex_jobs_work,
+                                       ngx_http_audex_jobs_done, "jobs");
+}
+
+
+/*
+ * The operation the uri names.  The id is what follows the location's
+ * name ("location /api/jobs/": /api/jobs/<id>); nothing but slashes there
+ * is the list.  A prefix location matched r->uri, so the uri starts with
+ * the name.  Returns NGX_OK with ctx->op set, or the status to refuse
+ * with and ctx->why.
+ */
+
+static ngx_int_t
+ngx_http_audex_jobs_route(ngx_http_request_t *r,
+    ngx_http_audex_jobs_ctx_t *ctx)
+{
+    u_char                    *p, *last;
+    ngx_str_t                  arg;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    p = r->uri.data + ngx_min(clcf->name.len, r->uri.len);
     last = r->uri.data + r->uri.len;
-    while (last > r->uri.data && last[-1] == '/') {
+
+    while (p < last && *p == '/') {
+        p++;
+    }
+
+    while (last > p && last[-1] == '/') {
         last--;
     }
 
-    for (p = last; p > r->uri.data && p[-1] != '/'; p--) { /* void */ }
-
-    if (last - p == 4 && ngx_strncmp(p, "jobs", 4) == 0) {
+    if (p == last) {
 
         if (r->method == NGX_HTTP_DELETE) {
-            return ngx_http_audex_method_not_allowed(r, "GET, HEAD");
+            return NGX_HTTP_NOT_ALLOWED;
         }
 
         ctx->op = NGX_HTTP_AUDEX_JOBS_LIST;
@@ -146,8 +220,8 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
             {
                 ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                               "audex: jobs: bad limit \"%V\"", &arg);
-                return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "limit must be 1 to 100");
+                ctx->why = "limit must be 1 to 100";
+                return NGX_HTTP_BAD_REQUEST;
             }
         }
 
@@ -160,12 +234,11 @@ ngx_http_audex_jobs_handler(ngx_http_request_t *r)
     } else {
         ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: jobs: invalid job id in \"%V\"", &r->uri);
-        return ngx_http_audex_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid job id");
+        ctx->why = "invalid job id";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
-    return ngx_http_audex_thread_start(r, ctx, ngx_http_audex_jobs_work,
-                                       ngx_http_audex_jobs_done, "jobs");
+    return NGX_OK;
 }
 
 

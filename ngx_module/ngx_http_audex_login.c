@@ -60,10 +60,8 @@ ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs a private key in audex_jwt_key to sign tokens";
     }
 
-    ngx_http_audex_set_handler(cf, ngx_http_audex_login_handler,
-                               NGX_HTTP_AUDEX_H_LOGIN);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_login_handler,
+                                      NGX_HTTP_AUDEX_H_LOGIN);
 }
 
 

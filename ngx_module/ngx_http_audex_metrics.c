@@ -196,10 +196,8 @@ ngx_http_audex_metrics_log(ngx_http_request_t *r)
 char *
 ngx_http_audex_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_set_handler(cf, ngx_http_audex_metrics_handler,
-                               NGX_HTTP_AUDEX_H_METRICS);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_metrics_handler,
+                                      NGX_HTTP_AUDEX_H_METRICS);
 }
 
 

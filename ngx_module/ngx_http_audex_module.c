@@ -318,7 +318,7 @@ ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     alcf->upload = 0;
+     *     alcf->handler_name = NULL;
      */
 
     alcf->auth = NGX_CONF_UNSET_UINT;
@@ -350,28 +350,94 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->upload) {
-        return ngx_http_audex_upload_merge(cf, conf);
+    /*
+     * What a handler needs is checked here, once the whole http block,
+     * audex_auth inherited from server or http included, is known.
+     * Without audex_auth no request has a caller: a handler that acts
+     * for one would answer 401 to every valid token.
+     */
+
+    if ((conf->handler_id == NGX_HTTP_AUDEX_H_UPLOAD
+         || conf->handler_id == NGX_HTTP_AUDEX_H_JOBS)
+        && conf->auth == NGX_HTTP_AUDEX_AUTH_OFF)
+    {
+        return ngx_http_audex_conf_needs(cf, conf, "\"audex_auth on\"",
+                                         "it acts for the token's user");
     }
 
-    return NGX_CONF_OK;
+    switch (conf->handler_id) {
+
+    case NGX_HTTP_AUDEX_H_UPLOAD:
+        return ngx_http_audex_upload_merge(cf, conf);
+
+    case NGX_HTTP_AUDEX_H_JOBS:
+        return ngx_http_audex_jobs_merge(cf, conf);
+
+    case NGX_HTTP_AUDEX_H_DOWNLOAD:
+        return ngx_http_audex_download_merge(cf, conf);
+
+    default:
+        return NGX_CONF_OK;
+    }
 }
 
 
-/* Makes handler the location's content handler, labelled id in metrics. */
+/*
+ * Refuses a location's handler at nginx -t for what it lacks.  Merging
+ * runs after the http block was read, so the message names the location:
+ * the line nginx adds to it is not the location's.
+ */
 
-void
-ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
-    ngx_uint_t id)
+char *
+ngx_http_audex_conf_needs(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf,
+    const char *what, const char *why)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "%V in location \"%V\" needs %s: %s",
+                       alcf->handler_name, &clcf->name, what, why);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * Makes handler the location's content handler, labelled id in metrics.
+ * A location has one: a second audex handler would silently replace the
+ * first, so it is refused with both names.
+ */
+
+char *
+ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_handler_pt handler, ngx_uint_t id)
 {
     ngx_http_core_loc_conf_t   *clcf;
     ngx_http_audex_loc_conf_t  *alcf;
 
+    alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_audex_module);
+
+    if (alcf->handler_id == id) {
+        return "is duplicate";
+    }
+
+    if (alcf->handler_id != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" and \"%V\" in one location: "
+                           "a location has one content handler",
+                           alcf->handler_name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    alcf->handler_id = id;
+    alcf->handler_name = &cmd->name;
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = handler;
 
-    alcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_audex_module);
-    alcf->handler_id = id;
+    return NGX_CONF_OK;
 }
 
 

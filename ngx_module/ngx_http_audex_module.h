@@ -97,8 +97,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                 auth;
     ngx_uint_t                 handler_id;      /* NGX_HTTP_AUDEX_H_* */
+    ngx_str_t                 *handler_name;    /* its directive */
     off_t                      upload_max_size;
-    ngx_flag_t                 upload;          /* audex_upload here */
 } ngx_http_audex_loc_conf_t;
 
 
@@ -162,8 +162,10 @@ extern ngx_module_t  ngx_http_audex_module;
 
 /* ngx_http_audex_module.c */
 ngx_http_audex_ctx_t *ngx_http_audex_get_ctx(ngx_http_request_t *r);
-void ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler,
-    ngx_uint_t id);
+char *ngx_http_audex_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_handler_pt handler, ngx_uint_t id);
+char *ngx_http_audex_conf_needs(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf, const char *what, const char *why);
 
 /* ngx_http_audex_thread.c */
 void *ngx_http_audex_thread_alloc(ngx_http_request_t *r, size_t size);
@@ -226,9 +228,13 @@ char *ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ngx_http_audex_download.c */
 char *ngx_http_audex_download(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_audex_download_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf);
 
 /* ngx_http_audex_jobs.c */
 char *ngx_http_audex_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_audex_jobs_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf);
 
 /* ngx_http_audex_metrics.c */
 ngx_int_t ngx_http_audex_metrics_init(ngx_conf_t *cf);

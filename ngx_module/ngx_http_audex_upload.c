@@ -246,18 +246,8 @@ static audex_multipart_sink_t  ngx_http_audex_upload_sink = {
 char *
 ngx_http_audex_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_audex_loc_conf_t *alcf = conf;
-
-    if (alcf->upload) {
-        return "is duplicate";
-    }
-
-    alcf->upload = 1;
-
-    ngx_http_audex_set_handler(cf, ngx_http_audex_upload_handler,
-                               NGX_HTTP_AUDEX_H_UPLOAD);
-
-    return NGX_CONF_OK;
+    return ngx_http_audex_set_handler(cf, cmd, ngx_http_audex_upload_handler,
+                                      NGX_HTTP_AUDEX_H_UPLOAD);
 }
 
 
@@ -267,13 +257,6 @@ char *
 ngx_http_audex_upload_merge(ngx_conf_t *cf, ngx_http_audex_loc_conf_t *alcf)
 {
     ngx_http_core_loc_conf_t  *clcf;
-
-    if (alcf->auth == NGX_HTTP_AUDEX_AUTH_OFF) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "audex_upload needs \"audex_auth on\" in its "
-                           "location: uploads belong to a user");
-        return NGX_CONF_ERROR;
-    }
 
     /*
      * audex_upload_max_size is the limit here: its 413 is JSON, and the

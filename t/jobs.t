@@ -214,3 +214,39 @@ my $n = Audex::Test::mongo_eval(
     "print(*[db[c].count_documents({}) for c in"
     . " ('mp3s.files', 'mp3s.chunks', 'videos.files', 'videos.chunks', 'jobs')])");
 Audex::Test::is($n, "0 0 0 0 4\n", "files, chunks and the job gone");
+
+
+
+=== TEST 10: any prefix: the id is what follows the location's name, the list is at it
+--- http_config eval: $::http
+--- config
+location /api/v1/jobs/ { audex_auth on; audex_jobs; }
+--- request eval
+["GET /api/v1/jobs/$::id{failed}", "GET /api/v1/jobs/?limit=2", "GET /api/v1/jobs/?limit=0",
+ "GET /api/v1/jobs/x/$::id{failed}", "GET /api/v1/jobs/jobs"]
+--- more_headers eval
+[(Audex::Test::bearer($::owner)) x 5]
+--- error_code eval
+[200, 200, 400, 400, 400]
+--- check
+my @ids = $res->{body} =~ /"job_id":"(\w+)"/g;
+my @want = ([$::id{failed}], [@::id{qw(failed converting)}], [], [], []);
+Audex::Test::is("@ids", "@{ $want[$i] }", "the job, or the list, the uri names");
+
+
+
+=== TEST 11: slashes after the name; an exact location serves the list
+--- http_config eval: $::http
+--- config
+location /jobs { audex_auth on; audex_jobs; }
+location = /mine { audex_auth on; audex_jobs; }
+--- request eval
+["GET /jobs/", "GET /jobs/$::id{queued}/", "GET /mine?limit=1", "GET /jobsx"]
+--- more_headers eval
+[(Audex::Test::bearer($::owner)) x 4]
+--- error_code eval
+[200, 200, 200, 400]
+--- check
+my @ids = $res->{body} =~ /"job_id":"(\w+)"/g;
+my @want = ([@::id{qw(failed converting queued)}], [$::id{queued}], [$::id{failed}], []);
+Audex::Test::is("@ids", "@{ $want[$i] }", "the job, or the list, the uri names");

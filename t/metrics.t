@@ -3,8 +3,10 @@
 use lib 't/lib';
 use Audex::Test;
 
+# audex_jobs needs a link secret, though these jobs are never done
 our $http = <<'EOF_HTTP';
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_link_secret $TEST_NGINX_SERVROOT/conf/link.secret;
 EOF_HTTP
 
 our $loc = <<'EOF_LOC';
@@ -23,7 +25,11 @@ sub value {
     return $text =~ /^\Q$series\E (\S+)$/m ? $1 : undef;
 }
 
-run_tests();
+run_tests(setup => sub {
+    open my $fh, '>', "$ENV{TEST_NGINX_SERVROOT}/conf/link.secret" or die;
+    print $fh "m" x 40;
+    close $fh;
+});
 
 __DATA__
 

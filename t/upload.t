@@ -777,7 +777,7 @@ audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 location = /upload { audex_upload; }
 --- must_die
 --- error_log
-audex_upload needs "audex_auth on"
+audex_upload in location "/upload" needs "audex_auth on": it acts for the token's user
 
 
 
