@@ -964,3 +964,69 @@ audex_multipart_strerror(audex_multipart_rc_t rc)
 
     return "unknown multipart error";
 }
+
+
+/*
+ * The header's parameters become the head of a one-part body of our
+ * own: "--x", a form-data disposition naming the part "file", then the
+ * client's parameters; the parser reads them as any part's.
+ */
+
+static const u_char  audex_multipart_disposition_head[] =
+    "--x\r\nContent-Disposition: form-data; name=\"file\"";
+
+
+size_t
+audex_multipart_disposition_header_size(size_t len)
+{
+    return audex_multipart_size(1) + sizeof(audex_multipart_disposition_head)
+           + len + sizeof("\r\n\r\n");
+}
+
+
+audex_multipart_rc_t
+audex_multipart_disposition_header(void *mem, size_t size, const u_char *value,
+    size_t len, int (*part)(void *ctx, const audex_multipart_part_t *part),
+    void *ctx)
+{
+    u_char                  *buf, *p;
+    const u_char            *params, *end;
+    audex_multipart_t       *mp;
+    audex_multipart_rc_t     rc;
+    audex_multipart_sink_t   sink;
+
+    end = value + len;
+    params = memchr(value, ';', len);
+
+    if (params == NULL) {
+        return AUDEX_MULTIPART_OK;
+    }
+
+    if (size < audex_multipart_disposition_header_size(len)) {
+        return AUDEX_MULTIPART_ERR_HEADER_TOO_LONG;
+    }
+
+    memset(&sink, 0, sizeof(sink));
+    sink.part_begin = part;
+
+    mp = audex_multipart_init(mem, audex_multipart_size(1),
+                              (const u_char *) "x", 1, &sink, ctx);
+    if (mp == NULL) {
+        return AUDEX_MULTIPART_ERR_BOUNDARY;
+    }
+
+    buf = (u_char *) mem + audex_multipart_size(1);
+
+    p = buf;
+    memcpy(p, audex_multipart_disposition_head,
+           sizeof(audex_multipart_disposition_head) - 1);
+    p += sizeof(audex_multipart_disposition_head) - 1;
+    memcpy(p, params, end - params);
+    p += end - params;
+    memcpy(p, "\r\n\r\n", 4);
+    p += 4;
+
+    rc = audex_multipart_execute(mp, buf, p);
+
+    return rc == AUDEX_MULTIPART_DONE ? AUDEX_MULTIPART_OK : rc;
+}

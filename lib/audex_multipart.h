@@ -118,4 +118,17 @@ audex_multipart_rc_t audex_multipart_finish(audex_multipart_t *mp);
 
 const char *audex_multipart_strerror(audex_multipart_rc_t rc);
 
+/*
+ * A raw body's Content-Disposition header ("attachment; filename*=UTF-8''
+ * x.mp4"), read by the rules of a part's header (quoting, RFC 5987
+ * filename*): part is called once with what it names, unless the value
+ * has no parameters.  mem holds audex_multipart_disposition_header_size(len)
+ * bytes, aligned for any type.  AUDEX_MULTIPART_OK, or the error of a
+ * value that does not parse (or too long: AUDEX_MULTIPART_HEADER_MAX).
+ */
+size_t audex_multipart_disposition_header_size(size_t len);
+audex_multipart_rc_t audex_multipart_disposition_header(void *mem, size_t size,
+    const u_char *value, size_t len,
+    int (*part)(void *ctx, const audex_multipart_part_t *part), void *ctx);
+
 #endif /* AUDEX_MULTIPART_H */

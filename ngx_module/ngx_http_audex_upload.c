@@ -197,7 +197,7 @@ static ngx_int_t ngx_http_audex_upload_content_type(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up);
 static ngx_int_t ngx_http_audex_upload_disposition(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up);
-static int ngx_http_audex_upload_disposition_part(void *ctx,
+static int ngx_http_audex_upload_named(void *ctx,
     const audex_multipart_part_t *part);
 static void ngx_http_audex_upload_sha256_cleanup(void *data);
 static ngx_int_t ngx_http_audex_upload_full(ngx_http_request_t *r,
@@ -507,29 +507,19 @@ ngx_http_audex_upload_content_type(ngx_http_request_t *r,
 
 
 /*
- * A raw body may name its file in a Content-Disposition header.  The
- * multipart parser already reads such parameters (quoting, RFC 5987
- * filename*): the header's parameters are handed to it as the head of
- * a one-part body, behind a disposition of its own.
+ * A raw body may name its file in a Content-Disposition header, read by
+ * the rules of a multipart part's (lib/audex_multipart.h).
  */
 
 static ngx_int_t
 ngx_http_audex_upload_disposition(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up)
 {
-    u_char              *p, *params, *end, *buf, *mem;
-    size_t               len, size;
-    ngx_uint_t           i;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h;
-    audex_multipart_t   *mp;
-    audex_multipart_rc_t rc;
-    audex_multipart_sink_t  sink = {
-        ngx_http_audex_upload_disposition_part, NULL, NULL
-    };
-
-    static u_char  head[] = "--x\r\nContent-Disposition: form-data; "
-                            "name=\"file\"";
+    u_char           *mem;
+    size_t            size;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -554,37 +544,19 @@ ngx_http_audex_upload_disposition(ngx_http_request_t *r,
         }
     }
 
-    end = h[i].value.data + h[i].value.len;
-    params = ngx_strlchr(h[i].value.data, end, ';');
+    size = audex_multipart_disposition_header_size(h[i].value.len);
 
-    if (params == NULL) {
-        return NGX_OK;
-    }
-
-    len = sizeof(head) - 1 + (end - params) + sizeof("\r\n\r\n") - 1;
-
-    buf = ngx_pnalloc(r->pool, len);
-    size = audex_multipart_size(1);
     mem = ngx_palloc(r->pool, size);
-
-    if (buf == NULL || mem == NULL) {
+    if (mem == NULL) {
         up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(buf, head, sizeof(head) - 1);
-    p = ngx_cpymem(p, params, end - params);
-    p = ngx_cpymem(p, "\r\n\r\n", sizeof("\r\n\r\n") - 1);
-
-    mp = audex_multipart_init(mem, size, (u_char *) "x", 1, &sink, up);
-    if (mp == NULL) {
-        up->rc = NGX_HTTP_AUDEX_UPLOAD_INTERNAL;
-        return NGX_ERROR;
-    }
-
-    rc = audex_multipart_execute(mp, buf, p);
-
-    if (rc != AUDEX_MULTIPART_OK) {
+    if (audex_multipart_disposition_header(mem, size, h[i].value.data,
+                                           h[i].value.len,
+                                           ngx_http_audex_upload_named, up)
+        != AUDEX_MULTIPART_OK)
+    {
         up->rc = NGX_HTTP_AUDEX_UPLOAD_OPTION;
         ngx_cpystrn((u_char *) up->why,
                     (u_char *) "malformed Content-Disposition header",
@@ -597,8 +569,7 @@ ngx_http_audex_upload_disposition(ngx_http_request_t *r,
 
 
 static int
-ngx_http_audex_upload_disposition_part(void *ctx,
-    const audex_multipart_part_t *part)
+ngx_http_audex_upload_named(void *ctx, const audex_multipart_part_t *part)
 {
     return ngx_http_audex_upload_name(ctx, part);
 }

@@ -1193,6 +1193,89 @@ test_zero_copy(void **state)
 }
 
 
+/* a raw body's Content-Disposition header, read as a part's */
+
+typedef struct {
+    int   calls;
+    char  filename[64];
+    int   utf8;
+} disp_t;
+
+
+static int
+disp_part(void *ctx, const audex_multipart_part_t *part)
+{
+    disp_t  *d = ctx;
+
+    d->calls++;
+    d->utf8 = part->filename_utf8;
+    if (part->filename) {
+        snprintf(d->filename, sizeof(d->filename), "%.*s",
+                 (int) part->filename_len, (const char *) part->filename);
+    }
+
+    return 0;
+}
+
+
+static audex_multipart_rc_t
+disp(const char *value, disp_t *d)
+{
+    size_t                 size;
+    void                  *mem;
+    audex_multipart_rc_t   rc;
+
+    memset(d, 0, sizeof(*d));
+    size = audex_multipart_disposition_header_size(strlen(value));
+    mem = malloc(size);
+    assert_non_null(mem);
+
+    rc = audex_multipart_disposition_header(mem, size,
+                                            (const u_char *) value,
+                                            strlen(value), disp_part, d);
+    free(mem);
+
+    return rc;
+}
+
+
+static void
+test_disposition_header(void **state)
+{
+    disp_t  d;
+    char    big[AUDEX_MULTIPART_HEADER_MAX + 64];
+
+    assert_int_equal(disp("attachment; filename=\"a b.mp4\"", &d),
+                     AUDEX_MULTIPART_OK);
+    assert_int_equal(d.calls, 1);
+    assert_string_equal(d.filename, "a b.mp4");
+
+    /* RFC 5987 wins over the plain name */
+    assert_int_equal(disp("attachment; filename=x.mp4; "
+                          "filename*=UTF-8''caf%C3%A9.mp4", &d),
+                     AUDEX_MULTIPART_OK);
+    assert_string_equal(d.filename, "caf\xc3\xa9.mp4");
+    assert_int_equal(d.utf8, 1);
+
+    /* no parameters: nothing named, no call */
+    assert_int_equal(disp("attachment", &d), AUDEX_MULTIPART_OK);
+    assert_int_equal(d.calls, 0);
+
+    /* an unterminated quote; a value too long for a part's header */
+    assert_true(disp("attachment; filename=\"x.mp4", &d) < 0);
+
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    memcpy(big, "attachment; filename=", 21);
+    assert_int_equal(disp(big, &d), AUDEX_MULTIPART_ERR_HEADER_TOO_LONG);
+
+    /* too little memory is refused, not overrun */
+    assert_int_equal(audex_multipart_disposition_header(big, 8,
+                         (const u_char *) "a; filename=x", 13, disp_part, &d),
+                     AUDEX_MULTIPART_ERR_HEADER_TOO_LONG);
+}
+
+
 int
 main(void)
 {
@@ -1214,6 +1297,7 @@ main(void)
         cmocka_unit_test(test_done_is_final),
         cmocka_unit_test(test_large_part_streams),
         cmocka_unit_test(test_zero_copy),
+        cmocka_unit_test(test_disposition_header),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
