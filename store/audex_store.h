@@ -28,6 +28,21 @@
 #define AUDEX_STORE_CORRUPT   -3        /* no data, or more than fits */
 
 
+/*
+ * Every write here is tried again while the embedded FerretDB answers
+ * that SQLite's database is locked (audex_store_busy.c): up to this many
+ * tries, 100 ms apart and doubling (at most 2 s), on top of FerretDB's
+ * own wait for the lock.
+ */
+#define AUDEX_STORE_BUSY_TRIES  6
+
+/*
+ * 1 after a pause when error says the database was locked and tries
+ * (counted here, start at 0) remain: the caller writes again; else 0.
+ */
+int audex_store_busy_wait(const bson_error_t *error, int *tries);
+
+
 /* the _id of chunk n of file files_id */
 void audex_store_chunk_id(const bson_oid_t *files_id, int32_t n,
     bson_oid_t *id);

@@ -73,8 +73,17 @@ int
 audex_store_job_insert(mongoc_collection_t *jobs, const bson_t *doc,
     bson_error_t *error)
 {
-    return mongoc_collection_insert_one(jobs, doc, NULL, NULL, error)
-           ? 0 : -1;
+    int  tries;
+
+    tries = 0;
+
+    while (!mongoc_collection_insert_one(jobs, doc, NULL, NULL, error)) {
+        if (!audex_store_busy_wait(error, &tries)) {
+            return -1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -82,7 +91,7 @@ int
 audex_store_job_update(mongoc_collection_t *jobs, const char *job_id,
     const bson_t *update, int upsert, bson_error_t *error)
 {
-    int     ok;
+    int     ok, tries;
     bson_t  filter, opts;
 
     bson_init(&filter);
@@ -90,8 +99,12 @@ audex_store_job_update(mongoc_collection_t *jobs, const char *job_id,
     bson_init(&opts);
     BSON_APPEND_BOOL(&opts, "upsert", upsert != 0);
 
-    ok = mongoc_collection_update_one(jobs, &filter, update, &opts, NULL,
-                                      error);
+    tries = 0;
+
+    do {
+        ok = mongoc_collection_update_one(jobs, &filter, update, &opts, NULL,
+                                          error);
+    } while (!ok && audex_store_busy_wait(error, &tries));
 
     bson_destroy(&opts);
     bson_destroy(&filter);
@@ -104,12 +117,17 @@ int
 audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
     bson_error_t *error)
 {
-    int     ok;
+    int     ok, tries;
     bson_t  filter;
 
     bson_init(&filter);
     BSON_APPEND_UTF8(&filter, "_id", job_id);
-    ok = mongoc_collection_delete_one(jobs, &filter, NULL, NULL, error);
+    tries = 0;
+
+    do {
+        ok = mongoc_collection_delete_one(jobs, &filter, NULL, NULL, error);
+    } while (!ok && audex_store_busy_wait(error, &tries));
+
     bson_destroy(&filter);
 
     return ok ? 0 : -1;

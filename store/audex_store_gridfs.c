@@ -59,7 +59,7 @@ int
 audex_store_chunk_put(mongoc_collection_t *chunks, const bson_oid_t *files_id,
     int32_t n, const uint8_t *data, uint32_t len, bson_error_t *error)
 {
-    int         ok;
+    int         ok, tries;
     bson_t      doc;
     bson_oid_t  id;
 
@@ -78,7 +78,12 @@ audex_store_chunk_put(mongoc_collection_t *chunks, const bson_oid_t *files_id,
         return -1;
     }
 
-    ok = mongoc_collection_insert_one(chunks, &doc, NULL, NULL, error);
+    tries = 0;
+
+    do {
+        ok = mongoc_collection_insert_one(chunks, &doc, NULL, NULL, error);
+    } while (!ok && audex_store_busy_wait(error, &tries));
+
     bson_destroy(&doc);
 
     if (ok) {
@@ -206,7 +211,7 @@ audex_store_file_put(mongoc_collection_t *files, const bson_oid_t *files_id,
     int64_t length, const char *filename, const char *content_type,
     const bson_t *metadata, const char *sha256, bson_error_t *error)
 {
-    int             rc;
+    int             rc, tries;
     bson_t          doc, meta;
     struct timeval  tv;
 
@@ -233,8 +238,12 @@ audex_store_file_put(mongoc_collection_t *files, const bson_oid_t *files_id,
     BSON_APPEND_UTF8(&meta, AUDEX_F_SHA256, sha256);
     bson_append_document_end(&doc, &meta);
 
-    rc = mongoc_collection_insert_one(files, &doc, NULL, NULL, error)
-         ? 0 : -1;
+    tries = 0;
+
+    do {
+        rc = mongoc_collection_insert_one(files, &doc, NULL, NULL, error)
+             ? 0 : -1;
+    } while (rc != 0 && audex_store_busy_wait(error, &tries));
 
     bson_destroy(&doc);
 
@@ -247,6 +256,7 @@ audex_store_file_delete(mongoc_collection_t *files,
     mongoc_collection_t *chunks, const bson_oid_t *files_id,
     bson_error_t *error)
 {
+    int              ok, tries;
     bson_t           filter;
     int64_t          length, chunk_size, count, from, gone;
     const bson_t    *doc;
@@ -264,9 +274,19 @@ audex_store_file_delete(mongoc_collection_t *files,
         count = (length + chunk_size - 1) / chunk_size;
     }
 
-    if (mongoc_cursor_error(cursor, error)
-        || !mongoc_collection_delete_one(files, &filter, NULL, NULL, error))
-    {
+    tries = 0;
+
+    if (mongoc_cursor_error(cursor, error)) {
+        ok = 0;
+
+    } else {
+        do {
+            ok = mongoc_collection_delete_one(files, &filter, NULL, NULL,
+                                              error);
+        } while (!ok && audex_store_busy_wait(error, &tries));
+    }
+
+    if (!ok) {
         mongoc_cursor_destroy(cursor);
         bson_destroy(&filter);
         return -1;
@@ -293,9 +313,14 @@ audex_store_file_delete(mongoc_collection_t *files,
         bson_init(&filter);
         BSON_APPEND_OID(&filter, "files_id", files_id);
 
-        if (!mongoc_collection_delete_many(chunks, &filter, NULL, NULL,
-                                           error))
-        {
+        tries = 0;
+
+        do {
+            ok = mongoc_collection_delete_many(chunks, &filter, NULL, NULL,
+                                               error);
+        } while (!ok && audex_store_busy_wait(error, &tries));
+
+        if (!ok) {
             bson_destroy(&filter);
             return -1;
         }
@@ -332,6 +357,7 @@ static int64_t
 audex_store_delete_ids(mongoc_collection_t *chunks, const bson_oid_t *files_id,
     int64_t from, int64_t to, bson_error_t *error)
 {
+    int                        tries;
     bson_t                     filter, reply;
     int64_t                    n, gone;
     bson_iter_t                it;
@@ -339,6 +365,7 @@ audex_store_delete_ids(mongoc_collection_t *chunks, const bson_oid_t *files_id,
     mongoc_bulk_operation_t   *bulk;
 
     gone = 0;
+    tries = 0;
 
     while (from < to) {
         bulk = mongoc_collection_create_bulk_operation_with_opts(chunks, NULL);
@@ -354,6 +381,11 @@ audex_store_delete_ids(mongoc_collection_t *chunks, const bson_oid_t *files_id,
         if (!mongoc_bulk_operation_execute(bulk, &reply, error)) {
             bson_destroy(&reply);
             mongoc_bulk_operation_destroy(bulk);
+
+            if (audex_store_busy_wait(error, &tries)) {
+                continue;               /* this batch again */
+            }
+
             return -1;
         }
 

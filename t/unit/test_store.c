@@ -382,6 +382,48 @@ test_indexes(void **state)
 }
 
 
+/*
+ * Run by t/store.t while another process holds the write lock of the
+ * FerretDB's SQLite database (and FerretDB gives up waiting after
+ * 100 ms): every write must still succeed, retried by the store.
+ */
+
+static void
+test_busy_writes(void **state)
+{
+    bson_t               *job, *upd;
+    uint8_t               data[1000];
+    bson_oid_t            fid;
+    bson_error_t          error;
+    mongoc_database_t    *db;
+    mongoc_collection_t  *jobs;
+
+    db = mongoc_client_get_default_database(client);
+    jobs = mongoc_database_get_collection(db, "t_jobs");
+
+    job = BCON_NEW("_id", BCON_UTF8("busy-1"), "state", BCON_UTF8("queued"));
+    upd = BCON_NEW("$set", "{", "state", BCON_UTF8("done"), "}");
+    memset(data, 'b', sizeof(data));
+    bson_oid_init(&fid, NULL);
+
+    assert_int_equal(audex_store_job_insert(jobs, job, &error), 0);
+    assert_int_equal(audex_store_job_update(jobs, "busy-1", upd, 0, &error),
+                     0);
+    assert_int_equal(audex_store_chunk_put(chunks, &fid, 0, data,
+                                           sizeof(data), &error), 0);
+    assert_int_equal(audex_store_file_put(files, &fid, sizeof(data), "b.bin",
+                                          NULL, NULL, "00", &error), 0);
+    assert_int_equal(audex_store_file_delete(files, chunks, &fid, &error),
+                     0);
+    assert_int_equal(audex_store_job_remove(jobs, "busy-1", &error), 0);
+
+    bson_destroy(upd);
+    bson_destroy(job);
+    mongoc_collection_destroy(jobs);
+    mongoc_database_destroy(db);
+}
+
+
 int
 main(void)
 {
@@ -402,6 +444,10 @@ main(void)
         cmocka_unit_test(test_delete_unfinished),
         cmocka_unit_test(test_delete_foreign),
         cmocka_unit_test(test_docs),
+    };
+
+    const struct CMUnitTest  busy[] = {
+        cmocka_unit_test(test_busy_writes),
     };
 
     rc = cmocka_run_group_tests_name("store", offline, NULL, NULL);
@@ -425,8 +471,13 @@ main(void)
     files = mongoc_database_get_collection(db, "t.files");
     chunks = mongoc_database_get_collection(db, "t.chunks");
 
-    rc |= cmocka_run_group_tests_name("store against a server", online,
-                                      NULL, NULL);
+    if (getenv("AUDEX_TEST_BUSY") != NULL) {
+        rc |= cmocka_run_group_tests_name("store against a locked server",
+                                          busy, NULL, NULL);
+    } else {
+        rc |= cmocka_run_group_tests_name("store against a server", online,
+                                          NULL, NULL);
+    }
 
     mongoc_collection_destroy(chunks);
     mongoc_collection_destroy(files);

@@ -100,7 +100,12 @@ sub ferretdb_bin {
 }
 
 
+# a FerretDB of its own (or a database on $MONGODB_URI's server); with
+# sqlite_query, that query on its --sqlite-url (e.g. a busy timeout);
+# in list context also its pid and its directory (the SQLite files, and
+# ferretdb.log)
 sub start_mongo {
+    my (%opt) = @_;
     my $db = "audex_test_$$" . '_' . int(rand(1e6));
 
     if ($ENV{MONGODB_URI}) {
@@ -116,13 +121,14 @@ sub start_mongo {
     my $port = free_port();
 
     my $pid = _spawn('ferretdb', $port, $dir, ferretdb_bin(),
-                     '--handler=sqlite', "--sqlite-url=file:$dir/",
+                     '--handler=sqlite',
+                     "--sqlite-url=file:$dir/" . ($opt{sqlite_query} // ''),
                      "--state-dir=$dir", "--listen-addr=127.0.0.1:$port",
                      '--telemetry=disable', '--log-level=warn',
                      '--debug-addr=-');
 
     my $uri = "mongodb://127.0.0.1:$port/$db";
-    return wantarray ? ($uri, $pid) : $uri;
+    return wantarray ? ($uri, $pid, $dir) : $uri;
 }
 
 
