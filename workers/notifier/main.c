@@ -9,7 +9,6 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -293,7 +292,7 @@ audex_notify_setup(char *err, size_t errlen)
     int                   level;
     char                  host[128], name[256];
     size_t                len;
-    u_char                pw[AUDEX_NOTIFY_SECRET_MAX];
+    u_char                pw[AUDEX_SECRET_MAX];
     audex_notify_conf_t  *cf = &audex_notify_conf;
 
     level = audex_log_level_parse(cf->log_level);
@@ -362,9 +361,8 @@ audex_notify_setup(char *err, size_t errlen)
         return -1;
     }
 
-    if (audex_notify_read_secret(cf->link_secret_file, cf->link_key,
-                                 &cf->link_key_len, AUDEX_LINK_MIN_KEY, err,
-                                 errlen)
+    if (audex_secret_read(cf->link_secret_file, cf->link_key,
+                          &cf->link_key_len, AUDEX_LINK_MIN_KEY, err, errlen)
         != 0)
     {
         return -1;
@@ -407,8 +405,8 @@ audex_notify_setup(char *err, size_t errlen)
                 return -1;
             }
 
-            if (audex_notify_read_secret(cf->smtp_password_file, pw, &len, 1,
-                                         err, errlen)
+            if (audex_secret_read(cf->smtp_password_file, pw, &len, 1, err,
+                                  errlen)
                 != 0)
             {
                 return -1;
@@ -454,9 +452,8 @@ audex_notify_setup(char *err, size_t errlen)
             return -1;
         }
 
-        if (audex_notify_read_secret(cf->webhook_secret_file,
-                                     cf->webhook_key, &cf->webhook_key_len,
-                                     32, err, errlen)
+        if (audex_secret_read(cf->webhook_secret_file, cf->webhook_key,
+                              &cf->webhook_key_len, 32, err, errlen)
             != 0)
         {
             return -1;
@@ -500,65 +497,6 @@ audex_notify_derive(char **value, const char *fmt, const char *arg)
 
     free(*value);
     *value = s;
-
-    return 0;
-}
-
-
-int
-audex_notify_read_secret(const char *path, u_char *buf, size_t *len,
-    size_t min, char *err, size_t errlen)
-{
-    int      fd;
-    size_t   n;
-    ssize_t  r;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        snprintf(err, errlen, "cannot open \"%s\": %s", path,
-                 strerror(errno));
-        return -1;
-    }
-
-    n = 0;
-
-    while (n < AUDEX_NOTIFY_SECRET_MAX) {
-        r = read(fd, buf + n, AUDEX_NOTIFY_SECRET_MAX - n);
-
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-
-        if (r < 0) {
-            snprintf(err, errlen, "cannot read \"%s\": %s", path,
-                     strerror(errno));
-            close(fd);
-            explicit_bzero(buf, AUDEX_NOTIFY_SECRET_MAX);
-            return -1;
-        }
-
-        if (r == 0) {
-            break;
-        }
-
-        n += r;
-    }
-
-    close(fd);
-
-    /* a trailing newline from echo or an editor is not part of it */
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        n--;
-    }
-
-    if (n < min || n >= AUDEX_NOTIFY_SECRET_MAX) {
-        snprintf(err, errlen, "\"%s\" must hold %d to %d bytes", path,
-                 (int) min, AUDEX_NOTIFY_SECRET_MAX - 1);
-        explicit_bzero(buf, AUDEX_NOTIFY_SECRET_MAX);
-        return -1;
-    }
-
-    *len = n;
 
     return 0;
 }
