@@ -75,7 +75,7 @@ typedef struct {
     int             metrics_port;
 
     /* derived by main.c */
-    char           *db;
+    const char     *db;
     int             email;          /* the channels in use */
     int             webhook;
     int             starttls;       /* a curl_usessl value */
@@ -136,8 +136,11 @@ extern audex_notify_metrics_t  audex_notify_metrics;
 extern const char  *audex_notify_channels[];
 
 
-/* loop.c: the service; returns an exit code */
-int audex_notify_loop(mongoc_client_t *mongo);
+/*
+ * loop.c: the service, on the service's MongoDB client and Redis handle
+ * (both the caller's); returns an exit code
+ */
+int audex_notify_loop(mongoc_client_t *mongo, audex_redis_t *redis);
 
 /* event.c */
 int audex_event_parse(audex_event_t *ev, const char *stream,
