@@ -170,6 +170,36 @@ audex_conf_usage(FILE *f, const char *synopsis, const audex_conf_t *table)
 }
 
 
+audex_conf_t *
+audex_conf_get(audex_conf_t *table, const char *name)
+{
+    return audex_conf_find(table, name, strlen(name));
+}
+
+
+int
+audex_conf_derive(char **value, const char *fmt, const char *arg)
+{
+    int    n;
+    char   buf[1024], *s;
+
+    n = snprintf(buf, sizeof(buf), fmt, arg);
+    if (n < 0 || (size_t) n >= sizeof(buf)) {
+        return -1;
+    }
+
+    s = strdup(buf);
+    if (s == NULL) {
+        return -1;
+    }
+
+    free(*value);
+    *value = s;
+
+    return 0;
+}
+
+
 void
 audex_conf_free(audex_conf_t *table)
 {

@@ -56,6 +56,16 @@ int audex_conf_load(audex_conf_t *table, int argc, char **argv, int *rest,
 void audex_conf_usage(FILE *f, const char *synopsis,
     const audex_conf_t *table);
 
+/* the entry of that name, or NULL */
+audex_conf_t *audex_conf_get(audex_conf_t *table, const char *name);
+
+/*
+ * A string value derived from another setting: *value becomes fmt with
+ * arg, such as "%s:dead" with a stream name.  0, or -1 when too long or
+ * out of memory.
+ */
+int audex_conf_derive(char **value, const char *fmt, const char *arg);
+
 /* frees the strings audex_conf_load() made */
 void audex_conf_free(audex_conf_t *table);
 

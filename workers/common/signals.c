@@ -2,6 +2,7 @@
  * audex workers: signals, see signals.h.
  */
 
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,6 +35,25 @@ audex_signals_install(void)
     sa.sa_handler = SIG_IGN;
 
     return sigaction(SIGPIPE, &sa, NULL);
+}
+
+
+void
+audex_signals_block(sigset_t *old)
+{
+    sigset_t  set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+
+void
+audex_signals_restore(const sigset_t *old)
+{
+    pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 

@@ -20,5 +20,13 @@ extern volatile sig_atomic_t  audex_stop;
 /* 0 or -1 with errno set */
 int audex_signals_install(void);
 
+/*
+ * Blocks SIGTERM and SIGINT in this thread, the old mask into *old: the
+ * threads started until audex_signals_restore(old) inherit the block and
+ * leave the signals to the main thread.
+ */
+void audex_signals_block(sigset_t *old);
+void audex_signals_restore(const sigset_t *old);
+
 
 #endif /* _AUDEX_SIGNALS_H_INCLUDED_ */

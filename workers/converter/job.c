@@ -32,7 +32,6 @@
  * consumers should treat job_id as the key.
  */
 
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,6 +54,7 @@
 #include "main.h"
 #include "metrics.h"
 #include "redis_stream.h"
+#include "service.h"
 #include "signals.h"
 
 
@@ -89,7 +89,7 @@ typedef struct {
     int         max_deliveries;
     int         claim_idle_ms;
     int         stop_grace;
-    char       *db;
+    const char *db;
 } audex_job_conf_t;
 
 
@@ -146,6 +146,7 @@ typedef struct {
 } audex_job_t;
 
 
+static int audex_job_check(char *err, size_t errlen);
 static void *audex_job_thread(void *arg);
 static int audex_job_connect(audex_job_worker_t *w);
 static int audex_job_take(audex_job_worker_t *w, audex_stream_entry_t *e);
@@ -172,8 +173,6 @@ static int audex_job_update(audex_job_t *job, const char *state,
 static int audex_job_announce(audex_job_t *job);
 static void audex_job_mp3_id(const char *job_id, bson_oid_t *oid);
 static void audex_job_render(audex_metrics_buf_t *b, void *data);
-static void audex_job_mongoc_log(mongoc_log_level_t level,
-    const char *domain, const char *message, void *data);
 static void audex_job_sleep(double secs);
 static double audex_job_now(void);
 
@@ -247,119 +246,66 @@ static audex_conf_t  audex_job_conf_table[] = {
 };
 
 
+static audex_service_t  audex_job_service = {
+    .name = "audex-converter",
+    .usage = "usage: audex-converter [run] [options]\n"
+             "       audex-converter convert IN OUT "
+             "[--bitrate N | --quality Q]\n\n"
+             "Converts the jobs of a Redis stream from GridFS "
+             "videos to GridFS MP3s.",
+    .table = audex_job_conf_table,
+    .check = audex_job_check,
+    .render = audex_job_render,
+    .pool = 1
+};
+
+
+/*
+ * Start-up is the common service's (workers/common/service.c); this adds
+ * the stream names it derives and one Redis connection per job thread.
+ */
+
 int
 audex_job_main(int argc, char **argv)
 {
-    int                      i, rc, rest, level;
-    char                     err[256], host[128], *name;
-    sigset_t                 set, old;
-    mongoc_uri_t            *uri;
-    bson_error_t             error;
-    audex_job_worker_t      *workers;
-    mongoc_client_pool_t    *pool;
-    audex_metrics_server_t  *metrics;
+    int                    i, rc;
+    char                   err[256];
+    sigset_t               old;
+    audex_job_worker_t    *workers;
 
-    rc = audex_conf_load(audex_job_conf_table, argc, argv, &rest, err,
-                         sizeof(err));
-    if (rc == 1) {
-        audex_conf_usage(stdout, "usage: audex-converter [run] [options]\n"
-                         "       audex-converter convert IN OUT "
-                         "[--bitrate N | --quality Q]\n\n"
-                         "Converts the jobs of a Redis stream from GridFS "
-                         "videos to GridFS MP3s.",
-                         audex_job_conf_table);
-        return 0;
+    rc = audex_service_start(&audex_job_service, argc, argv);
+    if (rc != AUDEX_SERVICE_RUN) {
+        return rc;
     }
 
-    if (rc != 0 || rest != 0) {
-        fprintf(stderr, "audex-converter: %s\n",
-                rc ? err : "unexpected argument; see --help");
-        return 2;
-    }
-
-    level = audex_log_level_parse(audex_job_conf.log_level);
-    if (level < 0) {
-        fprintf(stderr, "audex-converter: bad log level \"%s\"\n",
-                audex_job_conf.log_level);
-        return 2;
-    }
-
-    audex_log_level = level;
-
-    if (audex_job_conf.dead_queue[0] == '\0') {
-        snprintf(err, sizeof(err), "%s" AUDEX_STREAM_DEAD_SUFFIX,
-                 audex_job_conf.video_queue);
-        free(audex_job_conf.dead_queue);
-        audex_job_conf.dead_queue = strdup(err);
-    }
-
-    if (audex_job_conf.consumer[0] == '\0') {
-        if (gethostname(host, sizeof(host)) != 0) {
-            snprintf(host, sizeof(host), "converter");
-        }
-
-        host[sizeof(host) - 1] = '\0';
-        snprintf(err, sizeof(err), "%s-%d", host, (int) getpid());
-        free(audex_job_conf.consumer);
-        audex_job_conf.consumer = strdup(err);
-    }
-
-    if (audex_job_conf.dead_queue == NULL
-        || audex_job_conf.consumer == NULL)
-    {
-        fprintf(stderr, "audex-converter: out of memory\n");
-        return 1;
-    }
-
+    audex_job_conf.db = audex_job_service.db;
     audex_convert_init();
-    mongoc_init();
-    mongoc_log_set_handler(audex_job_mongoc_log, NULL);
-
-    uri = mongoc_uri_new_with_error(audex_job_conf.mongodb_uri, &error);
-    if (uri == NULL) {
-        fprintf(stderr, "audex-converter: bad MONGODB_URI: %s\n",
-                error.message);
-        return 2;
-    }
-
-    name = (char *) mongoc_uri_get_database(uri);
-    audex_job_conf.db = strdup(name ? name : "audex");
-
-    pool = mongoc_client_pool_new(uri);
-    mongoc_uri_destroy(uri);
-
-    if (pool == NULL || audex_job_conf.db == NULL) {
-        fprintf(stderr, "audex-converter: cannot create a MongoDB pool\n");
-        return 1;
-    }
-
-    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_pool_set_appname(pool, "audex-converter");
 
     workers = calloc(audex_job_conf.jobs, sizeof(audex_job_worker_t));
     if (workers == NULL) {
+        audex_service_stop(&audex_job_service);
         return 1;
     }
 
     for (i = 0; i < audex_job_conf.jobs; i++) {
         workers[i].index = i;
-        workers[i].pool = pool;
+        workers[i].pool = audex_job_service.mongo_pool;
         snprintf(workers[i].consumer, sizeof(workers[i].consumer), "%s-%d",
                  audex_job_conf.consumer, i);
         snprintf(workers[i].cursor, sizeof(workers[i].cursor), "0-0");
         workers[i].backoff = AUDEX_JOB_BACKOFF_MIN;
 
-        workers[i].redis = audex_redis_new(audex_job_conf.redis_url, err,
-                                           sizeof(err));
+        /* the first thread takes the service's handle, which it frees */
+        workers[i].redis = (i == 0)
+                           ? audex_job_service.redis
+                           : audex_redis_new(audex_job_conf.redis_url, err,
+                                             sizeof(err));
         if (workers[i].redis == NULL) {
             fprintf(stderr, "audex-converter: REDIS_URL: %s\n", err);
-            return 2;
+            audex_job_conf.jobs = i;
+            rc = 2;
+            goto done;
         }
-    }
-
-    if (audex_signals_install() != 0) {
-        fprintf(stderr, "audex-converter: sigaction: %s\n", strerror(errno));
-        return 1;
     }
 
     audex_log(AUDEX_LOG_INFO, NULL, "converter %s: %d job(s), stream %s "
@@ -368,19 +314,8 @@ audex_job_main(int argc, char **argv)
               audex_job_conf.group, audex_job_conf.metrics_addr,
               audex_job_conf.metrics_port);
 
-    /* the other threads leave signals to this one, which pause()s */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-
-    metrics = audex_metrics_start(audex_job_conf.metrics_addr,
-                                  audex_job_conf.metrics_port,
-                                  audex_job_render, NULL, err, sizeof(err));
-    if (metrics == NULL && err[0]) {
-        fprintf(stderr, "audex-converter: %s\n", err);
-        return 1;
-    }
+    /* the job threads leave signals to this one, which pause()s */
+    audex_signals_block(&old);
 
     for (i = 0; i < audex_job_conf.jobs; i++) {
         if (pthread_create(&workers[i].thread, NULL, audex_job_thread,
@@ -394,7 +329,7 @@ audex_job_main(int argc, char **argv)
         }
     }
 
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    audex_signals_restore(&old);
 
     while (!audex_stop) {
         pause();
@@ -406,19 +341,39 @@ audex_job_main(int argc, char **argv)
         pthread_join(workers[i].thread, NULL);
     }
 
-    audex_metrics_stop(metrics);
+    rc = 0;
 
-    for (i = 0; i < audex_job_conf.jobs; i++) {
+done:
+
+    for (i = 1; i < audex_job_conf.jobs; i++) {
         audex_redis_free(workers[i].redis);
     }
 
     free(workers);
-    mongoc_client_pool_destroy(pool);
-    mongoc_cleanup();
-    free(audex_job_conf.db);
-    audex_conf_free(audex_job_conf_table);
+    audex_service_stop(&audex_job_service);
 
-    audex_log(AUDEX_LOG_INFO, NULL, "stopped");
+    if (rc == 0) {
+        audex_log(AUDEX_LOG_INFO, NULL, "stopped");
+    }
+
+    return rc;
+}
+
+
+/* the stream names and the consumer name the settings leave empty */
+
+static int
+audex_job_check(char *err, size_t errlen)
+{
+    if ((audex_job_conf.dead_queue[0] == '\0'
+         && audex_conf_derive(&audex_job_conf.dead_queue,
+                              "%s" AUDEX_STREAM_DEAD_SUFFIX,
+                              audex_job_conf.video_queue) != 0)
+        || audex_service_consumer(&audex_job_conf.consumer, "converter") != 0)
+    {
+        snprintf(err, errlen, "out of memory");
+        return 1;
+    }
 
     return 0;
 }
@@ -1415,20 +1370,6 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
                                              __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->bytes_written,
                                              __ATOMIC_RELAXED));
-}
-
-
-static void
-audex_job_mongoc_log(mongoc_log_level_t level, const char *domain,
-    const char *message, void *data)
-{
-    /*
-     * the driver's warnings are about its own business, such as servers
-     * without endSessions (FerretDB) at exit; failures reach us as errors
-     */
-    audex_log(level <= MONGOC_LOG_LEVEL_CRITICAL ? AUDEX_LOG_WARN
-                                                  : AUDEX_LOG_DEBUG,
-              NULL, "mongoc %s: %s", domain, message);
 }
 
 

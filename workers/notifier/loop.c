@@ -139,7 +139,7 @@ static double audex_loop_now(void);
 
 
 int
-audex_notify_loop(mongoc_client_t *mongo)
+audex_notify_loop(mongoc_client_t *mongo, audex_redis_t *redis)
 {
     int                    i, rc, block;
     char                   err[256];
@@ -161,14 +161,11 @@ audex_notify_loop(mongoc_client_t *mongo)
         snprintf(lp.cursor[i], sizeof(lp.cursor[i]), "0-0");
     }
 
-    lp.redis = audex_redis_new(audex_notify_conf.redis_url, err,
-                               sizeof(err));
+    lp.redis = redis;
     lp.kv = audex_kv_new(audex_notify_conf.redis_url, err, sizeof(err));
 
-    if (lp.redis == NULL || lp.kv == NULL) {
+    if (lp.kv == NULL) {
         audex_log(AUDEX_LOG_ERROR, NULL, "REDIS_URL: %s", err);
-        audex_redis_free(lp.redis);
-        audex_kv_free(lp.kv);
         return 2;
     }
 
@@ -252,7 +249,6 @@ audex_notify_loop(mongoc_client_t *mongo)
     }
 
     audex_stream_entry_clear(&e);
-    audex_redis_free(lp.redis);
     audex_kv_free(lp.kv);
 
     return 0;

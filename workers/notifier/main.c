@@ -8,10 +8,6 @@
  * WEBHOOK_URL when one is set.
  */
 
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +20,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "notifier.h"
+#include "service.h"
 #include "signals.h"
-
-
-#define AUDEX_NOTIFY_EXIT_CONFIG  2
 
 
 audex_notify_conf_t     audex_notify_conf;
@@ -37,12 +31,7 @@ const char  *audex_notify_channels[] = { "email", "webhook", "event" };
 
 
 static int audex_notify_setup(char *err, size_t errlen);
-static int audex_notify_derive(char **value, const char *fmt,
-    const char *arg);
-static mongoc_client_t *audex_notify_mongo(char *err, size_t errlen);
 static void audex_notify_render(audex_metrics_buf_t *b, void *data);
-static void audex_notify_mongoc_log(mongoc_log_level_t level,
-    const char *domain, const char *message, void *data);
 
 
 static audex_conf_t  audex_notify_conf_table[] = {
@@ -172,14 +161,29 @@ static audex_conf_t  audex_notify_conf_table[] = {
 };
 
 
+/*
+ * A MongoDB that is away should fail a look-up in seconds, not in the
+ * driver's 30: the loop backs off and SIGTERM is not kept waiting.
+ */
+
+static audex_service_t  audex_notify_service = {
+    .name = "audex-notifier",
+    .usage = "usage: audex-notifier [run] [options]\n\n"
+             "Sends an email, and a signed webhook when configured, for "
+             "each conversion that\nends (MP3_QUEUE) or that the converter "
+             "gave up on (its dead letters).",
+    .table = audex_notify_conf_table,
+    .check = audex_notify_setup,
+    .render = audex_notify_render,
+    .timeout_ms = 2000,
+    .socket_timeout_ms = 10000
+};
+
+
 int
 main(int argc, char **argv)
 {
-    int                      rc, rest;
-    char                     err[512];
-    sigset_t                 set, old;
-    mongoc_client_t         *mongo;
-    audex_metrics_server_t  *metrics;
+    int  rc;
 
     /* "run" is the service, and what the container runs without it */
     if (argc >= 2 && strcmp(argv[1], "run") == 0) {
@@ -188,65 +192,18 @@ main(int argc, char **argv)
         argv++;
     }
 
-    rc = audex_conf_load(audex_notify_conf_table, argc, argv, &rest, err,
-                         sizeof(err));
-    if (rc == 1) {
-        audex_conf_usage(stdout, "usage: audex-notifier [run] [options]\n\n"
-                         "Sends an email, and a signed webhook when "
-                         "configured, for each conversion that\nends "
-                         "(MP3_QUEUE) or that the converter gave up on "
-                         "(its dead letters).",
-                         audex_notify_conf_table);
-        return 0;
+    rc = audex_service_start(&audex_notify_service, argc, argv);
+    if (rc != AUDEX_SERVICE_RUN) {
+        return rc;
     }
 
-    if (rc != 0 || rest != 0) {
-        fprintf(stderr, "audex-notifier: %s\n",
-                rc ? err : "unexpected argument; see --help");
-        return AUDEX_NOTIFY_EXIT_CONFIG;
-    }
-
-    if (audex_notify_setup(err, sizeof(err)) != 0) {
-        fprintf(stderr, "audex-notifier: %s\n", err);
-        return AUDEX_NOTIFY_EXIT_CONFIG;
-    }
+    audex_notify_conf.db = audex_notify_service.db;
 
     srand((unsigned) (time(NULL) ^ getpid()));
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "audex-notifier: curl_global_init failed\n");
-        return 1;
-    }
-
-    mongoc_init();
-    mongoc_log_set_handler(audex_notify_mongoc_log, NULL);
-
-    mongo = audex_notify_mongo(err, sizeof(err));
-    if (mongo == NULL) {
-        fprintf(stderr, "audex-notifier: %s\n", err);
-        return AUDEX_NOTIFY_EXIT_CONFIG;
-    }
-
-    if (audex_signals_install() != 0) {
-        fprintf(stderr, "audex-notifier: sigaction: %s\n", strerror(errno));
-        return 1;
-    }
-
-    /* the metrics thread leaves signals to this one */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-
-    metrics = audex_metrics_start(audex_notify_conf.metrics_addr,
-                                  audex_notify_conf.metrics_port,
-                                  audex_notify_render, NULL, err,
-                                  sizeof(err));
-
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-    if (metrics == NULL && err[0]) {
-        fprintf(stderr, "audex-notifier: %s\n", err);
+        audex_service_stop(&audex_notify_service);
         return 1;
     }
 
@@ -259,11 +216,9 @@ main(int argc, char **argv)
               audex_notify_conf.dead_queue, audex_notify_conf.metrics_addr,
               audex_notify_conf.metrics_port);
 
-    rc = audex_notify_loop(mongo);
+    rc = audex_notify_loop(audex_notify_service.mongo,
+                           audex_notify_service.redis);
 
-    audex_metrics_stop(metrics);
-    mongoc_client_destroy(mongo);
-    mongoc_cleanup();
     curl_global_cleanup();
 
     explicit_bzero(audex_notify_conf.link_key,
@@ -276,8 +231,7 @@ main(int argc, char **argv)
                        strlen(audex_notify_conf.smtp_password));
     }
 
-    free(audex_notify_conf.db);
-    audex_conf_free(audex_notify_conf_table);
+    audex_service_stop(&audex_notify_service);
 
     audex_log(AUDEX_LOG_INFO, NULL, "stopped");
 
@@ -290,31 +244,21 @@ main(int argc, char **argv)
 static int
 audex_notify_setup(char *err, size_t errlen)
 {
-    int                   level;
-    char                  host[128], name[256];
     size_t                len;
-    u_char                pw[AUDEX_NOTIFY_SECRET_MAX];
+    u_char                pw[AUDEX_SECRET_MAX];
     audex_notify_conf_t  *cf = &audex_notify_conf;
 
-    level = audex_log_level_parse(cf->log_level);
-    if (level < 0) {
-        snprintf(err, errlen, "bad log level \"%s\"", cf->log_level);
-        return -1;
-    }
-
-    audex_log_level = level;
-
     if ((cf->video_dead_queue[0] == '\0'
-         && audex_notify_derive(&cf->video_dead_queue,
-                                "%s" AUDEX_STREAM_DEAD_SUFFIX,
-                                cf->video_queue) != 0)
+         && audex_conf_derive(&cf->video_dead_queue,
+                              "%s" AUDEX_STREAM_DEAD_SUFFIX,
+                              cf->video_queue) != 0)
         || (cf->dead_queue[0] == '\0'
-            && audex_notify_derive(&cf->dead_queue,
-                                   "%s" AUDEX_STREAM_DEAD_SUFFIX,
-                                   cf->mp3_queue) != 0))
+            && audex_conf_derive(&cf->dead_queue,
+                                 "%s" AUDEX_STREAM_DEAD_SUFFIX,
+                                 cf->mp3_queue) != 0))
     {
         snprintf(err, errlen, "stream names too long");
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
     if (strcmp(cf->dead_queue, cf->mp3_queue) == 0
@@ -323,21 +267,12 @@ audex_notify_setup(char *err, size_t errlen)
     {
         snprintf(err, errlen, "MP3_QUEUE, DEAD_QUEUE and NOTIFIER_DEAD_QUEUE "
                  "must be three streams");
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
-    if (cf->consumer[0] == '\0') {
-        if (gethostname(host, sizeof(host)) != 0) {
-            snprintf(host, sizeof(host), "notifier");
-        }
-
-        host[sizeof(host) - 1] = '\0';
-        snprintf(name, sizeof(name), "%s-%d", host, (int) getpid());
-
-        if (audex_notify_derive(&cf->consumer, "%s", name) != 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+    if (audex_service_consumer(&cf->consumer, "notifier") != 0) {
+        snprintf(err, errlen, "out of memory");
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
     /* links are "<public url>/download?..." */
@@ -353,21 +288,20 @@ audex_notify_setup(char *err, size_t errlen)
     {
         snprintf(err, errlen, "PUBLIC_URL \"%s\" is not an http(s) URL",
                  cf->public_url);
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
     if (cf->link_secret_file[0] == '\0') {
         snprintf(err, errlen, "LINK_SECRET_FILE is required: the key nginx "
                  "verifies download links with (audex_link_secret)");
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
-    if (audex_notify_read_secret(cf->link_secret_file, cf->link_key,
-                                 &cf->link_key_len, AUDEX_LINK_MIN_KEY, err,
-                                 errlen)
+    if (audex_secret_read(cf->link_secret_file, cf->link_key,
+                          &cf->link_key_len, AUDEX_LINK_MIN_KEY, err, errlen)
         != 0)
     {
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
     cf->email = (cf->smtp_url[0] != '\0' && strcmp(cf->smtp_url, "off") != 0);
@@ -378,7 +312,7 @@ audex_notify_setup(char *err, size_t errlen)
         {
             snprintf(err, errlen, "SMTP_URL \"%s\" is not smtp:// or "
                      "smtps://", cf->smtp_url);
-            return -1;
+            return AUDEX_SERVICE_EXIT_CONFIG;
         }
 
         if (strcmp(cf->smtp_starttls, "off") == 0) {
@@ -393,7 +327,7 @@ audex_notify_setup(char *err, size_t errlen)
         } else {
             snprintf(err, errlen, "SMTP_STARTTLS \"%s\" is not off, try or "
                      "require", cf->smtp_starttls);
-            return -1;
+            return AUDEX_SERVICE_EXIT_CONFIG;
         }
 
         /*
@@ -404,14 +338,14 @@ audex_notify_setup(char *err, size_t errlen)
             if (cf->smtp_password[0]) {
                 snprintf(err, errlen, "SMTP_PASSWORD and SMTP_PASSWORD_FILE "
                          "exclude each other");
-                return -1;
+                return AUDEX_SERVICE_EXIT_CONFIG;
             }
 
-            if (audex_notify_read_secret(cf->smtp_password_file, pw, &len, 1,
-                                         err, errlen)
+            if (audex_secret_read(cf->smtp_password_file, pw, &len, 1, err,
+                                  errlen)
                 != 0)
             {
-                return -1;
+                return AUDEX_SERVICE_EXIT_CONFIG;
             }
 
             free(cf->smtp_password);
@@ -420,12 +354,12 @@ audex_notify_setup(char *err, size_t errlen)
 
             if (cf->smtp_password == NULL) {
                 snprintf(err, errlen, "out of memory");
-                return -1;
+                return AUDEX_SERVICE_EXIT_CONFIG;
             }
         }
 
         if (audex_smtp_init(err, errlen) != 0) {
-            return -1;
+            return AUDEX_SERVICE_EXIT_CONFIG;
         }
 
         if (cf->smtp_user[0] && strncmp(cf->smtp_url, "smtps://", 8) != 0
@@ -445,177 +379,37 @@ audex_notify_setup(char *err, size_t errlen)
         {
             snprintf(err, errlen, "WEBHOOK_URL \"%s\" is not an http(s) URL",
                      cf->webhook_url);
-            return -1;
+            return AUDEX_SERVICE_EXIT_CONFIG;
         }
 
         if (cf->webhook_secret_file[0] == '\0') {
             snprintf(err, errlen, "WEBHOOK_URL needs WEBHOOK_SECRET_FILE: "
                      "webhooks are always signed");
-            return -1;
+            return AUDEX_SERVICE_EXIT_CONFIG;
         }
 
-        if (audex_notify_read_secret(cf->webhook_secret_file,
-                                     cf->webhook_key, &cf->webhook_key_len,
-                                     32, err, errlen)
+        if (audex_secret_read(cf->webhook_secret_file, cf->webhook_key,
+                              &cf->webhook_key_len, 32, err, errlen)
             != 0)
         {
-            return -1;
+            return AUDEX_SERVICE_EXIT_CONFIG;
         }
     }
 
     if (!cf->email && !cf->webhook) {
         snprintf(err, errlen, "nothing to do: SMTP_URL is off and "
                  "WEBHOOK_URL is empty");
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
     if (cf->retry_max_ms < cf->retry_base_ms) {
         snprintf(err, errlen, "NOTIFIER_RETRY_MAX_MS (%d) is below "
                  "NOTIFIER_RETRY_BASE_MS (%d)", cf->retry_max_ms,
                  cf->retry_base_ms);
-        return -1;
+        return AUDEX_SERVICE_EXIT_CONFIG;
     }
 
     return 0;
-}
-
-
-/* *value = fmt with arg (a stream or consumer name); 0 or -1 */
-
-static int
-audex_notify_derive(char **value, const char *fmt, const char *arg)
-{
-    int    n;
-    char   buf[1024], *s;
-
-    n = snprintf(buf, sizeof(buf), fmt, arg);
-    if (n < 0 || (size_t) n >= sizeof(buf)) {
-        return -1;
-    }
-
-    s = strdup(buf);
-    if (s == NULL) {
-        return -1;
-    }
-
-    free(*value);
-    *value = s;
-
-    return 0;
-}
-
-
-int
-audex_notify_read_secret(const char *path, u_char *buf, size_t *len,
-    size_t min, char *err, size_t errlen)
-{
-    int      fd;
-    size_t   n;
-    ssize_t  r;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        snprintf(err, errlen, "cannot open \"%s\": %s", path,
-                 strerror(errno));
-        return -1;
-    }
-
-    n = 0;
-
-    while (n < AUDEX_NOTIFY_SECRET_MAX) {
-        r = read(fd, buf + n, AUDEX_NOTIFY_SECRET_MAX - n);
-
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-
-        if (r < 0) {
-            snprintf(err, errlen, "cannot read \"%s\": %s", path,
-                     strerror(errno));
-            close(fd);
-            explicit_bzero(buf, AUDEX_NOTIFY_SECRET_MAX);
-            return -1;
-        }
-
-        if (r == 0) {
-            break;
-        }
-
-        n += r;
-    }
-
-    close(fd);
-
-    /* a trailing newline from echo or an editor is not part of it */
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        n--;
-    }
-
-    if (n < min || n >= AUDEX_NOTIFY_SECRET_MAX) {
-        snprintf(err, errlen, "\"%s\" must hold %d to %d bytes", path,
-                 (int) min, AUDEX_NOTIFY_SECRET_MAX - 1);
-        explicit_bzero(buf, AUDEX_NOTIFY_SECRET_MAX);
-        return -1;
-    }
-
-    *len = n;
-
-    return 0;
-}
-
-
-/*
- * A MongoDB that is away should fail a look-up in seconds, not in the
- * driver's 30: the loop backs off and SIGTERM is not kept waiting.  The
- * URI's own settings win.
- */
-
-static mongoc_client_t *
-audex_notify_mongo(char *err, size_t errlen)
-{
-    const char       *db;
-    mongoc_uri_t     *uri;
-    bson_error_t      error;
-    mongoc_client_t  *client;
-
-    uri = mongoc_uri_new_with_error(audex_notify_conf.mongodb_uri, &error);
-    if (uri == NULL) {
-        snprintf(err, errlen, "bad MONGODB_URI: %.400s", error.message);
-        return NULL;
-    }
-
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
-        mongoc_uri_set_option_as_int32(uri,
-                                       MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       2000);
-    }
-
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS)) {
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
-                                       2000);
-    }
-
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS)) {
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                       10000);
-    }
-
-    db = mongoc_uri_get_database(uri);
-    audex_notify_conf.db = strdup(db ? db : "audex");
-
-    client = mongoc_client_new_from_uri_with_error(uri, &error);
-    mongoc_uri_destroy(uri);
-
-    if (client == NULL || audex_notify_conf.db == NULL) {
-        snprintf(err, errlen, "MongoDB client: %.400s",
-                 client ? "out of memory" : error.message);
-        return NULL;
-    }
-
-    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_set_appname(client, "audex-notifier");
-
-    return client;
 }
 
 
@@ -689,15 +483,4 @@ audex_notify_render(audex_metrics_buf_t *b, void *data)
         "notifier_events_held %lld\n",
         (unsigned long long) __atomic_load_n(&m->events, __ATOMIC_RELAXED),
         (long long) __atomic_load_n(&m->held, __ATOMIC_RELAXED));
-}
-
-
-static void
-audex_notify_mongoc_log(mongoc_log_level_t level, const char *domain,
-    const char *message, void *data)
-{
-    /* failures reach us as errors; the driver's own chatter is debug */
-    audex_log(level <= MONGOC_LOG_LEVEL_CRITICAL ? AUDEX_LOG_WARN
-                                                  : AUDEX_LOG_DEBUG,
-              NULL, "mongoc %s: %s", domain, message);
 }

@@ -22,10 +22,7 @@
 #include <mongoc/mongoc.h>
 
 #include "redis_stream.h"
-
-
-/* the longest secret file read; like audex_link_secret in nginx */
-#define AUDEX_NOTIFY_SECRET_MAX  1024
+#include "secret.h"
 
 
 typedef enum {
@@ -78,13 +75,13 @@ typedef struct {
     int             metrics_port;
 
     /* derived by main.c */
-    char           *db;
+    const char     *db;
     int             email;          /* the channels in use */
     int             webhook;
     int             starttls;       /* a curl_usessl value */
-    u_char          link_key[AUDEX_NOTIFY_SECRET_MAX];
+    u_char          link_key[AUDEX_SECRET_MAX];
     size_t          link_key_len;
-    u_char          webhook_key[AUDEX_NOTIFY_SECRET_MAX];
+    u_char          webhook_key[AUDEX_SECRET_MAX];
     size_t          webhook_key_len;
     char            envelope_from[256];
     char            mail_domain[256];
@@ -139,8 +136,11 @@ extern audex_notify_metrics_t  audex_notify_metrics;
 extern const char  *audex_notify_channels[];
 
 
-/* loop.c: the service; returns an exit code */
-int audex_notify_loop(mongoc_client_t *mongo);
+/*
+ * loop.c: the service, on the service's MongoDB client and Redis handle
+ * (both the caller's); returns an exit code
+ */
+int audex_notify_loop(mongoc_client_t *mongo, audex_redis_t *redis);
 
 /* event.c */
 int audex_event_parse(audex_event_t *ev, const char *stream,
@@ -161,10 +161,6 @@ audex_send_status_e audex_webhook_send(const audex_event_t *ev, char *err,
 /* both senders: aborts a transfer on SIGTERM while nothing was sent */
 int audex_notify_progress(void *data, curl_off_t dltotal, curl_off_t dlnow,
     curl_off_t ultotal, curl_off_t ulnow);
-
-/* reads a secret file (trailing CR/LF dropped); 0 or -1 with err */
-int audex_notify_read_secret(const char *path, u_char *buf, size_t *len,
-    size_t min, char *err, size_t errlen);
 
 
 /* buf.c */

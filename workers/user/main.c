@@ -27,6 +27,7 @@
 
 #include "audex_password.h"
 #include "audex_schema.h"
+#include "mongo.h"
 
 
 #define AUDEX_USER_OK             0
@@ -40,7 +41,6 @@
 
 #define AUDEX_USER_DEFAULT_URI    "mongodb://127.0.0.1:27017/audex"
 #define AUDEX_USER_LOCAL_URI      "mongodb://127.0.0.1:%ld/audex"
-#define AUDEX_USER_DEFAULT_DB     "audex"
 #define AUDEX_USER_COLLECTION     AUDEX_COLL_USERS
 #define AUDEX_USER_EMAIL_MAX      254
 
@@ -472,37 +472,20 @@ audex_user_connect(audex_user_ctx_t *ctx, const char *uri_string)
     mongoc_uri_t              *uri;
     const mongoc_host_list_t  *hosts;
 
-    uri = mongoc_uri_new_with_error(uri_string, &error);
+    uri = audex_mongo_uri(uri_string, AUDEX_USER_TIMEOUT_MS, 0, &error);
     if (uri == NULL) {
         audex_user_error("invalid MongoDB URI: %s", error.message);
         return AUDEX_USER_USAGE;
     }
 
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
-        mongoc_uri_set_option_as_int32(uri,
-                                       MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       AUDEX_USER_TIMEOUT_MS);
-    }
+    db = audex_mongo_db(uri);
 
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS)) {
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
-                                       AUDEX_USER_TIMEOUT_MS);
-    }
-
-    db = mongoc_uri_get_database(uri);
-    if (db == NULL || *db == '\0') {
-        db = AUDEX_USER_DEFAULT_DB;
-    }
-
-    ctx->client = mongoc_client_new_from_uri_with_error(uri, &error);
+    ctx->client = audex_mongo_client(uri, "audex-user", &error);
     if (ctx->client == NULL) {
         mongoc_uri_destroy(uri);
         audex_user_error("invalid MongoDB URI: %s", error.message);
         return AUDEX_USER_USAGE;
     }
-
-    mongoc_client_set_error_api(ctx->client, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_set_appname(ctx->client, "audex-user");
 
     ctx->users = mongoc_client_get_collection(ctx->client, db,
                                               AUDEX_USER_COLLECTION);
