@@ -584,7 +584,11 @@ function deleteJob(job, button) {
 
 function init() {
     $('login-form').addEventListener('submit', login);
-    $('logout').addEventListener('click', function () { logout(''); });
+    $('logout').addEventListener('click', function () {
+        /* the server revokes the token: a copy of it is worth nothing */
+        api('POST', '/logout');
+        logout('');
+    });
     $('upload-form').addEventListener('submit', startUpload);
     $('cancel-button').addEventListener('click', function () {
         if (upload) {

@@ -39,6 +39,10 @@
 /* more members than this in a header or a claim set: malformed */
 #define AUDEX_JWT_MAX_MEMBERS     128
 
+/* our claim: the moment of "iat" in milliseconds since the epoch (an
+ * integer: audex_jwt_claims_time() reads it as it is) */
+#define AUDEX_JWT_IAT_MS  "audex_iat_ms"
+
 /* "jti": 128 random bits as 32 hex digits */
 #define AUDEX_JWT_JTI_LEN         32
 
@@ -83,6 +87,7 @@ typedef struct {
     const char  *email;      /* required: also written as "username" */
     int          admin;
     int64_t      now;        /* becomes "iat" */
+    int          now_ms;     /* 0..999: with now, AUDEX_JWT_IAT_MS */
     int64_t      lifetime;   /* seconds, > 0: "exp" = now + lifetime */
     const char  *iss;        /* NULL: no "iss" claim */
     const char  *aud;        /* NULL: no "aud" claim */
@@ -154,6 +159,10 @@ int audex_jwt_claims_admin(const audex_jwt_claims_t *claims);
 /* a NumericDate claim, rounded down; 0 on success, -1 when absent/invalid */
 int audex_jwt_claims_time(const audex_jwt_claims_t *claims,
     const char *name, int64_t *value);
+/* the same in milliseconds (a fraction of a second kept, then rounded
+ * down), for comparing with times of that precision */
+int audex_jwt_claims_time_ms(const audex_jwt_claims_t *claims,
+    const char *name, int64_t *ms);
 
 /*
  * Any top-level claim rendered as text, for $audex_jwt_claim_<name>:

@@ -63,6 +63,18 @@
 #define AUDEX_STREAM_DEAD_SUFFIX   ":dead"
 
 /* consumer groups */
+/*
+ * Revoked tokens, two Redis sorted sets: a token of a user in
+ * AUDEX_REVOKED_USERS issued ("iat") before that member's score (a Unix
+ * time in milliseconds; our tokens' "iat" has them too) is refused
+ * (audex-user del, disable, passwd and admin set it);
+ * a token whose "jti" is in AUDEX_REVOKED_TOKENS is refused (POST
+ * /logout adds it, with its "exp" as the score, and it is dropped once
+ * expired).
+ */
+#define AUDEX_REVOKED_USERS        "audex:revoked:users"
+#define AUDEX_REVOKED_TOKENS       "audex:revoked:tokens"
+
 #define AUDEX_GROUP_CONVERTER      "converter"
 #define AUDEX_GROUP_NOTIFIER       "notifier"
 

@@ -366,6 +366,14 @@ ngx_http_audex_auth_verify(ngx_http_request_t *r, ngx_str_t *token,
     user->user_id.len = ngx_strlen(user->user_id.data);
     user->email.len = ngx_strlen(user->email.data);
 
+    if (ngx_http_audex_revoked_token(user)) {
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
+                      "audex: token of \"%V\" refused: revoked",
+                      &user->email);
+        *why = "token revoked";
+        return NULL;
+    }
+
     return user;
 }
 

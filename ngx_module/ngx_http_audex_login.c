@@ -143,6 +143,7 @@ ngx_http_audex_login_work(void *data, ngx_log_t *log)
     ngx_int_t               rc;
     ngx_uint_t              admin;
     audex_jwt_err_e         jrc;
+    struct timeval          tv;
     mongoc_client_t        *client;
     audex_jwt_sign_args_t   args;
 
@@ -161,7 +162,9 @@ ngx_http_audex_login_work(void *data, ngx_log_t *log)
     args.sub = sub;
     args.email = ctx->email;
     args.admin = admin ? 1 : 0;
-    args.now = (int64_t) time(NULL);
+    ngx_gettimeofday(&tv);
+    args.now = (int64_t) tv.tv_sec;
+    args.now_ms = (int) (tv.tv_usec / 1000);
     args.lifetime = (int64_t) ctx->amcf->jwt_lifetime;
     args.iss = (char *) ctx->amcf->jwt_issuer.data;
     args.aud = (char *) ctx->amcf->jwt_audience.data;

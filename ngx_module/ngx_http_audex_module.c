@@ -108,6 +108,13 @@ static ngx_command_t  ngx_http_audex_commands[] = {
       0,
       NULL },
 
+    { ngx_string("audex_logout"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_logout,
+      0,
+      0,
+      NULL },
+
     { ngx_string("audex_link_secret"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_audex_link_secret,
@@ -358,7 +365,8 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     if ((conf->handler_id == NGX_HTTP_AUDEX_H_UPLOAD
-         || conf->handler_id == NGX_HTTP_AUDEX_H_JOBS)
+         || conf->handler_id == NGX_HTTP_AUDEX_H_JOBS
+         || conf->handler_id == NGX_HTTP_AUDEX_H_LOGOUT)
         && conf->auth == NGX_HTTP_AUDEX_AUTH_OFF)
     {
         return ngx_http_audex_conf_needs(cf, conf, "\"audex_auth on\"",
@@ -486,7 +494,11 @@ ngx_http_audex_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_audex_mongo_init_process(cycle, amcf);
+    if (ngx_http_audex_mongo_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_audex_revoke_init_process(cycle, amcf);
 }
 
 
@@ -501,4 +513,5 @@ ngx_http_audex_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_audex_mongo_exit_process(amcf);
+    ngx_http_audex_revoke_exit_process();
 }

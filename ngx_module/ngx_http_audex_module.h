@@ -85,7 +85,8 @@ typedef struct {
 #define NGX_HTTP_AUDEX_H_JOBS          4
 #define NGX_HTTP_AUDEX_H_HEALTHZ       5
 #define NGX_HTTP_AUDEX_H_METRICS       6
-#define NGX_HTTP_AUDEX_NHANDLERS       7
+#define NGX_HTTP_AUDEX_H_LOGOUT        7
+#define NGX_HTTP_AUDEX_NHANDLERS       8
 
 /* counters of ngx_http_audex_metrics_add() */
 #define NGX_HTTP_AUDEX_UPLOAD_BYTES    0
@@ -221,6 +222,13 @@ ngx_int_t ngx_http_audex_auth_add_variables(ngx_conf_t *cf);
 ngx_http_audex_user_t *ngx_http_audex_auth_user(ngx_http_request_t *r);
 ngx_int_t ngx_http_audex_auth_deny(ngx_http_request_t *r,
     ngx_uint_t status, const char *message);
+
+/* ngx_http_audex_revoke.c */
+char *ngx_http_audex_logout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_audex_revoke_init_process(ngx_cycle_t *cycle,
+    ngx_http_audex_main_conf_t *amcf);
+void ngx_http_audex_revoke_exit_process(void);
+ngx_uint_t ngx_http_audex_revoked_token(ngx_http_audex_user_t *user);
 
 /* ngx_http_audex_login.c */
 char *ngx_http_audex_login(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -8,6 +8,7 @@ sub basic { "Authorization: Basic " . encode_base64(join(':', @_), '') }
 
 sub user_cli {
     local $ENV{MONGODB_URI} = $ENV{TEST_NGINX_MONGODB_URI};
+    local $ENV{REDIS_URL} = $ENV{TEST_NGINX_REDIS_URL};
     system("$Audex::Test::TOP/build/bin/audex-user", @_) == 0
         or die "audex-user @_ failed";
 }

@@ -87,6 +87,7 @@ EOF_HTTP
 
 our $loc = <<'EOF_LOC';
 location = /login { audex_login; }
+location = /logout { audex_auth on; audex_logout; }
 location /jobs { audex_auth on; audex_jobs; }
 location = /download { audex_auth optional; audex_download; }
 location = /healthz { audex_healthz; }
@@ -205,6 +206,17 @@ PY
         { name => 'no credentials', req => 'POST /login', hdr => '',
           code => 401 },
         { name => 'GET /login', req => 'GET /login', hdr => '', code => 405 },
+        { name => 'a third token, to revoke', req => 'POST /login',
+          hdr => basic('ann@example.com', 'pw-ann-1'), code => 200,
+          then => save('GONE', 'token') },
+        { name => 'logout', req => 'POST /logout',
+          hdr => 'Authorization: Bearer $TEST_NGINX_GONE', code => 204 },
+        { name => 'logout again', req => 'POST /logout',
+          hdr => 'Authorization: Bearer $TEST_NGINX_GONE', code => 401 },
+        { name => 'logout without a token', req => 'POST /logout',
+          hdr => '', code => 401 },
+        { name => 'GET /logout', req => 'GET /logout', hdr => $ann,
+          code => 405 },
     );
 
     @jobs = (

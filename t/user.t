@@ -26,6 +26,21 @@ my $uri = start_mongo();
 my $tmp = tempdir('audex-user-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
 delete $ENV{MONGODB_URI};
+delete $ENV{AUDEX_REDIS_PORT};
+
+# del, disable, passwd and admin revoke tokens in this Redis
+my ($redis) = start_redis();
+$ENV{REDIS_URL} = $redis;
+my ($redis_port) = $redis =~ /:(\d+)\//;
+
+# when a user's tokens were revoked (0: never)
+sub revoked_at {
+    my ($email) = @_;
+    my $id = users()->{$email}{_id} // $_[1];
+    my $s = `redis-cli -p $redis_port ZSCORE audex:revoked:users '$id'`;
+    chomp $s;
+    return $s eq '' ? 0 : $s;
+}
 
 
 # Run audex-user with $stdin as its standard input (undef: /dev/null).
@@ -89,6 +104,7 @@ for d in db.users.find():
     c = d.get('created_at')
     out[d['email']] = {
         'id_is_oid': isinstance(d['_id'], ObjectId),
+        '_id': str(d['_id']),
         'password': d.get('password'),
         'admin': d.get('admin'),
         'disabled': d.get('disabled'),
@@ -275,21 +291,47 @@ is(users()->{'alice@example.com'}{password}, $new,
    'an empty password changes nothing');
 
 
+# passwd revoked the tokens issued before it
+my $t = revoked_at('alice@example.com');
+ok($t > 0 && abs($t / 1000 - time) < 60, "passwd revoked alice's tokens ($t ms)");
+system("redis-cli -p $redis_port DEL audex:revoked:users >/dev/null");
+
+
 # admin, disable, enable
 
 user_ok(0, undef, 'admin', 'alice@example.com', 'on');
+ok(revoked_at('alice@example.com'), 'admin on revokes');
+system("redis-cli -p $redis_port DEL audex:revoked:users >/dev/null");
 ok(users()->{'alice@example.com'}{admin}, 'admin on');
 user_ok(0, undef, 'admin', 'Alice@example.com', 'off');
 ok(!users()->{'alice@example.com'}{admin}, 'admin off');
 ok(JSON::PP::is_bool(users()->{'alice@example.com'}{admin}),
    'admin stays a boolean');
 
+ok(revoked_at('alice@example.com'), 'admin off revokes');
+system("redis-cli -p $redis_port DEL audex:revoked:users >/dev/null");
 user_ok(0, undef, 'disable', 'alice@example.com');
 ok(users()->{'alice@example.com'}{disabled}, 'disabled');
+ok(revoked_at('alice@example.com'), 'disable revokes');
+system("redis-cli -p $redis_port DEL audex:revoked:users >/dev/null");
 ($out) = user_ok(0, undef, 'list');
 like($out, qr/^alice\@example\.com admin=no disabled=yes /m, 'list shows it');
 user_ok(0, undef, 'enable', 'alice@example.com');
 ok(!users()->{'alice@example.com'}{disabled}, 'enabled again');
+is(revoked_at('alice@example.com'), 0, 'enable revokes nothing');
+
+# Redis unreachable: the change stands, the status says what was not done
+{
+    my $dead = Audex::Backend::free_port();
+    my ($rc, $o, $e) = user(undef, { REDIS_URL => "redis://127.0.0.1:$dead/0" },
+                            '--mongodb-uri', $uri, 'disable',
+                            'alice@example.com');
+    is($rc, 7, 'disable with Redis unreachable: exit 7');
+    like($e, qr/tokens could not be revoked and stay valid until they expire/,
+         '... saying the tokens stay valid');
+    ok(users()->{'alice@example.com'}{disabled}, '... and the user is disabled');
+    user_ok(0, undef, 'enable', 'alice@example.com');
+}
 
 
 # unknown users
@@ -305,7 +347,9 @@ for my $cmd (['passwd'], ['del'], ['admin', 'on'], ['disable'], ['enable'],
 # del
 
 my $before = scalar keys %{ users() };
+my $bob_id = users()->{'bob@example.com'}{_id};
 user_ok(0, undef, 'del', 'BOB@example.com');
+ok(revoked_at('bob@example.com', $bob_id), "del revoked bob's tokens");
 $u = users();
 ok(!exists $u->{'bob@example.com'}, 'bob is gone');
 is(scalar keys %$u, $before - 1, 'nobody else is');

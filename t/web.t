@@ -53,6 +53,7 @@ EOF_WEB
 
 our $api = <<'EOF_API';
 location = /login { audex_login; }
+location = /logout { audex_auth on; audex_logout; }
 location /jobs { audex_auth on; audex_jobs; }
 location = /download { audex_auth optional; audex_download; }
 location = /healthz { audex_healthz; }

@@ -459,6 +459,9 @@ test_hs256_roundtrip(void **state)
     assert_int_equal(t, T_NOW + 3600);
     assert_int_equal(audex_jwt_claims_time(c, "sub", &t), -1);
     assert_int_equal(audex_jwt_claims_time(c, "nbf", &t), -1);
+    assert_int_equal(audex_jwt_claims_time_ms(c, "iat", &t), 0);
+    assert_int_equal(t, (int64_t) T_NOW * 1000);
+    assert_int_equal(audex_jwt_claims_time_ms(c, "sub", &t), -1);
 
     s = audex_jwt_claims_string(c, "jti", &n);
     assert_non_null(s);
@@ -1437,6 +1440,36 @@ test_sign_args(void **state)
 }
 
 
+/* the moment to the millisecond, for revocations in the same second */
+
+static void
+test_iat_ms(void **state)
+{
+    char                   *tok;
+    int64_t                 t;
+    audex_jwt_claims_t     *c;
+    audex_jwt_sign_args_t   a;
+
+    a = args_default();
+    a.now_ms = 7;
+    tok = sign(st.hs, &a);
+
+    assert_int_equal(audex_jwt_verify(st.hs, tok, strlen(tok), T_NOW, 0,
+                                      NULL, NULL, &c), AUDEX_JWT_OK);
+    assert_int_equal(audex_jwt_claims_time(c, AUDEX_JWT_IAT_MS, &t), 0);
+    assert_int_equal(t, (int64_t) T_NOW * 1000 + 7);
+    /* "iat" stays whole seconds, for every other library */
+    assert_int_equal(audex_jwt_claims_time_ms(c, "iat", &t), 0);
+    assert_int_equal(t, (int64_t) T_NOW * 1000);
+    /* exp stays whole */
+    assert_int_equal(audex_jwt_claims_time_ms(c, "exp", &t), 0);
+    assert_int_equal(t, ((int64_t) T_NOW + 3600) * 1000);
+
+    audex_jwt_claims_free(c);
+    free(tok);
+}
+
+
 int
 main(void)
 {
@@ -1463,6 +1496,7 @@ main(void)
         cmocka_unit_test(test_iss_aud),
         cmocka_unit_test(test_claim_get),
         cmocka_unit_test(test_sign_args),
+        cmocka_unit_test(test_iat_ms),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -27,7 +27,9 @@
 
 #include "audex_password.h"
 #include "audex_schema.h"
+#include "audex_store.h"
 #include "mongo.h"
+#include "redis_stream.h"
 
 
 #define AUDEX_USER_OK             0
@@ -37,10 +39,13 @@
 #define AUDEX_USER_INVALID        4
 #define AUDEX_USER_DATABASE       5
 #define AUDEX_USER_INTERNAL       6
+#define AUDEX_USER_NOT_REVOKED    7
 #define AUDEX_USER_INTERRUPTED    130
 
 #define AUDEX_USER_DEFAULT_URI    "mongodb://127.0.0.1:27017/audex"
 #define AUDEX_USER_LOCAL_URI      "mongodb://127.0.0.1:%ld/audex"
+#define AUDEX_USER_DEFAULT_REDIS  "redis://127.0.0.1:6379/0"
+#define AUDEX_USER_LOCAL_REDIS    "redis://127.0.0.1:%ld/0"
 #define AUDEX_USER_COLLECTION     AUDEX_COLL_USERS
 #define AUDEX_USER_EMAIL_MAX      254
 
@@ -68,6 +73,8 @@ typedef struct {
 
 
 static const char *audex_user_default_uri(char *buf, size_t size);
+static int audex_user_id(audex_user_ctx_t *ctx, char *id, size_t size);
+static int audex_user_revoke(audex_user_ctx_t *ctx, const char *id);
 static int audex_user_add(audex_user_ctx_t *ctx, char **args);
 static int audex_user_passwd(audex_user_ctx_t *ctx, char **args);
 static int audex_user_del(audex_user_ctx_t *ctx, char **args);
@@ -169,7 +176,14 @@ audex_user_usage(FILE *out)
         "\n"
         "exit status: 0 ok, 1 usage, 2 email already taken, 3 no such user,\n"
         "4 empty or invalid password or email, 5 database unreachable or\n"
-        "failing, 6 internal error, 130 interrupted.\n");
+        "failing, 6 internal error, 7 done but its tokens not revoked\n"
+        "(Redis unreachable: they stay valid until they expire),\n"
+        "130 interrupted.\n"
+        "\n"
+        "del, disable, passwd and admin revoke the user's tokens: every\n"
+        "nginx refuses those issued before, within about a second.  Redis\n"
+        "is $REDIS_URL, else the one `make run` starts on\n"
+        "$AUDEX_REDIS_PORT, else " AUDEX_USER_DEFAULT_REDIS ".\n");
 }
 
 
@@ -634,6 +648,142 @@ audex_user_set(audex_user_ctx_t *ctx, bson_t *set)
 }
 
 
+/* the user's _id as text (24 hex digits for ours): 1, 0 (none), -1 */
+static int
+audex_user_id(audex_user_ctx_t *ctx, char *id, size_t size)
+{
+    int            rc;
+    bson_t        *doc;
+    bson_iter_t    it;
+    bson_error_t   error;
+
+    rc = audex_store_user_by_email(ctx->users, ctx->email, &doc, &error);
+    if (rc < 0) {
+        audex_user_db_error("cannot look the user up", &error);
+        return -1;
+    }
+
+    if (rc == 0) {
+        return 0;
+    }
+
+    rc = 0;
+
+    if (bson_iter_init_find(&it, doc, "_id")) {
+        if (BSON_ITER_HOLDS_OID(&it) && size >= 25) {
+            bson_oid_to_string(bson_iter_oid(&it), id);
+            rc = 1;
+
+        } else if (BSON_ITER_HOLDS_UTF8(&it)) {
+            snprintf(id, size, "%s", bson_iter_utf8(&it, NULL));
+            rc = 1;
+        }
+    }
+
+    bson_destroy(doc);
+
+    if (rc == 0) {
+        audex_user_error("user %s has an _id of another kind", ctx->email);
+        return -1;
+    }
+
+    return 1;
+}
+
+
+/*
+ * Revokes the tokens the user (id, or found by email when NULL) holds:
+ * every nginx refuses those issued before now within about a second
+ * (lib/audex_schema.h, AUDEX_REVOKED_USERS).  Redis as `make run` and
+ * the workers find it: $REDIS_URL, else the Redis on $AUDEX_REDIS_PORT,
+ * else the default.  The account change stands either way; a failure
+ * here is its own exit status, so a script can tell.
+ */
+static int
+audex_user_revoke(audex_user_ctx_t *ctx, const char *id)
+{
+    int             rc;
+    long            port;
+    char            buf[AUDEX_USER_EMAIL_MAX + 1], now[32], url[64];
+    char           *end, err[256];
+    const char     *u, *p, *argv[4];
+    redisReply      *reply;
+    audex_redis_t   *r;
+    struct timespec  ts;
+
+    if (id == NULL) {
+        rc = audex_user_id(ctx, buf, sizeof(buf));
+        if (rc <= 0) {
+            return rc == 0 ? AUDEX_USER_UNKNOWN : AUDEX_USER_DATABASE;
+        }
+
+        id = buf;
+    }
+
+    u = getenv("REDIS_URL");
+
+    if (u == NULL || *u == '\0') {
+        u = AUDEX_USER_DEFAULT_REDIS;
+        p = getenv("AUDEX_REDIS_PORT");
+
+        if (p != NULL && *p != '\0') {
+            errno = 0;
+            port = strtol(p, &end, 10);
+            if (errno == 0 && *end == '\0' && port >= 1 && port <= 65535) {
+                snprintf(url, sizeof(url), AUDEX_USER_LOCAL_REDIS, port);
+                u = url;
+            }
+        }
+    }
+
+    /* milliseconds, as the "iat" of the tokens nginx issues */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(now, sizeof(now), "%lld",
+             (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+
+    argv[0] = "ZADD";
+    argv[1] = AUDEX_REVOKED_USERS;
+    argv[2] = now;
+    argv[3] = id;
+
+    reply = NULL;
+    r = audex_redis_new(u, err, sizeof(err));
+
+    if (r != NULL && audex_redis_connect(r) == 0) {
+        reply = audex_redis_cmd(r, 4, argv);
+    }
+
+    if (r != NULL && reply == NULL) {
+        snprintf(err, sizeof(err), "%s", audex_redis_error(r));
+    }
+
+    rc = (reply != NULL && reply->type == REDIS_REPLY_INTEGER);
+
+    if (reply != NULL && !rc) {
+        snprintf(err, sizeof(err), "%s", reply->type == REDIS_REPLY_ERROR
+                                         ? reply->str : "unexpected reply");
+    }
+
+    if (reply) {
+        freeReplyObject(reply);
+    }
+
+    audex_redis_free(r);
+
+    if (!rc) {
+        audex_user_error("%s: its tokens could not be revoked and stay "
+                         "valid until they expire: Redis: %s\n"
+                         "  (the system `make run` started: run "
+                         "\". run/env\" first)", ctx->email, err);
+        return AUDEX_USER_NOT_REVOKED;
+    }
+
+    printf("%s: tokens issued until now are revoked\n", ctx->email);
+
+    return AUDEX_USER_OK;
+}
+
+
 /* commands */
 
 static int
@@ -724,6 +874,7 @@ audex_user_passwd(audex_user_ctx_t *ctx, char **args)
 
     if (rc == AUDEX_USER_OK) {
         printf("password changed for %s\n", ctx->email);
+        rc = audex_user_revoke(ctx, NULL);
     }
 
     return rc;
@@ -734,8 +885,19 @@ static int
 audex_user_del(audex_user_ctx_t *ctx, char **args)
 {
     int            ok;
+    char           id[AUDEX_USER_EMAIL_MAX + 1];
     bson_t        *filter, reply;
     bson_error_t   error;
+
+    /* its id, for revoking its tokens once it is gone */
+    ok = audex_user_id(ctx, id, sizeof(id));
+    if (ok <= 0) {
+        if (ok == 0) {
+            audex_user_error("no such user: %s", ctx->email);
+        }
+
+        return ok == 0 ? AUDEX_USER_UNKNOWN : AUDEX_USER_DATABASE;
+    }
 
     filter = BCON_NEW("email", BCON_UTF8(ctx->email));
     ok = mongoc_collection_delete_one(ctx->users, filter, NULL, &reply,
@@ -757,7 +919,7 @@ audex_user_del(audex_user_ctx_t *ctx, char **args)
 
     printf("deleted %s\n", ctx->email);
 
-    return AUDEX_USER_OK;
+    return audex_user_revoke(ctx, id);
 }
 
 
@@ -840,6 +1002,11 @@ audex_user_flag(audex_user_ctx_t *ctx, const char *field, int on)
 
     if (rc == AUDEX_USER_OK) {
         printf("%s: %s=%s\n", ctx->email, field, on ? "yes" : "no");
+
+        /* disabled, or admin rights changed: its tokens say otherwise */
+        if (strcmp(field, "admin") == 0 || on) {
+            rc = audex_user_revoke(ctx, NULL);
+        }
     }
 
     return rc;

@@ -155,6 +155,7 @@ sub add_user {
     my ($email, $password, @flags) = @_;
     my $bin = ($ENV{AUDEX_BIN_DIR} || "$TOP/build/bin") . '/audex-user';
     local $ENV{MONGODB_URI} = $ENV{TEST_NGINX_MONGODB_URI};
+    local $ENV{REDIS_URL} = $ENV{TEST_NGINX_REDIS_URL};
     open my $fh, '|-', $bin, 'add', $email, @flags
         or die "audex-user: $!";
     print $fh "$password\n";
