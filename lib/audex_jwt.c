@@ -112,6 +112,7 @@ static const char  *audex_jwt_errors[] = {
     "token issued in the future (iat)",
     "token issuer (iss) not allowed",
     "token audience (aud) not allowed",
+    "token claims: control characters in a string or a name",
     "key cannot sign",
     "out of memory",
     "crypto library failure"
@@ -315,6 +316,63 @@ audex_jwt_json_depth_ok(json_t *value, int depth)
     } else if (json_is_object(value)) {
         json_object_foreach(value, name, v) {
             if (!audex_jwt_json_depth_ok(v, depth + 1)) {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Control characters (below 0x20, and DEL) in any string or member name
+ * of the claims, at any depth.  A string claim reaches nginx variables
+ * verbatim, and from there request headers, log lines and JSON: a CR LF
+ * would start a header of the token holder's choosing upstream.  Deeper
+ * strings are written back escaped today, but a claim set with nothing
+ * to escape is the one rule every consumer can rely on.  The depth was
+ * bounded when the claims were parsed.
+ */
+static int
+audex_jwt_text_ok(const char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+audex_jwt_json_text_ok(json_t *value)
+{
+    size_t       i;
+    json_t      *v;
+    const char  *name;
+
+    if (json_is_string(value)) {
+        return audex_jwt_text_ok(json_string_value(value),
+                                 json_string_length(value));
+    }
+
+    if (json_is_array(value)) {
+        json_array_foreach(value, i, v) {
+            if (!audex_jwt_json_text_ok(v)) {
+                return 0;
+            }
+        }
+
+    } else if (json_is_object(value)) {
+        json_object_foreach(value, name, v) {
+            if (!audex_jwt_text_ok(name, strlen(name))
+                || !audex_jwt_json_text_ok(v))
+            {
                 return 0;
             }
         }
@@ -923,14 +981,15 @@ audex_jwt_key_can_sign(const audex_jwt_key_t *key)
 
 /* signing */
 
-/* a JSON string literal; NULL when s is not valid UTF-8 */
+/*
+ * A JSON string literal; NULL when s is not valid UTF-8 or holds a
+ * control character, which verification would refuse.
+ */
 static unsigned char *
 audex_jwt_put_string(unsigned char *d, const char *str)
 {
     size_t                n;
     const unsigned char  *s, *end;
-
-    static const char  hex[] = "0123456789abcdef";
 
     s = (const unsigned char *) str;
     end = s + strlen(str);
@@ -944,15 +1003,8 @@ audex_jwt_put_string(unsigned char *d, const char *str)
             continue;
         }
 
-        if (*s < 0x20) {
-            *d++ = '\\';
-            *d++ = 'u';
-            *d++ = '0';
-            *d++ = '0';
-            *d++ = hex[*s >> 4];
-            *d++ = hex[*s & 0x0f];
-            s++;
-            continue;
+        if (*s < 0x20 || *s == 0x7f) {
+            return NULL;
         }
 
         n = audex_utf8_len(s, end);
@@ -1024,8 +1076,8 @@ audex_jwt_sign(const audex_jwt_key_t *key, const audex_jwt_sign_args_t *args,
 
     jti[AUDEX_JWT_JTI_LEN] = '\0';
 
-    /* every byte of a string may become \u00XX */
-    max = 6 * n + 256;
+    /* every byte of a string may become \" or \\ */
+    max = 2 * n + 256;
 
     json = malloc(max);
     if (json == NULL) {
@@ -1339,7 +1391,9 @@ audex_jwt_verify(const audex_jwt_key_t *key, const char *token, size_t len,
         return rc;
     }
 
-    rc = audex_jwt_check_claims(c, now, leeway, iss, aud);
+    rc = audex_jwt_json_text_ok(c->json)
+         ? audex_jwt_check_claims(c, now, leeway, iss, aud)
+         : AUDEX_JWT_ERR_CONTROL;
 
     if (rc != AUDEX_JWT_OK || claims == NULL) {
         audex_jwt_claims_free(c);

@@ -71,6 +71,7 @@ typedef enum {
     AUDEX_JWT_ERR_IAT_FUTURE,
     AUDEX_JWT_ERR_ISSUER,
     AUDEX_JWT_ERR_AUDIENCE,
+    AUDEX_JWT_ERR_CONTROL,          /* a control character in the claims */
     AUDEX_JWT_ERR_CANNOT_SIGN,      /* a public key, or bad sign args */
     AUDEX_JWT_ERR_NOMEM,
     AUDEX_JWT_ERR_CRYPTO,           /* OpenSSL failed */
@@ -124,6 +125,8 @@ int audex_jwt_key_can_sign(const audex_jwt_key_t *key);
  * Sign the audex claim set: sub, email, username, admin, iat, exp, jti
  * and the optional iss and aud.  On success *token is a NUL-terminated
  * string allocated with malloc() and *len its length (len may be NULL).
+ * Strings that are not UTF-8 or hold a control character are
+ * AUDEX_JWT_ERR_CANNOT_SIGN: verification would refuse the token.
  */
 audex_jwt_err_e audex_jwt_sign(const audex_jwt_key_t *key,
     const audex_jwt_sign_args_t *args, char **token, size_t *len);
@@ -135,7 +138,10 @@ audex_jwt_err_e audex_jwt_sign(const audex_jwt_key_t *key,
  * iss: when not NULL the "iss" claim must equal it.  aud: when not NULL
  * the "aud" claim (a string or an array of strings) must contain it;
  * when NULL a token that carries "aud" is refused, as RFC 7519 4.1.3
- * asks.  On AUDEX_JWT_OK and claims != NULL, *claims is set.
+ * asks.  A control character (below 0x20, or 0x7f) in any string or
+ * member name of the claims, at any depth, is AUDEX_JWT_ERR_CONTROL:
+ * claims reach nginx variables and, from there, request headers.  On
+ * AUDEX_JWT_OK and claims != NULL, *claims is set.
  */
 audex_jwt_err_e audex_jwt_verify(const audex_jwt_key_t *key,
     const char *token, size_t len, int64_t now, int64_t leeway,
@@ -146,7 +152,8 @@ void audex_jwt_claims_free(audex_jwt_claims_t *claims);
 
 /*
  * A claim that is a JSON string, unescaped and NUL-terminated (a token
- * with "\u0000" in any string is refused, so no NUL hides inside); *len,
+ * with "\u0000" or another control character in any string is refused,
+ * so no NUL hides inside and no CR LF comes out); *len,
  * when len is not NULL, gets its length.  NULL when the claim is absent
  * or not a string.
  */

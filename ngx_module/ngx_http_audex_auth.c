@@ -11,10 +11,15 @@
  *
  * The handler is an access handler like auth_basic's: NGX_OK for a good
  * token, 401 or 403 otherwise, so that satisfy, error_page and
- * auth_delay apply.  nginx answers the refusal; our filters only swap
- * nginx's default HTML page for the JSON error, when that page is what
- * goes out: an error_page that redirects (to a URI or a named location)
- * clears the module's context, one that names a URL answers 302.
+ * auth_delay apply.  Like auth_basic it exempts no method: an OPTIONS
+ * request reaches a proxied application with its body and headers (an
+ * X-HTTP-Method-Override among them) like any other, and audex serves
+ * no cross-origin caller whose preflight would need to pass.
+ *
+ * nginx answers the refusal; our filters only swap nginx's default HTML
+ * page for the JSON error, when that page is what goes out: an
+ * error_page that redirects (to a URI or a named location) clears the
+ * module's context, one that names a URL answers 302.
  */
 
 
@@ -259,11 +264,6 @@ ngx_http_audex_auth_handler(ngx_http_request_t *r)
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_audex_module);
 
     if (alcf->auth == NGX_HTTP_AUDEX_AUTH_OFF) {
-        return NGX_DECLINED;
-    }
-
-    if (r->method == NGX_HTTP_OPTIONS) {
-        /* CORS preflights carry no credentials */
         return NGX_DECLINED;
     }
 

@@ -9,9 +9,11 @@
  * so memory does not grow with the file and a slow client slows the
  * reads (backpressure).
  *
- * Access: the owner or an admin with a token, or anyone with a signed
- * link (audex_link_secret) that has not expired.  Anyone else learns
- * nothing: 404, as for a file that does not exist.
+ * Access: anyone with a signed link (audex_link_secret) that has not
+ * expired, whatever token comes with it, or the owner or an admin with a
+ * token.  A link only adds a right: a bad one with a token leaves the
+ * token to decide.  Anyone else learns nothing: 404, as for a file that
+ * does not exist.
  *
  * Conditional and range requests are nginx's, as for a static file: the
  * answer starts as a 200 with ETag (r->headers_out.etag) and
@@ -83,6 +85,8 @@ static void ngx_http_audex_download_stat_done(ngx_http_request_t *r,
     void *data);
 static ngx_uint_t ngx_http_audex_download_allowed(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx, const char **why);
+static int ngx_http_audex_download_link(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx, ngx_str_t *sig);
 static void ngx_http_audex_download_sha256(
     ngx_http_audex_download_ctx_t *ctx, const char *s, uint32_t len);
 static ngx_int_t ngx_http_audex_download_header(ngx_http_request_t *r,
@@ -338,22 +342,23 @@ ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
 /*
  * 0 when the caller may have the file, else the status to answer (404
  * for a missing file and for one that is not the caller's, 401 without
- * credentials, 403 for a bad or expired link) and *why for the body.
+ * credentials, 403 for a bad or expired link without a token) and *why
+ * for the body.
  */
 
 static ngx_uint_t
 ngx_http_audex_download_allowed(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx, const char **why)
 {
-    int                          vrc;
-    ngx_str_t                    sig, exp;
-    ngx_int_t                    n;
-    ngx_http_audex_user_t       *user;
-    ngx_http_audex_main_conf_t  *amcf = ctx->amcf;
+    int                     vrc;
+    ngx_str_t               sig;
+    ngx_uint_t              link;
+    ngx_http_audex_user_t  *user;
 
     user = ngx_http_audex_auth_user(r);
+    link = (ngx_http_arg(r, (u_char *) "sig", 3, &sig) == NGX_OK);
 
-    if (ngx_http_arg(r, (u_char *) "sig", 3, &sig) != NGX_OK && user == NULL) {
+    if (!link && user == NULL) {
         ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: download %s: no token and no link", ctx->fid);
         *why = "token required";
@@ -367,33 +372,24 @@ ngx_http_audex_download_allowed(ngx_http_request_t *r,
         return NGX_HTTP_NOT_FOUND;
     }
 
-    if (user == NULL) {
-        n = NGX_ERROR;
-
-        if (ngx_http_arg(r, (u_char *) "exp", 3, &exp) == NGX_OK) {
-            n = ngx_atoi(exp.data, exp.len);
-        }
-
-        vrc = -1;
-
-        if (amcf->link_key.len && n != NGX_ERROR) {
-            vrc = audex_link_verify(amcf->link_key.data, amcf->link_key.len,
-                                    (char *) ctx->fid, 24,
-                                    (char *) ctx->owner,
-                                    ngx_strlen(ctx->owner), (int64_t) n,
-                                    (char *) sig.data, sig.len,
-                                    (int64_t) ngx_time());
-        }
+    if (link) {
+        /* the link alone decides: a link mailed to its owner works in
+         * a client that also holds someone else's token */
+        vrc = ngx_http_audex_download_link(r, ctx, &sig);
 
         if (vrc == 0) {
             return 0;
         }
 
         ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
-                      "audex: download %s: %s link", ctx->fid,
-                      vrc == -2 ? "expired" : "invalid");
-        *why = (vrc == -2) ? "link expired" : "invalid link";
-        return NGX_HTTP_FORBIDDEN;
+                      "audex: download %s: %s link%s", ctx->fid,
+                      vrc == -2 ? "expired" : "invalid",
+                      user ? ", the token decides" : "");
+
+        if (user == NULL) {
+            *why = (vrc == -2) ? "link expired" : "invalid link";
+            return NGX_HTTP_FORBIDDEN;
+        }
     }
 
     if (user->admin
@@ -408,6 +404,35 @@ ngx_http_audex_download_allowed(ngx_http_request_t *r,
                   &user->email);
     *why = "not found";
     return NGX_HTTP_NOT_FOUND;
+}
+
+
+/* 0: a good link, -2: an expired one, -1: anything else */
+
+static int
+ngx_http_audex_download_link(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx, ngx_str_t *sig)
+{
+    ngx_str_t                    exp;
+    ngx_int_t                    n;
+    ngx_http_audex_main_conf_t  *amcf = ctx->amcf;
+
+    if (amcf->link_key.len == 0
+        || ngx_http_arg(r, (u_char *) "exp", 3, &exp) != NGX_OK)
+    {
+        return -1;
+    }
+
+    n = ngx_atoi(exp.data, exp.len);
+    if (n == NGX_ERROR) {
+        return -1;
+    }
+
+    return audex_link_verify(amcf->link_key.data, amcf->link_key.len,
+                             (char *) ctx->fid, 24, (char *) ctx->owner,
+                             ngx_strlen(ctx->owner), (int64_t) n,
+                             (char *) sig->data, sig->len,
+                             (int64_t) ngx_time());
 }
 
 

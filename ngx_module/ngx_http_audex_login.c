@@ -5,6 +5,12 @@
  * all run in a pool thread.  An unknown or disabled account still costs
  * one hash, so the answer time does not tell which accounts exist.  The
  * password is copied into the task and wiped there when done.
+ *
+ * Credentials that no account can match are refused before any of that:
+ * a NUL in the user name would cut it short in C ("ann@example.com\0x"
+ * would log in as ann), other control characters would end up in the
+ * log, and a NUL in the password is refused alike, whatever the hash
+ * would say.
  */
 
 
@@ -42,7 +48,9 @@ static ngx_int_t ngx_http_audex_login_check(ngx_http_audex_login_ctx_t *ctx,
 static void ngx_http_audex_login_done(ngx_http_request_t *r, void *data);
 static ngx_int_t ngx_http_audex_login_send(ngx_http_request_t *r,
     ngx_http_audex_login_ctx_t *ctx);
-static ngx_int_t ngx_http_audex_login_denied(ngx_http_request_t *r);
+static const char *ngx_http_audex_login_malformed(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_login_denied(ngx_http_request_t *r,
+    const char *message);
 
 
 char *
@@ -70,6 +78,7 @@ ngx_http_audex_login_handler(ngx_http_request_t *r)
 {
     u_char                      *p;
     ngx_int_t                    rc;
+    const char                  *why;
     ngx_http_audex_login_ctx_t  *ctx;
 
     if (r->method != NGX_HTTP_POST) {
@@ -88,7 +97,17 @@ ngx_http_audex_login_handler(ngx_http_request_t *r)
     {
         ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: login without Basic credentials");
-        return ngx_http_audex_login_denied(r);
+        return ngx_http_audex_login_denied(r, "invalid credentials");
+    }
+
+    why = ngx_http_audex_login_malformed(r);
+
+    if (why) {
+        ngx_explicit_memzero(r->headers_in.passwd.data,
+                             r->headers_in.passwd.len);
+        ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
+                      "audex: login refused: %s", why);
+        return ngx_http_audex_login_denied(r, why);
     }
 
     ctx = ngx_http_audex_thread_alloc(r, sizeof(ngx_http_audex_login_ctx_t));
@@ -303,7 +322,7 @@ ngx_http_audex_login_send(ngx_http_request_t *r,
         ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                       "audex: login of \"%s\" refused: %s",
                       ctx->email, ctx->why);
-        return ngx_http_audex_login_denied(r);
+        return ngx_http_audex_login_denied(r, "invalid credentials");
 
     case NGX_HTTP_AUDEX_LOGIN_BACKEND:
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -355,8 +374,36 @@ ngx_http_audex_login_send(ngx_http_request_t *r,
 }
 
 
+/* what no account can match, in words for the client; NULL when fine */
+
+static const char *
+ngx_http_audex_login_malformed(ngx_http_request_t *r)
+{
+    u_char     *p, *end;
+    ngx_str_t  *user;
+
+    user = &r->headers_in.user;
+    end = user->data + user->len;
+
+    for (p = user->data; p < end; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return "invalid credentials: control characters in the user name";
+        }
+    }
+
+    if (ngx_strlchr(r->headers_in.passwd.data,
+                    r->headers_in.passwd.data + r->headers_in.passwd.len, '\0')
+        != NULL)
+    {
+        return "invalid credentials: NUL byte in the password";
+    }
+
+    return NULL;
+}
+
+
 static ngx_int_t
-ngx_http_audex_login_denied(ngx_http_request_t *r)
+ngx_http_audex_login_denied(ngx_http_request_t *r, const char *message)
 {
     if (ngx_http_audex_add_header(r, "WWW-Authenticate",
                                   (u_char *) "Basic realm=\"audex\"",
@@ -366,6 +413,5 @@ ngx_http_audex_login_denied(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_audex_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                     "invalid credentials");
+    return ngx_http_audex_send_error(r, NGX_HTTP_UNAUTHORIZED, message);
 }

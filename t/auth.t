@@ -723,3 +723,89 @@ mkdir "$ENV{TEST_NGINX_SERVROOT}/html/dir";
 ['<html>', '^app$']
 --- error_log
 directory index of
+
+
+
+=== TEST 30: a claim with CR LF, a control character or a NUL never reaches a variable: 401 invalid_token, the app not reached
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app {
+    audex_auth on;
+    proxy_set_header X-Name $audex_jwt_claim_name;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo {
+    access_log $TEST_NGINX_SERVROOT/logs/app30.log;
+    return 200 "name=$http_x_name admin=$http_x_audex_admin\n";
+}
+--- request eval
+["GET /app", "GET /app", "GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+[
+    ::bearer("{$::user, 'exp': now + 60, 'name': 'bob\\r\\nX-Audex-Admin: 1'}"),
+    ::bearer("{$::user, 'exp': now + 60, 'name': 'bob\\x7f'}"),
+    ::bearer("{$::user, 'exp': now + 60, 'name': 'bob', 'o': {'k': ['\\t']}}"),
+    ::bearer("{'sub': '64b000000000000000000001\\x00x', 'email': 'ann\@example.com', 'exp': now + 60}"),
+    ::bearer("{$::user, 'exp': now + 60, 'name': 'bob \\u00e9'}"),
+]
+--- error_code eval
+[401, 401, 401, 401, 200]
+--- response_body eval
+[
+    qq{{"error":"token claims: control characters in a string or a name"}\n},
+    qq{{"error":"token claims: control characters in a string or a name"}\n},
+    qq{{"error":"token claims: control characters in a string or a name"}\n},
+    qq{{"error":"malformed token: claims are not a valid JSON object"}\n},
+    "name=bob \x{c3}\x{a9} admin=\n",
+]
+--- check
+Audex::Test::is($res->{headers}{'www-authenticate'}[0] // '',
+                'Bearer realm="audex", error="invalid_token"',
+                "request $i: invalid_token") if $i < 4;
+my $log = "$ENV{TEST_NGINX_SERVROOT}/logs/app30.log";
+my $n = -e $log ? (() = do { local @ARGV = $log; <> }) : 0;
+Audex::Test::is($n, $i < 4 ? 0 : 1, "request $i: the app saw $n requests");
+
+
+
+=== TEST 31: OPTIONS needs the token like any method in front of proxy_pass; the app sees it only with one
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /app { audex_auth on; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /admin { audex_auth admin; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo; }
+location /echo {
+    access_log $TEST_NGINX_SERVROOT/logs/app31.log;
+    return 200 "$request_method $http_x_http_method_override\n";
+}
+--- request eval
+[
+    "OPTIONS /app\nDELETE everything",
+    "OPTIONS /admin\nDELETE everything",
+    "OPTIONS /app\nDELETE everything",
+    "OPTIONS /admin",
+    "OPTIONS /app",
+]
+--- more_headers eval
+[
+    "X-HTTP-Method-Override: DELETE",
+    "X-HTTP-Method-Override: DELETE\nOrigin: http://evil.example\nAccess-Control-Request-Method: DELETE",
+    "X-HTTP-Method-Override: DELETE\n" . ::bearer("{$::user, 'exp': now + 60}"),
+    ::bearer("{$::user, 'exp': now + 60}"),
+    "Origin: http://evil.example\nAccess-Control-Request-Method: GET",
+]
+--- error_code eval
+[401, 401, 200, 403, 401]
+--- response_body eval
+[
+    qq{{"error":"token required"}\n},
+    qq{{"error":"token required"}\n},
+    "OPTIONS DELETE\n",
+    qq{{"error":"admin only"}\n},
+    qq{{"error":"token required"}\n},
+]
+--- check
+my $log = "$ENV{TEST_NGINX_SERVROOT}/logs/app31.log";
+my $n = -e $log ? (() = do { local @ARGV = $log; <> }) : 0;
+Audex::Test::is($n, $i < 2 ? 0 : 1, "request $i: the app saw $n requests");

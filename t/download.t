@@ -520,3 +520,33 @@ if ($i == 0) {
         Audex::Test::like($head, qr{^HTTP/1.1 200}, "left after 20 kB");
     }
 }
+
+
+
+=== TEST 19: a good link decides whatever token comes with it; with a bad link the token decides
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+[
+ "GET /download?" . ::link_args($::fid{tiny}, time + 600),
+ "GET /download?" . (::link_args($::fid{tiny}, time + 600) =~ s/sig=./sig=A/r),
+ "GET /download?" . ::link_args($::fid{tiny}, time - 10),
+ "GET /download?" . (::link_args($::fid{tiny}, time + 600) =~ s/sig=./sig=A/r),
+]
+--- more_headers eval
+[
+ Audex::Test::bearer($::other),
+ Audex::Test::bearer($::other),
+ Audex::Test::bearer($::owner),
+ Audex::Test::bearer($::other, 1),
+]
+--- error_code eval
+[200, 404, 200, 200]
+--- response_headers eval
+[("ETag: " . ::etag('tiny')), "!ETag", ("ETag: " . ::etag('tiny')) x 2]
+--- response_body eval
+[undef, qq{{"error":"not found"}\n}, undef, undef]
+--- error_log
+invalid link, the token decides
+expired link, the token decides
+not a file of "64b000000000000000000002@x"

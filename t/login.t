@@ -248,3 +248,37 @@ location = /other { return 200 "other\n"; }
 --- request
 GET /other
 --- error_code: 200
+
+
+
+=== TEST 11: a NUL or a control character in the user name, a NUL in the password: 401 naming it, no login as the name before the NUL
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location = /login { audex_login; }
+--- request eval
+[("POST /login") x 5]
+--- more_headers eval
+[
+    ::basic("ann\@example.com\0x", 'ann pw'),
+    ::basic("ann\@example.com\r\nX-Audex-Admin: 1", 'ann pw'),
+    ::basic("ann\@example.com\x7f", 'ann pw'),
+    ::basic('ann@example.com', "ann pw\0x"),
+    ::basic('ann@example.com', "ann\tpw"),
+]
+--- error_code eval
+[401, 401, 401, 401, 401]
+--- response_headers eval
+[('WWW-Authenticate: Basic realm="audex"') x 5]
+--- response_body eval
+[
+    (qq{{"error":"invalid credentials: control characters in the user name"}\n}) x 3,
+    qq{{"error":"invalid credentials: NUL byte in the password"}\n},
+    qq{{"error":"invalid credentials"}\n},
+]
+--- error_log
+audex: login refused: invalid credentials: control characters in the user name
+audex: login refused: invalid credentials: NUL byte in the password
+--- no_error_log
+login of "ann@example.com",
+X-Audex-Admin

@@ -1129,11 +1129,57 @@ test_strict_json(void **state)
     all_malformed(claims, sizeof(claims) / sizeof(claims[0]), 0);
     all_malformed(headers, sizeof(headers) / sizeof(headers[0]), 1);
 
-    /* the same name in two different objects is no duplicate, and other
-     * control characters, escaped, are ordinary text */
+    /* the same name in two different objects is no duplicate */
     assert_int_equal(hs_check(HS_HDR, "{\"exp\":1800000000,\"k\":{\"k\":1},"
-                              "\"sub\":\"a\\u0001b\"}", T_NOW, 0, NULL,
-                              NULL), AUDEX_JWT_OK);
+                              "\"sub\":\"a\"}", T_NOW, 0, NULL, NULL),
+                     AUDEX_JWT_OK);
+}
+
+
+/*
+ * A control character, escaped or raw, in any string or member name of
+ * the claims: "bob\r\nX-Audex-Admin: 1" as a name would become a header
+ * upstream through proxy_set_header ... $audex_jwt_claim_name.
+ */
+static void
+test_control_chars(void **state)
+{
+    size_t  i;
+
+    static const char  *claims[] = {
+        "{\"exp\":1800000000,\"name\":\"bob\\r\\nX-Audex-Admin: 1\"}",
+        "{\"exp\":1800000000,\"name\":\"bob\\n\"}",
+        "{\"exp\":1800000000,\"name\":\"bob\\r\"}",
+        "{\"exp\":1800000000,\"sub\":\"a\\u0001b\"}",
+        "{\"exp\":1800000000,\"sub\":\"a\\u001fb\"}",
+        "{\"exp\":1800000000,\"email\":\"a\\tb@example.com\"}",
+        "{\"exp\":1800000000,\"email\":\"a\\u007fb@example.com\"}",
+        "{\"exp\":1800000000,\"email\":\"ab@example.com\x7f\"}",
+        "{\"exp\":1800000000,\"o\":{\"k\":\"\\n\"}}",
+        "{\"exp\":1800000000,\"a\":[1,[\"x\\r\"]]}",
+        "{\"exp\":1800000000,\"na\\nme\":1}",
+        "{\"exp\":1800000000,\"o\":{\"k\\u0001\":1}}",
+    };
+
+    for (i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        if (hs_check(HS_HDR, claims[i], T_NOW, 0, NULL, NULL)
+            != AUDEX_JWT_ERR_CONTROL)
+        {
+            print_error("claims '%s': %s\n", claims[i],
+                        audex_jwt_strerror(hs_check(HS_HDR, claims[i], T_NOW,
+                                                    0, NULL, NULL)));
+            fail();
+        }
+    }
+
+    /* the rule comes before the others: no exp, yet this answer */
+    assert_int_equal(hs_check(HS_HDR, "{\"name\":\"\\n\"}", T_NOW, 0, NULL,
+                              NULL), AUDEX_JWT_ERR_CONTROL);
+
+    /* space, the rest of ASCII, and UTF-8 beyond it are text */
+    assert_int_equal(hs_check(HS_HDR, "{\"exp\":1800000000,\"name\":"
+                              "\" ~!\\\"\\\\\\/\\u00e9\\u0080\\u2028\"}",
+                              T_NOW, 0, NULL, NULL), AUDEX_JWT_OK);
 }
 
 
@@ -1336,7 +1382,7 @@ test_claim_get(void **state)
 
     tok = hs_token(HS_HDR,
                    "{\"exp\":1800000000,"
-                   "\"s\":\"a\\\"b\\u00e9\\n\","
+                   "\"s\":\"a\\\"b\\u00e9/\","
                    "\"n\":-1.5e3,"
                    "\"t\":true,\"f\":false,\"z\":null,"
                    "\"o\":{\"k\":[1, 2]},"
@@ -1355,7 +1401,7 @@ test_claim_get(void **state)
                                          sizeof(buf)), strlen(want));        \
     assert_string_equal(buf, want)
 
-    G("s", "a\"b\xc3\xa9\n");
+    G("s", "a\"b\xc3\xa9/");
     /* numbers and structures as jansson writes them back, compactly */
     G("n", "-1500.0");
     G("r", "0.1");
@@ -1373,7 +1419,7 @@ test_claim_get(void **state)
 
     s = audex_jwt_claims_string(c, "s", &n);
     assert_int_equal(n, 6);
-    assert_memory_equal(s, "a\"b\xc3\xa9\n", 6);
+    assert_memory_equal(s, "a\"b\xc3\xa9/", 6);
 
     /* names are compared by length too */
     assert_int_equal(audex_jwt_claim_get(c, "abcx", 3, buf, sizeof(buf)), 1);
@@ -1403,7 +1449,7 @@ test_sign_args(void **state)
 
     /* strings that need escaping survive the round trip */
     a = args_default();
-    a.email = "o\"brien\\x\x01@exampl\xc3\xa9.com";
+    a.email = "o\"brien\\x@exampl\xc3\xa9.com";
     tok = sign(st.hs, &a);
     assert_int_equal(audex_jwt_verify(st.hs, tok, strlen(tok), T_NOW, 0,
                                       NULL, NULL, &c), AUDEX_JWT_OK);
@@ -1416,6 +1462,16 @@ test_sign_args(void **state)
     tok = NULL;
     a = args_default();
     a.email = "bad\xff@example.com";
+    assert_int_equal(audex_jwt_sign(st.hs, &a, &tok, NULL),
+                     AUDEX_JWT_ERR_CANNOT_SIGN);
+
+    /* what verification would refuse is not signed either */
+    a.email = "bob@example.com\r\nX-Audex-Admin: 1";
+    assert_int_equal(audex_jwt_sign(st.hs, &a, &tok, NULL),
+                     AUDEX_JWT_ERR_CANNOT_SIGN);
+
+    a = args_default();
+    a.sub = "u\x7f";
     assert_int_equal(audex_jwt_sign(st.hs, &a, &tok, NULL),
                      AUDEX_JWT_ERR_CANNOT_SIGN);
 
@@ -1491,6 +1547,7 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_strict_json),
+        cmocka_unit_test(test_control_chars),
         cmocka_unit_test(test_header_not_object),
         cmocka_unit_test(test_json_limits),
         cmocka_unit_test(test_iss_aud),
