@@ -126,9 +126,12 @@ run_tests(setup => sub {
     put_file('big', 3_000_000, 'big.mp3');
     put_file('holed', 700_000, 'holed.mp3');
     put_file('legacy', 1000, 'old.mp3', 1);
+    put_file('headless', 700_000, 'headless.mp3');
     Audex::Test::mongo_eval("from bson import ObjectId\n"
         . "db['mp3s.chunks'].delete_one({'files_id': "
-        . "ObjectId('$fid{holed}'), 'n': 1})");
+        . "ObjectId('$fid{holed}'), 'n': 1})\n"
+        . "db['mp3s.chunks'].delete_one({'files_id': "
+        . "ObjectId('$fid{headless}'), 'n': 0})");
 });
 
 __DATA__
@@ -520,3 +523,24 @@ if ($i == 0) {
         Audex::Test::like($head, qr{^HTTP/1.1 200}, "left after 20 kB");
     }
 }
+
+
+
+=== TEST 19: the first chunk read fails before anything is sent: an error answer, not an empty reply
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /download?fid=$::fid{headless}", "GET /download?fid=$::fid{holed}", "HEAD /download?fid=$::fid{headless}"]
+--- more_headers eval
+[Audex::Test::bearer($::owner), Audex::Test::bearer($::owner) . "\r\nRange: bytes=300000-300009", Audex::Test::bearer($::owner)]
+--- error_code eval
+[500, 500, 200]
+--- response_headers eval
+[["Content-Type: application/json", "!ETag", "!Content-Disposition", "!Accept-Ranges"],
+ ["Content-Type: application/json", "!Content-Range"],
+ ["Content-Type: audio/mpeg", "Content-Length: 700000"]]
+--- response_body eval
+[qq{{"error":"the file is damaged"}\n}, qq{{"error":"the file is damaged"}\n}, ""]
+--- error_log eval
+[qr/audex: download \w+: chunk 0: chunk 0 is missing/,
+ qr/audex: download \w+: chunk 1: chunk 1 is missing/]
