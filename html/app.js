@@ -458,7 +458,8 @@ var STATE_WORDS = {
     queued: 'Waiting',
     converting: 'Converting',
     done: 'Done',
-    failed: 'Failed'
+    failed: 'Failed',
+    deleting: 'Deleting'
 };
 
 

@@ -81,12 +81,16 @@
 /*
  * A job document's state: "queued" by the upload (again by a converter
  * that gives a job back), "converting" while a converter has it, then
- * "done" (with mp3_fid) or "failed" (with error and error_code).
+ * "done" (with mp3_fid) or "failed" (with error and error_code).  A
+ * DELETE turns a done or failed job "deleting" before its files go, so
+ * that no one sees it done without its MP3; whoever meets a deleting job
+ * finishes the removal (audex_store_job_delete).
  */
 #define AUDEX_JOB_STATE_QUEUED   "queued"
 #define AUDEX_JOB_STATE_CONVERTING "converting"
 #define AUDEX_JOB_STATE_DONE     "done"
 #define AUDEX_JOB_STATE_FAILED   "failed"
+#define AUDEX_JOB_STATE_DELETING "deleting"
 
 /*
  * Fields of a job: its document in AUDEX_COLL_JOBS (whose _id is the job

@@ -25,6 +25,14 @@
  * then go around it: the flow reads from the chunk the range starts in,
  * never from chunk 0, having told the range filter where its body starts
  * (r->headers_out.content_offset, as the slice module does).
+ *
+ * A GET reads the chunk its body starts with before the header is sent,
+ * so that a backend that fails then is still answered: 503 with
+ * Retry-After when the server failed, 500 when the chunk is missing or
+ * damaged.  Once the header is out, a failure can only close the
+ * connection (the client sees a body shorter than Content-Length).  A
+ * request that may be answered 304 (If-None-Match, If-Modified-Since)
+ * and a HEAD read nothing before the header: a 304 costs no chunk.
  */
 
 
@@ -65,12 +73,15 @@ typedef struct {
     /* the pool thread's side: which buffer, how it went */
     ngx_uint_t                   read_idx;
     ngx_uint_t                   failed;
+    ngx_uint_t                   damaged;     /* the chunk, not the server */
     char                         err[NGX_HTTP_AUDEX_ERRLEN];
 
     /* the event loop's side */
     unsigned                     reading:1;   /* a read is in flight */
     unsigned                     ready:1;     /* buf[read_idx] is read */
     unsigned                     wire_busy:1; /* output still buffered */
+    unsigned                     body:1;      /* the header is out, a
+                                                 body follows */
     ngx_int_t                    rc;          /* a failure to end with */
 } ngx_http_audex_download_ctx_t;
 
@@ -89,6 +100,14 @@ static int ngx_http_audex_download_link(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx, ngx_str_t *sig);
 static void ngx_http_audex_download_sha256(
     ngx_http_audex_download_ctx_t *ctx, const char *s, uint32_t len);
+static ngx_int_t ngx_http_audex_download_early(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static void ngx_http_audex_download_early_done(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static void ngx_http_audex_download_start(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
+static ngx_int_t ngx_http_audex_download_buffers(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx);
 static ngx_int_t ngx_http_audex_download_header(ngx_http_request_t *r,
     ngx_http_audex_download_ctx_t *ctx);
 static off_t ngx_http_audex_download_first_byte(ngx_http_request_t *r,
@@ -314,15 +333,6 @@ ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
         return;
     }
 
-    /* sends the header; a body follows only when ctx->buf is set */
-
-    rc = ngx_http_audex_download_header(r, ctx);
-
-    if (ctx->buf[0] == NULL || rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
     actx = ngx_http_audex_get_ctx(r);
     if (actx == NULL) {
         ngx_http_finalize_request(r, NGX_ERROR);
@@ -331,11 +341,17 @@ ngx_http_audex_download_stat_done(ngx_http_request_t *r, void *data)
 
     actx->data = ctx;
 
-    rc = ngx_http_audex_download_pump(r, ctx);
+    rc = ngx_http_audex_download_early(r, ctx);
 
-    if (rc != NGX_HTTP_AUDEX_DOWNLOAD_WAIT) {
-        ngx_http_finalize_request(r, rc);
+    if (rc != NGX_DECLINED) {
+        if (rc != NGX_OK) {
+            ngx_http_finalize_request(r, rc);
+        }
+
+        return;
     }
+
+    ngx_http_audex_download_start(r, ctx);
 }
 
 
@@ -468,10 +484,126 @@ ngx_http_audex_download_sha256(ngx_http_audex_download_ctx_t *ctx,
 
 
 /*
+ * Starts reading the chunk the body starts with, before the header (see
+ * the top of the file): NGX_OK when the read is in flight (its
+ * completion goes on), NGX_DECLINED when this request reads nothing
+ * before its header, else the code to finalize with.
+ */
+
+static ngx_int_t
+ngx_http_audex_download_early(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    off_t  from;
+
+    if (r->method != NGX_HTTP_GET
+        || ctx->length == 0
+        || r->headers_in.if_none_match
+        || r->headers_in.if_modified_since)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_audex_download_buffers(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    from = ngx_http_audex_download_first_byte(r, ctx->length);
+
+    if (from >= ctx->length) {
+        /* a 416: nothing to read */
+        return NGX_DECLINED;
+    }
+
+    ctx->chunk = from / (off_t) ctx->chunk_size;
+
+    if (ngx_http_audex_download_post(r, ctx) != NGX_OK) {
+        return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "server busy");
+    }
+
+    return NGX_OK;
+}
+
+
+/* The chunk read before the header is back: the header, or the error. */
+
+static void
+ngx_http_audex_download_early_done(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    if (ctx->rc != NGX_OK) {
+        /* the read timed out (send_timeout) */
+        ngx_http_finalize_request(r, ctx->rc);
+        return;
+    }
+
+    if (ctx->failed) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "audex: download %s: chunk %L: %s", ctx->fid,
+                      ctx->buf_chunk[ctx->read_idx], ctx->err);
+
+        ngx_http_finalize_request(r, ctx->damaged
+            ? ngx_http_audex_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        "the file is damaged")
+            : ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "database unavailable"));
+        return;
+    }
+
+    ctx->ready = 1;
+
+    ngx_http_audex_download_start(r, ctx);
+}
+
+
+/* sends the header, then the body when one follows (ctx->body) */
+
+static void
+ngx_http_audex_download_start(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_audex_download_header(r, ctx);
+
+    if (!ctx->body || rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    rc = ngx_http_audex_download_pump(r, ctx);
+
+    if (rc != NGX_HTTP_AUDEX_DOWNLOAD_WAIT) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/* the two chunk buffers, once */
+
+static ngx_int_t
+ngx_http_audex_download_buffers(ngx_http_request_t *r,
+    ngx_http_audex_download_ctx_t *ctx)
+{
+    if (ctx->buf[0] != NULL) {
+        return NGX_OK;
+    }
+
+    ctx->buf[0] = ngx_palloc(r->pool, ctx->chunk_size);
+    ctx->buf[1] = ngx_palloc(r->pool, ctx->chunk_size);
+
+    return (ctx->buf[0] && ctx->buf[1]) ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
  * Sends the header of a 200 for the whole file and lets nginx's filters
  * turn it into a 304, 412, 206 or 416 (see the top of the file).
- * Returns NGX_OK when a body is to follow, with ctx->start and ctx->end
- * set to what it holds, else the code to finalize with.
+ * Returns NGX_OK with ctx->body set when a body is to follow, with
+ * ctx->start and ctx->end set to what it holds, else the code to
+ * finalize with.  A chunk read before (ctx->ready) is kept when the body
+ * starts in it, else dropped.
  */
 
 static ngx_int_t
@@ -554,11 +686,21 @@ ngx_http_audex_download_header(ngx_http_request_t *r,
     ctx->chunk = ctx->start / (off_t) ctx->chunk_size;
     ctx->last_chunk = ctx->end / (off_t) ctx->chunk_size;
 
-    ctx->buf[0] = ngx_palloc(r->pool, ctx->chunk_size);
-    ctx->buf[1] = ngx_palloc(r->pool, ctx->chunk_size);
-    if (ctx->buf[0] == NULL || ctx->buf[1] == NULL) {
+    if (ctx->ready) {
+        if (ctx->buf_chunk[ctx->read_idx] == ctx->chunk) {
+            ctx->chunk++;
+
+        } else {
+            /* If-Range sent the whole file after all */
+            ctx->ready = 0;
+        }
+    }
+
+    if (ngx_http_audex_download_buffers(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ctx->body = 1;
 
     return NGX_OK;
 }
@@ -992,12 +1134,14 @@ ngx_http_audex_download_read(void *data, ngx_log_t *log)
         ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
                      "chunk %L is missing%Z", n);
         ctx->failed = 1;
+        ctx->damaged = 1;
         break;
 
     case AUDEX_STORE_CORRUPT:
         ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
                      "chunk %L has no data or too much%Z", n);
         ctx->failed = 1;
+        ctx->damaged = 1;
         break;
 
     default:
@@ -1017,6 +1161,11 @@ ngx_http_audex_download_read_done(ngx_http_request_t *r, void *data)
     ngx_int_t  rc;
 
     ctx->reading = 0;
+
+    if (!r->header_sent) {
+        ngx_http_audex_download_early_done(r, ctx);
+        return;
+    }
 
     /* the header is out: a failure now can only cut the connection */
 

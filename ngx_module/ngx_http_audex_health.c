@@ -1,6 +1,12 @@
 /*
  * GET /healthz: pings MongoDB and Redis from a pool thread and answers
  * 200 {"mongo":"ok","redis":"ok"}, or 503 naming what is down.
+ *
+ * The backends' error text (addresses, driver messages) is for the
+ * operator: the error log always has it, and the answer carries it in
+ * "error" only for a client on the loopback (curl on the host, make
+ * run).  Anyone else, a load balancer or a stranger, learns what is
+ * down, not why.
  */
 
 
@@ -19,6 +25,7 @@ static void ngx_http_audex_health_work(void *data, ngx_log_t *log);
 static void ngx_http_audex_health_done(ngx_http_request_t *r, void *data);
 static ngx_int_t ngx_http_audex_health_send(ngx_http_request_t *r,
     ngx_http_audex_health_ctx_t *ctx);
+static ngx_uint_t ngx_http_audex_health_local(ngx_http_request_t *r);
 
 
 char *
@@ -145,6 +152,20 @@ ngx_http_audex_health_send(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "audex: healthz: %*s", p - err, err);
 
+    if (!ngx_http_audex_health_local(r)) {
+        body = ngx_pnalloc(r->pool, sizeof("{\"mongo\":\"down\","
+                                           "\"redis\":\"down\"}\n"));
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body, "{\"mongo\":\"%s\",\"redis\":\"%s\"}\n",
+                        mongo_ok ? "ok" : "down", redis_ok ? "ok" : "down");
+
+        return ngx_http_audex_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        body, p - body);
+    }
+
     err = ngx_http_audex_json_str(r->pool, err, p - err, &elen);
     if (err == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -164,4 +185,47 @@ ngx_http_audex_health_send(ngx_http_request_t *r,
 
     return ngx_http_audex_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE, body,
                                     p - body);
+}
+
+
+/*
+ * Whether the client is on this host: 127.0.0.0/8, ::1, an IPv4-mapped
+ * 127 address, or a unix socket.  The address is the one nginx holds,
+ * after the realip module when it is configured.
+ */
+
+static ngx_uint_t
+ngx_http_audex_health_local(ngx_http_request_t *r)
+{
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    u_char               *a;
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (r->connection->sockaddr->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) r->connection->sockaddr;
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
+        a = sin6->sin6_addr.s6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            return a[12] == 127;
+        }
+
+        return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+#endif
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+    case AF_UNIX:
+        return 1;
+#endif
+    }
+
+    return 0;
 }

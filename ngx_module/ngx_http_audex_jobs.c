@@ -1,6 +1,7 @@
 /*
  * Job status: GET /jobs/<id>, GET /jobs (the caller's, newest first),
- * DELETE /jobs/<id> (its MP3 and video leave GridFS, then the job);
+ * DELETE /jobs/<id> (the job turns deleting, its MP3 and video leave
+ * GridFS, then the job goes; see store/audex_store_delete.c);
  * /jobs is the location's name, whatever it is.
  *
  * A job document ("jobs" collection, written by the upload handler and
@@ -41,6 +42,7 @@ typedef struct {
     bson_t                     **docs;          /* malloc()ed copies */
     ngx_uint_t                   ndocs;
 
+    ngx_uint_t                   unfinished;    /* a deletion, see _finish */
     ngx_uint_t                   status;        /* an error to answer */
     const char                  *why;
     char                         err[NGX_HTTP_AUDEX_ERRLEN];
@@ -56,8 +58,9 @@ static ngx_int_t ngx_http_audex_jobs_caller(ngx_http_audex_jobs_ctx_t *ctx,
 static ngx_int_t ngx_http_audex_jobs_find(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_collection_t *jobs, bson_error_t *error);
 static ngx_int_t ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
-    mongoc_client_t *client, mongoc_collection_t *jobs,
-    bson_error_t *error);
+    mongoc_client_t *client, bson_error_t *error);
+static void ngx_http_audex_jobs_finish(ngx_http_audex_jobs_ctx_t *ctx,
+    mongoc_client_t *client);
 static void ngx_http_audex_jobs_done(ngx_http_request_t *r, void *data);
 static ngx_int_t ngx_http_audex_jobs_send(ngx_http_request_t *r,
     ngx_http_audex_jobs_ctx_t *ctx);
@@ -265,7 +268,13 @@ ngx_http_audex_jobs_work(void *data, ngx_log_t *log)
     if (rc == NGX_OK && ctx->op == NGX_HTTP_AUDEX_JOBS_DELETE
         && ctx->status == 0)
     {
-        rc = ngx_http_audex_jobs_delete(ctx, client, jobs, &error);
+        rc = ngx_http_audex_jobs_delete(ctx, client, &error);
+    }
+
+    if (rc == NGX_OK && ctx->op == NGX_HTTP_AUDEX_JOBS_GET
+        && ctx->status == 0)
+    {
+        ngx_http_audex_jobs_finish(ctx, client);
     }
 
     if (rc != NGX_OK) {
@@ -306,6 +315,36 @@ ngx_http_audex_jobs_caller(ngx_http_audex_jobs_ctx_t *ctx,
     }
 
     return (rc < 0) ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * A GET that finds a job deleting (a DELETE cut short) finishes the
+ * removal, and answers what it read: the job, deleting, without a link.
+ * A failure here is the deletion's, not the GET's: it is logged (on the
+ * event loop), and the next reader tries again.
+ */
+
+static void
+ngx_http_audex_jobs_finish(ngx_http_audex_jobs_ctx_t *ctx,
+    mongoc_client_t *client)
+{
+    bson_error_t        error;
+    mongoc_database_t  *db;
+
+    if (!audex_store_job_state_is(ctx->docs[0], AUDEX_JOB_STATE_DELETING)) {
+        return;
+    }
+
+    db = mongoc_client_get_database(client, ctx->amcf->mongo_db);
+
+    if (audex_store_job_delete(db, ctx->docs[0], &error) < 0) {
+        ngx_cpystrn((u_char *) ctx->err, (u_char *) error.message,
+                    NGX_HTTP_AUDEX_ERRLEN);
+        ctx->unfinished = 1;
+    }
+
+    mongoc_database_destroy(db);
 }
 
 
@@ -389,96 +428,44 @@ ngx_http_audex_jobs_find(ngx_http_audex_jobs_ctx_t *ctx,
 }
 
 
-static ngx_int_t
-ngx_http_audex_jobs_file_id(const bson_t *doc, const char *name,
-    bson_oid_t *oid)
-{
-    bson_iter_t  it;
-
-    if (!bson_iter_init_find(&it, doc, name)) {
-        return NGX_DECLINED;
-    }
-
-    if (BSON_ITER_HOLDS_OID(&it)) {
-        bson_oid_copy(bson_iter_oid(&it), oid);
-        return NGX_OK;
-    }
-
-    if (BSON_ITER_HOLDS_UTF8(&it)
-        && bson_oid_is_valid(bson_iter_utf8(&it, NULL), 24))
-    {
-        bson_oid_init_from_string(oid, bson_iter_utf8(&it, NULL));
-        return NGX_OK;
-    }
-
-    return NGX_DECLINED;
-}
-
-
 /*
- * The MP3 and the video leave GridFS (the store layer removes a files
- * document before its chunks, by their ids), then the job: a retry after
- * a failure finds the job and finishes the removal.  A job still queued
- * or converting is refused: its converter would write the MP3 back.
+ * Deletion is a recorded state (see store/audex_store_delete.c): the job
+ * turns deleting, its MP3 and video leave GridFS, then the job goes.  A
+ * job left deleting by an interrupted DELETE is finished by the next
+ * DELETE or GET.  A job still queued or converting is refused: its
+ * converter would write the MP3 back.
  */
 
 static ngx_int_t
 ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
-    mongoc_client_t *client, mongoc_collection_t *jobs, bson_error_t *error)
+    mongoc_client_t *client, bson_error_t *error)
 {
-    bson_oid_t            oid;
-    bson_iter_t           it;
-    ngx_int_t             rc;
-    ngx_uint_t            i;
-    const char           *state;
-    mongoc_collection_t  *files, *chunks;
-    static const char    *fields[] = { AUDEX_F_MP3_FID, AUDEX_F_VIDEO_FID };
-    static const char    *buckets[][2] = {
-        { AUDEX_MP3S_FILES, AUDEX_MP3S_CHUNKS },
-        { AUDEX_VIDEOS_FILES, AUDEX_VIDEOS_CHUNKS }
-    };
+    int                 rc;
+    const bson_t       *job;
+    mongoc_database_t  *db;
 
-    state = "";
+    job = ctx->docs[0];
 
-    if (bson_iter_init_find(&it, ctx->docs[0], AUDEX_F_STATE)
-        && BSON_ITER_HOLDS_UTF8(&it))
-    {
-        state = bson_iter_utf8(&it, NULL);
-    }
-
-    if (strcmp(state, AUDEX_JOB_STATE_DONE) != 0
-        && strcmp(state, AUDEX_JOB_STATE_FAILED) != 0)
+    if (!audex_store_job_state_is(job, AUDEX_JOB_STATE_DONE)
+        && !audex_store_job_state_is(job, AUDEX_JOB_STATE_FAILED)
+        && !audex_store_job_state_is(job, AUDEX_JOB_STATE_DELETING))
     {
         ctx->status = NGX_HTTP_CONFLICT;
         ctx->why = "the job is not finished yet";
         return NGX_OK;
     }
 
-    for (i = 0; i < 2; i++) {
-        if (ngx_http_audex_jobs_file_id(ctx->docs[0], fields[i], &oid)
-            != NGX_OK)
-        {
-            continue;
-        }
+    db = mongoc_client_get_database(client, ctx->amcf->mongo_db);
+    rc = audex_store_job_delete(db, job, error);
+    mongoc_database_destroy(db);
 
-        files = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
-                                             buckets[i][0]);
-        chunks = mongoc_client_get_collection(client, ctx->amcf->mongo_db,
-                                              buckets[i][1]);
-
-        rc = audex_store_file_delete(files, chunks, &oid, error) == 0
-             ? NGX_OK : NGX_ERROR;
-
-        mongoc_collection_destroy(chunks);
-        mongoc_collection_destroy(files);
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
+    if (rc == 0) {
+        /* queued again between the read and the mark */
+        ctx->status = NGX_HTTP_CONFLICT;
+        ctx->why = "the job is not finished yet";
     }
 
-    return audex_store_job_remove(jobs, ctx->job_id, error) == 0
-           ? NGX_OK : NGX_ERROR;
+    return (rc < 0) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -533,6 +520,12 @@ ngx_http_audex_jobs_send(ngx_http_request_t *r,
     }
 
     if (ctx->op == NGX_HTTP_AUDEX_JOBS_GET) {
+        if (ctx->unfinished) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "audex: jobs: %s: finishing its deletion: "
+                          "mongo: %s", ctx->job_id, ctx->err);
+        }
+
         body = ngx_http_audex_jobs_render(r, ctx, ctx->docs[0], &len);
         if (body == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -665,7 +658,10 @@ ngx_http_audex_jobs_render(ngx_http_request_t *r,
         progress = (int32_t) bson_iter_as_int64(&it);
     }
 
-    /* a done job carries a link that works without a token */
+    /*
+     * A done job carries a link that works without a token; one being
+     * deleted has a mp3_fid still, but its MP3 may be gone already.
+     */
 
     url = (u_char *) "null";
     url_len = 4;
@@ -679,7 +675,8 @@ ngx_http_audex_jobs_render(ngx_http_request_t *r,
                     sizeof(owner));
     }
 
-    if (ngx_http_audex_jobs_file_id(doc, AUDEX_F_MP3_FID, &mp3) == NGX_OK
+    if (audex_store_job_state_is(doc, AUDEX_JOB_STATE_DONE)
+        && audex_store_job_file(doc, AUDEX_F_MP3_FID, &mp3) == 0
         && ctx->amcf->link_key.len && owner[0])
     {
         bson_oid_to_string(&mp3, fid);

@@ -216,10 +216,13 @@ start_smtp() {
     [ -n "${SMTP_URL:-}" ] && return 0
     up_to_date smtp "$want" && return 0
     echo "$want" > "$run/smtp.settings"
+    # mails hold signed download links: the owner's only (aiosmtpd
+    # writes them 0644 otherwise)
     mkdir -p "$run/mail/cur" "$run/mail/new" "$run/mail/tmp"
-    setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" \
-        -c aiosmtpd.handlers.Mailbox "$run/mail" \
-        </dev/null >>"$run/logs/smtp.log" 2>&1 &
+    chmod 700 "$run/mail" "$run/mail/cur" "$run/mail/new" "$run/mail/tmp"
+    (umask 077; exec setsid /usr/bin/python3 -m aiosmtpd -n \
+        -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$run/mail" \
+        </dev/null >>"$run/logs/smtp.log" 2>&1) &
     echo $! > "$run/smtp.pid"
 }
 

@@ -123,6 +123,27 @@ int audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
     bson_error_t *error);
 
 /*
+ * Deletes the finished job job (its document, as read): marks it
+ * AUDEX_JOB_STATE_DELETING (only a done, failed or deleting job), removes
+ * its MP3 and its video (audex_store_file_delete), then the document.
+ * Each step is idempotent, so calling it again for a job left deleting
+ * (an interrupted call) finishes the removal.  1 when removed, 0 when
+ * the job is not finished (or gone: nothing done), -1 with error set.
+ */
+int audex_store_job_delete(mongoc_database_t *db, const bson_t *job,
+    bson_error_t *error);
+
+/*
+ * The file id in a job's field name (mp3_fid, video_fid), stored as an
+ * ObjectId or its 24 hex digits: 0 with *oid, -1 when there is none.
+ */
+int audex_store_job_file(const bson_t *job, const char *name,
+    bson_oid_t *oid);
+
+/* whether a job document's state is state */
+int audex_store_job_state_is(const bson_t *job, const char *state);
+
+/*
  * The account with this email (audex-user stores it lower-cased); as
  * audex_store_find_one.  Not by _id: see audex_store_docs.c for what that
  * costs on FerretDB.

@@ -115,6 +115,19 @@ EOF_HTTP
 
 our $loc = 'location = /download { audex_auth optional; audex_download; }';
 
+# the access log's format of conf/nginx.conf.example: its map and
+# log_format, as written there
+sub example_log_format {
+    my $example = do { local (@ARGV, $/) = ("$Audex::Test::TOP/conf/nginx.conf.example"); <> };
+    my ($map) = $example =~ /^(\s*map \$uri \$audex_log_request \{.*?\}\n)/ms
+        or die "no map \$audex_log_request in the example";
+    my ($fmt) = $example =~ /^(\s*log_format audex .*?;\n)/ms
+        or die "no log_format audex in the example";
+    $example =~ /^\s*access_log logs\/access\.log audex;/m
+        or die "the example's access log is not in the audex format";
+    return $map . $fmt;
+}
+
 run_tests(setup => sub {
     open my $fh, '>', "$ENV{TEST_NGINX_SERVROOT}/conf/link.secret" or die;
     print $fh "k" x 40, "\n";
@@ -126,9 +139,12 @@ run_tests(setup => sub {
     put_file('big', 3_000_000, 'big.mp3');
     put_file('holed', 700_000, 'holed.mp3');
     put_file('legacy', 1000, 'old.mp3', 1);
+    put_file('headless', 700_000, 'headless.mp3');
     Audex::Test::mongo_eval("from bson import ObjectId\n"
         . "db['mp3s.chunks'].delete_one({'files_id': "
-        . "ObjectId('$fid{holed}'), 'n': 1})");
+        . "ObjectId('$fid{holed}'), 'n': 1})\n"
+        . "db['mp3s.chunks'].delete_one({'files_id': "
+        . "ObjectId('$fid{headless}'), 'n': 0})");
 });
 
 __DATA__
@@ -550,3 +566,47 @@ if ($i == 0) {
 invalid link, the token decides
 expired link, the token decides
 not a file of "64b000000000000000000002@x"
+
+
+
+=== TEST 20: the first chunk read fails before anything is sent: an error answer, not an empty reply
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /download?fid=$::fid{headless}", "GET /download?fid=$::fid{holed}", "HEAD /download?fid=$::fid{headless}"]
+--- more_headers eval
+[Audex::Test::bearer($::owner), Audex::Test::bearer($::owner) . "\r\nRange: bytes=300000-300009", Audex::Test::bearer($::owner)]
+--- error_code eval
+[500, 500, 200]
+--- response_headers eval
+[["Content-Type: application/json", "!ETag", "!Content-Disposition", "!Accept-Ranges"],
+ ["Content-Type: application/json", "!Content-Range"],
+ ["Content-Type: audio/mpeg", "Content-Length: 700000"]]
+--- response_body eval
+[qq{{"error":"the file is damaged"}\n}, qq{{"error":"the file is damaged"}\n}, ""]
+--- error_log eval
+[qr/audex: download \w+: chunk 0: chunk 0 is missing/,
+ qr/audex: download \w+: chunk 1: chunk 1 is missing/]
+
+
+
+=== TEST 21: the example's access log format leaves a signed link's query out, and keeps the path
+--- http_config eval: $::http . ::example_log_format()
+--- config
+location = /download { audex_auth optional; audex_download; access_log logs/download.log audex; }
+location = /other { return 200 "x\n"; access_log logs/download.log audex; }
+--- request eval
+["GET /download?" . ::link_args($::fid{tiny}, time + 600), "GET /other?keep=1"]
+--- error_code eval
+[200, 200]
+--- check
+return unless $i == 1;
+my $log = '';
+for (1 .. 40) {
+    $log = do { local (@ARGV, $/) = ("$ENV{TEST_NGINX_SERVROOT}/logs/download.log"); <> } // '';
+    last if $log =~ m{/other};
+    sleep 0.05;
+}
+Audex::Test::like($log, qr{"GET /download HTTP/1\.1" 200 10 }, "the download, its path only");
+Audex::Test::unlike($log, qr{sig=|exp=|fid=}, "no signed query in the log");
+Audex::Test::like($log, qr{"GET /other\?keep=1 HTTP/1\.1" 200 }, "other requests logged whole");

@@ -149,3 +149,24 @@ GET /healthz
 --- error_code: 200
 --- response_body
 {"mongo":"ok","redis":"ok"}
+
+
+
+=== TEST 6: a client not on the loopback learns what is down, not the error text
+--- config
+set_real_ip_from 127.0.0.1;
+real_ip_header X-Forwarded-For;
+location = /healthz { audex_healthz; }
+--- down: redis
+--- request eval
+["GET /healthz", "GET /healthz", "GET /healthz"]
+--- more_headers eval
+["X-Forwarded-For: 203.0.113.7", "X-Forwarded-For: 127.0.0.2", "X-Forwarded-For: ::1"]
+--- error_code eval
+[503, 503, 503]
+--- response_body eval
+[qq{{"mongo":"ok","redis":"down"}\n},
+ qq{{"mongo":"ok","redis":"down","error":"redis: Connection refused"}\n},
+ qq{{"mongo":"ok","redis":"down","error":"redis: Connection refused"}\n}]
+--- error_log
+audex: healthz: redis: Connection refused

@@ -1,12 +1,15 @@
 # Job status: GET /jobs/<id>, GET /jobs, DELETE /jobs/<id>.  The job
 # documents are written here with pymongo, in the shape the upload
 # handler and the converter write them; the callers have accounts.
+# A third user's jobs are left "deleting", as a DELETE cut short after
+# its first step leaves them, with their files in audex's chunk layout.
 
 use lib 't/lib';
 use Audex::Test;
 
 our $owner = '64b000000000000000000001';
 our $other = '64b000000000000000000002';
+our $third = '64b000000000000000000003';
 our %id;
 
 our $http = <<'EOF_HTTP';
@@ -20,6 +23,21 @@ location /jobs { audex_auth on; audex_jobs; }
 location = /download { audex_auth optional; audex_download; }
 EOF_LOC
 
+# What is left of a job and its files: the MP3's files document and
+# chunks, the video's, the job ("0 0 0 0 0\n" when all is gone).
+sub leftovers {
+    my ($job, $mp3, $video) = @_;
+    return Audex::Test::mongo_eval(<<"PY");
+import bson
+m, v = bson.ObjectId("$mp3"), bson.ObjectId("$video")
+print(db["mp3s.files"].count_documents({"_id": m}),
+      db["mp3s.chunks"].count_documents({"files_id": m}),
+      db["videos.files"].count_documents({"_id": v}),
+      db["videos.chunks"].count_documents({"files_id": v}),
+      db.jobs.count_documents({"_id": "$job"}))
+PY
+}
+
 run_tests(setup => sub {
     open my $fh, '>', "$ENV{TEST_NGINX_SERVROOT}/conf/link.secret" or die;
     print $fh "s" x 40;
@@ -27,7 +45,8 @@ run_tests(setup => sub {
 
     my $out = Audex::Test::mongo_eval(<<"PY");
 import datetime, bson
-for u in ("$owner", "$other"):
+import hashlib, struct
+for u in ("$owner", "$other", "$third"):
     db.users.insert_one(dict(_id=bson.ObjectId(u), email=u + "\@x"))
 b = gridfs.GridFSBucket(db, "mp3s")
 v = gridfs.GridFSBucket(db, "videos")
@@ -50,6 +69,27 @@ print("failed", job("failed", 4, "$owner", error="no audio stream"))
 print("others", job("done", 5, "$other"))
 print("vf", vf)
 print("mf", mf)
+def put(bucket, data, owner):
+    # as audex writes a file: chunk ids derived from (files_id, n)
+    fid, cs = bson.ObjectId(), 255 * 1024
+    for n in range((len(data) + cs - 1) // cs):
+        cid = hashlib.sha256(fid.binary + struct.pack(">i", n)).digest()[:12]
+        db[bucket + ".chunks"].insert_one(dict(_id=bson.ObjectId(cid),
+            files_id=fid, n=n, data=data[n * cs:(n + 1) * cs]))
+    db[bucket + ".files"].insert_one(dict(_id=fid, length=len(data),
+        chunkSize=cs, uploadDate=now, filename="x",
+        metadata={"owner_id": owner}))
+    return fid
+for name in ("cut", "seen"):
+    dv = put("videos", b"v" * 300000, "$third")
+    dm = put("mp3s", b"m" * 300000, "$third")
+    print(name, job("deleting", 6, "$third", progress=100,
+                    video_fid=str(dv), mp3_fid=str(dm)))
+    print(name + "_vf", dv)
+    print(name + "_mf", dm)
+    if name == "cut":
+        # stopped inside the MP3's removal: its files document is gone
+        db["mp3s.files"].delete_one({"_id": dm})
 PY
     %id = map { split ' ' } split /\n/, $out;
     die "setup: $out" unless $id{done} && $id{vf};
@@ -179,7 +219,7 @@ audex: jobs: no account "alice"
 --- check
 return if $i != 2;
 my $n = Audex::Test::mongo_eval("print(db.jobs.count_documents({}))");
-Audex::Test::is($n, "5\n", "the job is kept");
+Audex::Test::is($n, "7\n", "the job is kept");
 
 
 
@@ -195,7 +235,7 @@ Audex::Test::bearer($::owner)
 {"error":"the job is not finished yet"}
 --- check
 my $n = Audex::Test::mongo_eval("print(db['videos.files'].count_documents({}), db.jobs.count_documents({}))");
-Audex::Test::is($n, "1 5\n", "video and jobs kept");
+Audex::Test::is($n, "3 7\n", "video and jobs kept");
 
 
 
@@ -210,10 +250,8 @@ Audex::Test::is($n, "1 5\n", "video and jobs kept");
 [204, 404, 404]
 --- check
 return if $i;
-my $n = Audex::Test::mongo_eval(
-    "print(*[db[c].count_documents({}) for c in"
-    . " ('mp3s.files', 'mp3s.chunks', 'videos.files', 'videos.chunks', 'jobs')])");
-Audex::Test::is($n, "0 0 0 0 4\n", "files, chunks and the job gone");
+Audex::Test::is(::leftovers(@::id{qw(done mf vf)}), "0 0 0 0 0\n",
+                "files, chunks and the job gone");
 
 
 
@@ -250,3 +288,38 @@ location = /mine { audex_auth on; audex_jobs; }
 my @ids = $res->{body} =~ /"job_id":"(\w+)"/g;
 my @want = ([@::id{qw(failed converting queued)}], [$::id{queued}], [$::id{failed}], []);
 Audex::Test::is("@ids", "@{ $want[$i] }", "the job, or the list, the uri names");
+
+
+
+=== TEST 12: a DELETE cut short leaves the job deleting; the next DELETE finishes it
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["DELETE /jobs/$::id{cut}", "GET /jobs/$::id{cut}", "DELETE /jobs/$::id{cut}"]
+--- more_headers eval
+[(Audex::Test::bearer($::third)) x 3]
+--- error_code eval
+[204, 404, 404]
+--- check
+return if $i;
+Audex::Test::is(::leftovers(@::id{qw(cut cut_mf cut_vf)}), "0 0 0 0 0\n",
+                "the rest of the MP3, the video and the job gone");
+
+
+
+=== TEST 13: a GET that finds a job deleting shows it so, without a link, and finishes it
+--- http_config eval: $::http
+--- config eval: $::loc
+--- request eval
+["GET /jobs/$::id{seen}", "GET /jobs/$::id{seen}"]
+--- more_headers eval
+[(Audex::Test::bearer($::third)) x 2]
+--- error_code eval
+[200, 404]
+--- response_body eval
+[qq{{"job_id":"$::id{seen}","state":"deleting","progress":100,"video_fid":"$::id{seen_vf}","mp3_fid":"$::id{seen_mf}","error":null,"filename":"clip.mp4","created_at":"2026-11-24T10:06:00.123Z","updated_at":"2026-11-24T10:06:00.123Z","download_url":null}\n},
+ qq{{"error":"not found"}\n}]
+--- check
+return if $i;
+Audex::Test::is(::leftovers(@::id{qw(seen seen_mf seen_vf)}), "0 0 0 0 0\n",
+                "the MP3, the video and the job gone");

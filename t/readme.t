@@ -86,6 +86,10 @@ ok(abs($dur - 3) < 0.2, "its duration is the video's 3 s ($dur)");
 
 my @mail = glob("$run/mail/new/*");
 ok(@mail >= 1, 'the owner got an email');
+is(sprintf('%04o', (stat "$run/mail")[2] & 07777), '0700',
+   'run/mail is the owner\'s only');
+is(sprintf('%04o', (stat $mail[0])[2] & 077), '0000',
+   'a mail (it holds a signed link) is not readable by others') if @mail;
 if (@mail) {
     open my $mf, '<', $mail[0] or die;
     my $mtext = do { local $/; <$mf> };

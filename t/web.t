@@ -44,10 +44,14 @@ location = /docs {
 
 location /docs/ {
     alias $TEST_NGINX_WEB/node_modules/swagger-ui-dist/;
+    add_header Content-Security-Policy "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'" always;
+    add_header X-Content-Type-Options nosniff always;
 }
 
 location = /docs/swagger-initializer.js {
     alias $TEST_NGINX_TOP/html/swagger-initializer.js;
+    add_header Content-Security-Policy "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'" always;
+    add_header X-Content-Type-Options nosniff always;
 }
 EOF_WEB
 
@@ -192,9 +196,9 @@ __DATA__
  "Content-Type: ^text/css",
  "Content-Type: ^application/yaml",
  "Location: /docs/\$",
- "Content-Type: ^text/html",
- "Content-Type: ^application/javascript",
- "Content-Type: ^application/javascript",
+ "Content-Type: ^text/html\nContent-Security-Policy: ^default-src 'self';.*frame-ancestors 'none'\nX-Content-Type-Options: nosniff",
+ "Content-Type: ^application/javascript\nContent-Security-Policy: ^default-src 'self';\nX-Content-Type-Options: nosniff",
+ "Content-Type: ^application/javascript\nContent-Security-Policy: ^default-src 'self';\nX-Content-Type-Options: nosniff",
  "Content-Type: ^text/html",
  "Content-Type: ^image/x-icon",
 ]

@@ -629,6 +629,20 @@ audex_job_process(audex_job_t *job)
 
         return AUDEX_JOB_DONE;
 
+    case 2:
+        /* a DELETE cut short, finished now: nothing to convert */
+        audex_log(AUDEX_LOG_INFO, NULL, "the job was being deleted; "
+                  "deleted");
+
+        if (audex_stream_ack(job->w->redis, audex_job_conf.video_queue,
+                             audex_job_conf.group, job->entry.id)
+            != 0)
+        {
+            return AUDEX_JOB_RETRY;
+        }
+
+        return AUDEX_JOB_DONE;
+
     case -1:
         job->err.status = AUDEX_CONVERT_IO;
         snprintf(job->err.message, sizeof(job->err.message),
@@ -727,15 +741,18 @@ audex_job_parse(audex_job_t *job, char *err, size_t errlen)
 }
 
 
-/* 1 done, 0 not, -1 cannot tell */
+/*
+ * 1 done, 0 not, -1 cannot tell; 2 when the job was being deleted (a
+ * DELETE cut short), which this call finishes (audex_store_job_delete).
+ */
 
 static int
 audex_job_is_done(audex_job_t *job)
 {
-    int            done;
-    bson_t        *doc;
-    bson_iter_t    it;
-    bson_error_t   error;
+    int                 done;
+    bson_t             *doc;
+    bson_error_t        error;
+    mongoc_database_t  *db;
 
     done = audex_store_job_get(job->jobs, job->job_id, &doc, &error);
 
@@ -744,10 +761,21 @@ audex_job_is_done(audex_job_t *job)
         return -1;
     }
 
-    done = done == 1
-           && bson_iter_init_find(&it, doc, AUDEX_F_STATE)
-           && BSON_ITER_HOLDS_UTF8(&it)
-           && strcmp(bson_iter_utf8(&it, NULL), AUDEX_JOB_STATE_DONE) == 0;
+    if (done == 1 && audex_store_job_state_is(doc, AUDEX_JOB_STATE_DELETING)) {
+        db = mongoc_client_get_database(job->mongo, audex_job_conf.db);
+        done = audex_store_job_delete(db, doc, &error);
+        mongoc_database_destroy(db);
+        bson_destroy(doc);
+
+        if (done < 0) {
+            audex_log(AUDEX_LOG_WARN, NULL, "jobs: %s", error.message);
+            return -1;
+        }
+
+        return 2;
+    }
+
+    done = done == 1 && audex_store_job_state_is(doc, AUDEX_JOB_STATE_DONE);
 
     bson_destroy(doc);
 

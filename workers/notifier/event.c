@@ -38,6 +38,8 @@ static const char *audex_event_str(const bson_t *doc, const char *path);
 static int audex_event_num(const bson_t *doc, const char *path, double *v);
 static char *audex_event_text(const char *s, size_t max);
 static int audex_event_is_oid(const char *s);
+static audex_send_status_e audex_event_deleted(audex_event_t *ev,
+    mongoc_client_t *mongo, const bson_t *job, char *err, size_t errlen);
 static int audex_event_sign(audex_event_t *ev, const bson_t *file,
     char *err, size_t errlen);
 
@@ -131,6 +133,12 @@ audex_event_resolve(audex_event_t *ev, mongoc_client_t *mongo, char *err,
     bson_destroy(&filter);
 
     if (rc < 0) {
+        goto done;
+    }
+
+    if (rc == 1 && audex_store_job_state_is(job, AUDEX_JOB_STATE_DELETING)) {
+        /* a DELETE cut short: finish it; there is no one to tell */
+        status = audex_event_deleted(ev, mongo, job, err, errlen);
         goto done;
     }
 
@@ -278,6 +286,35 @@ audex_event_free(audex_event_t *ev)
     free(ev->link);
 
     memset(ev, 0, sizeof(audex_event_t));
+}
+
+
+/*
+ * The job was being deleted: the removal is finished here (the store
+ * layer's steps are idempotent) and the event is not notified:
+ * AUDEX_SEND_PERMANENT, or _TRANSIENT when the removal failed.
+ */
+
+static audex_send_status_e
+audex_event_deleted(audex_event_t *ev, mongoc_client_t *mongo,
+    const bson_t *job, char *err, size_t errlen)
+{
+    int                 rc;
+    bson_error_t        error;
+    mongoc_database_t  *db;
+
+    db = mongoc_client_get_database(mongo, audex_notify_conf.db);
+    rc = audex_store_job_delete(db, job, &error);
+    mongoc_database_destroy(db);
+
+    if (rc < 0) {
+        snprintf(err, errlen, "finishing the deletion of job %s: %s",
+                 ev->job_id, error.message);
+        return AUDEX_SEND_TRANSIENT;
+    }
+
+    snprintf(err, errlen, "job %s was deleted", ev->job_id);
+    return AUDEX_SEND_PERMANENT;
 }
 
 
