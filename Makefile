@@ -10,7 +10,8 @@ FUZZ_SECONDS ?= 15
 
 LIB_PKGS     := jansson libargon2 libcrypto libbson-1.0
 WORKER_PKGS  := libavformat libavcodec libavutil libswresample lame \
-                libmongoc-1.0 libbson-1.0 hiredis libcurl $(LIB_PKGS)
+                libmongoc-1.0 libbson-1.0 hiredis libcurl libmicrohttpd \
+                $(LIB_PKGS)
 
 WARN         := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS       ?= -g -O2

@@ -32,12 +32,13 @@ RUN make workers \
 FROM debian:bookworm-slim
 
 # FFmpeg 5.1, LAME, the MongoDB C driver, hiredis, libcurl, jansson,
-# argon2, OpenSSL; curl for the health check
+# argon2, OpenSSL, libmicrohttpd (/metrics, /healthz); curl for the
+# health check
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
          libavformat59 libavcodec59 libavutil57 libswresample4 libmp3lame0 \
          libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libcurl4 libjansson4 \
-         libargon2-1 libssl3 \
+         libargon2-1 libssl3 libmicrohttpd12 \
          curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home \
