@@ -11,7 +11,9 @@
 # workers`); the runtime stage holds only the shared libraries they link.
 # The programs take their settings from the environment (MONGODB_URI,
 # REDIS_URL, METRICS_PORT, ...: `audex-converter --help`) and serve
-# /metrics and /healthz on METRICS_PORT.  They run as user audex.
+# /metrics and /healthz on METRICS_PORT, on loopback unless METRICS_ADDR
+# says otherwise (docker/compose.yaml and k8s/ set 0.0.0.0).  They run as
+# user audex.
 
 FROM debian:bookworm AS build
 
