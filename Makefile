@@ -117,8 +117,9 @@ smoke: all
 	@scripts/smoke.sh
 
 # workers and unit tests with AddressSanitizer and UBSan, into build/asan;
-# then the converter's media set through the sanitized converter (any
-# report makes the run fail: halt_on_error, exit codes checked)
+# then the converter's media set and both workers' HTTP server through the
+# sanitized workers (any report makes the run fail: halt_on_error, exit
+# codes checked)
 asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan CFLAGS="-g -O1" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -126,7 +127,8 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=99 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	AUDEX_CONVERTER_BIN=$(BUILD)/asan/bin/audex-converter \
-	    prove t/converter_convert.t
+	AUDEX_NOTIFIER_BIN=$(BUILD)/asan/bin/audex-notifier \
+	    prove t/converter_convert.t t/worker_http.t
 
 # everything, then a check that no test left a process running
 test:

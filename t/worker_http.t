@@ -118,9 +118,8 @@ sub worker {
              '--redis-url', "redis://127.0.0.1:$closed/0",
              '--mongodb-uri', "mongodb://127.0.0.1:$closed/audex"
                               . '?serverSelectionTimeoutMS=1000',
-             '--metrics-port', $port;
-        print STDERR "exec $bin{$w}: $!\n";
-        POSIX::_exit(127);
+             '--metrics-port', $port
+            or do { print STDERR "exec $bin{$w}: $!\n"; POSIX::_exit(127) };
     }
 
     my $p = { pid => $pid, log => $log };
