@@ -10,7 +10,8 @@ FUZZ_SECONDS ?= 15
 
 LIB_PKGS     := jansson libargon2 libcrypto libbson-1.0
 WORKER_PKGS  := libavformat libavcodec libavutil libswresample lame \
-                libmongoc-1.0 libbson-1.0 hiredis libcurl $(LIB_PKGS)
+                libmongoc-1.0 libbson-1.0 hiredis libcurl libmicrohttpd \
+                $(LIB_PKGS)
 
 WARN         := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS       ?= -g -O2
@@ -116,8 +117,9 @@ smoke: all
 	@scripts/smoke.sh
 
 # workers and unit tests with AddressSanitizer and UBSan, into build/asan;
-# then the converter's media set through the sanitized converter (any
-# report makes the run fail: halt_on_error, exit codes checked)
+# then the converter's media set and both workers' HTTP server through the
+# sanitized workers (any report makes the run fail: halt_on_error, exit
+# codes checked)
 asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan CFLAGS="-g -O1" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -125,7 +127,8 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=99 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	AUDEX_CONVERTER_BIN=$(BUILD)/asan/bin/audex-converter \
-	    prove t/converter_convert.t
+	AUDEX_NOTIFIER_BIN=$(BUILD)/asan/bin/audex-notifier \
+	    prove t/converter_convert.t t/worker_http.t
 
 # everything, then a check that no test left a process running
 test:

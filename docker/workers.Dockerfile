@@ -11,7 +11,9 @@
 # workers`); the runtime stage holds only the shared libraries they link.
 # The programs take their settings from the environment (MONGODB_URI,
 # REDIS_URL, METRICS_PORT, ...: `audex-converter --help`) and serve
-# /metrics and /healthz on METRICS_PORT.  They run as user audex.
+# /metrics and /healthz on METRICS_PORT, on loopback unless METRICS_ADDR
+# says otherwise (docker/compose.yaml and k8s/ set 0.0.0.0).  They run as
+# user audex.
 
 FROM debian:bookworm AS build
 
@@ -32,12 +34,13 @@ RUN make workers \
 FROM debian:bookworm-slim
 
 # FFmpeg 5.1, LAME, the MongoDB C driver, hiredis, libcurl, jansson,
-# argon2, OpenSSL; curl for the health check
+# argon2, OpenSSL, libmicrohttpd (/metrics, /healthz); curl for the
+# health check
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
          libavformat59 libavcodec59 libavutil57 libswresample4 libmp3lame0 \
          libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14 libcurl4 libjansson4 \
-         libargon2-1 libssl3 \
+         libargon2-1 libssl3 libmicrohttpd12 \
          curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home \

@@ -24,7 +24,7 @@ packages=(
     libmongoc-dev libbson-dev libhiredis-dev libjansson-dev libargon2-dev
     libssl-dev libcurl4-openssl-dev
     libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
-    libmp3lame-dev
+    libmp3lame-dev libmicrohttpd-dev
     # run
     redis-server redis-tools curl procps
     # test: clang's sanitizer and libFuzzer runtime is a package of its own

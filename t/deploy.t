@@ -135,6 +135,13 @@ sub effective {
 }
 
 
+# an address only this host (or container) reaches
+sub loopback {
+    my ($addr) = @_;
+    return !defined $addr || $addr =~ /^(127\.|::1$|localhost$)/;
+}
+
+
 sub by_env {
     my ($table) = @_;
     return { map { $table->{$_}{env} => $table->{$_} }
@@ -471,12 +478,14 @@ like(hc('redis'), qr/redis-cli ping/, 'redis healthcheck: redis-cli ping');
 my %metrics_port;
 for my $w (qw(converter notifier)) {
     SKIP: {
-        skip "build/bin/audex-$w is not built", 3 unless $workers{$w};
+        skip "build/bin/audex-$w is not built", 4 unless $workers{$w};
         my $t = $workers{$w};
         my $port = effective($t, $env_of{$w}, 'metrics-port');
         $metrics_port{$w} = $port;
         like(hc($w), qr{127\.0\.0\.1:$port/healthz},
              "$w healthcheck: /healthz on its metrics port $port");
+        ok(!loopback(effective($t, $env_of{$w}, 'metrics-addr')),
+           "$w: metrics on every interface, for Prometheus");
         my $known = by_env($t);
         my @unknown = grep { !$known->{$_} } sort keys %{ $env_of{$w} };
         is_deeply(\@unknown, [],
@@ -1160,7 +1169,7 @@ is_deeply([sort keys %k8s_env], [qw(converter nginx notifier)],
 
 for my $w (qw(converter notifier)) {
     SKIP: {
-        skip "build/bin/audex-$w is not built", 4 unless $workers{$w};
+        skip "build/bin/audex-$w is not built", 5 unless $workers{$w};
         my $d = named('Deployment', "audex-$w");
         my $c = $d ? $d->{spec}{template}{spec}{containers}[0] : {};
         my %ports = map { ($_->{name} // '') => $_->{containerPort} }
@@ -1174,6 +1183,9 @@ for my $w (qw(converter notifier)) {
         }
         is($d->{spec}{template}{metadata}{annotations}{'prometheus.io/port'},
            $port, "$w: scraped on port $port");
+        ok(!loopback(effective($workers{$w}, $k8s_env{$w}, 'metrics-addr')),
+           "$w: metrics on the pod's address, for the kubelet and "
+           . 'Prometheus');
         my $known = by_env($workers{$w});
         my @unknown = grep { !$known->{$_} } sort keys %{ $k8s_env{$w} };
         is_deeply(\@unknown, [], "$w: every variable is one it reads");

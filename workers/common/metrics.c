@@ -2,39 +2,49 @@
  * audex workers: Prometheus endpoint, see metrics.h.
  */
 
-/* accept4() */
-#define _GNU_SOURCE
-
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
+
+#include <microhttpd.h>
 
 #include "log.h"
 #include "metrics.h"
 
 
+/*
+ * Threads that each poll their share of the connections, so rendering one
+ * answer never holds up a probe; a connection silent for the timeout
+ * (seconds) is closed, and the limit bounds what idle clients can hold.
+ */
+#define AUDEX_METRICS_THREADS      2
+#define AUDEX_METRICS_TIMEOUT      10
+#define AUDEX_METRICS_CONNECTIONS  64
+
+#define AUDEX_METRICS_PROMETHEUS   "text/plain; version=0.0.4; charset=utf-8"
+
+
 struct audex_metrics_server_s {
-    int                       fd;
-    volatile int              stop;
-    pthread_t                 thread;
+    struct MHD_Daemon        *daemon;
     audex_metrics_render_pt   render;
     void                     *data;
 };
 
 
-static void *audex_metrics_thread(void *arg);
-static void audex_metrics_serve(audex_metrics_server_t *s, int fd);
-static void audex_metrics_send(int fd, const char *status,
-    const char *type, const char *body, size_t len);
+static enum MHD_Result audex_metrics_handler(void *cls,
+    struct MHD_Connection *c, const char *url, const char *method,
+    const char *version, const char *upload, size_t *upload_size,
+    void **ctx);
+static enum MHD_Result audex_metrics_render(audex_metrics_server_t *s,
+    struct MHD_Connection *c);
+static enum MHD_Result audex_metrics_send(struct MHD_Connection *c,
+    unsigned int status, const char *type, const char *allow, void *body,
+    size_t len, enum MHD_ResponseMemoryMode mode);
+static void audex_metrics_log(void *cls, const char *fmt, va_list args);
 
 
 void
@@ -86,8 +96,10 @@ audex_metrics_server_t *
 audex_metrics_start(const char *addr, int port,
     audex_metrics_render_pt render, void *data, char *err, size_t errlen)
 {
-    int                      fd, on;
+    unsigned int             flags;
+    struct sockaddr         *sa;
     struct sockaddr_in       sin;
+    struct sockaddr_in6      sin6;
     audex_metrics_server_t  *s;
 
     err[0] = '\0';
@@ -96,47 +108,53 @@ audex_metrics_start(const char *addr, int port,
         return NULL;
     }
 
+    flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+
     memset(&sin, 0, sizeof(struct sockaddr_in));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(port);
+    memset(&sin6, 0, sizeof(struct sockaddr_in6));
 
-    if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
-        snprintf(err, errlen, "metrics address \"%s\" is not IPv4", addr);
-        return NULL;
-    }
+    if (inet_pton(AF_INET, addr, &sin.sin_addr) == 1) {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(port);
+        sa = (struct sockaddr *) &sin;
 
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return NULL;
-    }
+    } else if (inet_pton(AF_INET6, addr, &sin6.sin6_addr) == 1) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(port);
+        sa = (struct sockaddr *) &sin6;
+        flags |= MHD_USE_IPv6;
 
-    on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-
-    if (bind(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
-        || listen(fd, 16) == -1)
-    {
-        snprintf(err, errlen, "metrics on %s:%d: %s", addr, port,
-                 strerror(errno));
-        close(fd);
+    } else {
+        snprintf(err, errlen, "metrics address \"%s\" is not an IP address",
+                 addr);
         return NULL;
     }
 
     s = calloc(1, sizeof(audex_metrics_server_t));
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");
-        close(fd);
         return NULL;
     }
 
-    s->fd = fd;
     s->render = render;
     s->data = data;
 
-    if (pthread_create(&s->thread, NULL, audex_metrics_thread, s) != 0) {
-        snprintf(err, errlen, "pthread_create failed");
-        close(fd);
+    s->daemon = MHD_start_daemon(flags, (uint16_t) port, NULL, NULL,
+                    audex_metrics_handler, s,
+                    /* first, or earlier options log to stderr */
+                    MHD_OPTION_EXTERNAL_LOGGER, audex_metrics_log, NULL,
+                    MHD_OPTION_SOCK_ADDR, sa,
+                    MHD_OPTION_THREAD_POOL_SIZE,
+                    (unsigned int) AUDEX_METRICS_THREADS,
+                    MHD_OPTION_CONNECTION_TIMEOUT,
+                    (unsigned int) AUDEX_METRICS_TIMEOUT,
+                    MHD_OPTION_CONNECTION_LIMIT,
+                    (unsigned int) AUDEX_METRICS_CONNECTIONS,
+                    MHD_OPTION_END);
+
+    if (s->daemon == NULL) {
+        /* libmicrohttpd logged why (audex_metrics_log) */
+        snprintf(err, errlen, "metrics on %s:%d: cannot listen", addr, port);
         free(s);
         return NULL;
     }
@@ -152,129 +170,128 @@ audex_metrics_stop(audex_metrics_server_t *s)
         return;
     }
 
-    s->stop = 1;
-    pthread_join(s->thread, NULL);
-    close(s->fd);
+    MHD_stop_daemon(s->daemon);
     free(s);
 }
 
 
-static void *
-audex_metrics_thread(void *arg)
+/* called once per request, its headers read; any body is not wanted */
+
+static enum MHD_Result
+audex_metrics_handler(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload,
+    size_t *upload_size, void **ctx)
 {
-    int                      fd;
-    struct pollfd            pfd;
-    struct timeval           tv;
-    audex_metrics_server_t  *s = arg;
+    int                      metrics;
+    static char              ok[] = "ok\n", not_found[] = "not found\n",
+                             not_allowed[] = "method not allowed\n";
+    audex_metrics_server_t  *s = cls;
 
-    pfd.fd = s->fd;
-    pfd.events = POLLIN;
+    metrics = (strcmp(url, "/metrics") == 0);
 
-    while (!s->stop) {
-        /* wake up now and then to notice stop */
-        if (poll(&pfd, 1, 250) <= 0) {
-            continue;
-        }
-
-        fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd == -1) {
-            continue;
-        }
-
-        /* a scraper that connects and says nothing must not stall us */
-        tv.tv_sec = 2;
-        tv.tv_usec = 0;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-
-        audex_metrics_serve(s, fd);
-        close(fd);
+    if (!metrics && strcmp(url, "/healthz") != 0) {
+        return audex_metrics_send(c, MHD_HTTP_NOT_FOUND, "text/plain", NULL,
+                                  not_found, sizeof(not_found) - 1,
+                                  MHD_RESPMEM_PERSISTENT);
     }
 
-    return NULL;
+    /* libmicrohttpd answers HEAD like GET, without the body */
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0
+        && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+    {
+        return audex_metrics_send(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                  "text/plain", "GET, HEAD", not_allowed,
+                                  sizeof(not_allowed) - 1,
+                                  MHD_RESPMEM_PERSISTENT);
+    }
+
+    if (metrics) {
+        return audex_metrics_render(s, c);
+    }
+
+    return audex_metrics_send(c, MHD_HTTP_OK, "text/plain", NULL, ok,
+                              sizeof(ok) - 1, MHD_RESPMEM_PERSISTENT);
 }
 
 
-static void
-audex_metrics_serve(audex_metrics_server_t *s, int fd)
+static enum MHD_Result
+audex_metrics_render(audex_metrics_server_t *s, struct MHD_Connection *c)
 {
-    char                  req[2048];
-    size_t                len;
-    ssize_t               n;
+    static char           empty[] = "", nomem[] = "out of memory\n";
     audex_metrics_buf_t   b;
 
-    /* read up to the end of the request line; the headers do not matter */
-    len = 0;
+    memset(&b, 0, sizeof(audex_metrics_buf_t));
+    s->render(&b, s->data);
 
-    while (len < sizeof(req) - 1) {
-        n = read(fd, req + len, sizeof(req) - 1 - len);
-        if (n <= 0) {
-            break;
-        }
-
-        len += n;
-        req[len] = '\0';
-
-        if (strchr(req, '\n')) {
-            break;
-        }
-    }
-
-    req[len] = '\0';
-
-    if (strncmp(req, "GET /metrics ", 13) == 0
-        || strncmp(req, "GET /metrics?", 13) == 0)
-    {
-        memset(&b, 0, sizeof(audex_metrics_buf_t));
-        s->render(&b, s->data);
-
-        if (b.failed) {
-            audex_metrics_send(fd, "500 Internal Server Error", "text/plain",
-                               "out of memory\n", 14);
-
-        } else {
-            audex_metrics_send(fd, "200 OK",
-                               "text/plain; version=0.0.4; charset=utf-8",
-                               b.data ? b.data : "", b.len);
-        }
-
+    if (b.failed) {
         free(b.data);
-        return;
+        return audex_metrics_send(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                  "text/plain", NULL, nomem,
+                                  sizeof(nomem) - 1, MHD_RESPMEM_PERSISTENT);
     }
 
-    if (strncmp(req, "GET /healthz ", 13) == 0) {
-        audex_metrics_send(fd, "200 OK", "text/plain", "ok\n", 3);
-        return;
+    if (b.data == NULL) {
+        return audex_metrics_send(c, MHD_HTTP_OK, AUDEX_METRICS_PROMETHEUS,
+                                  NULL, empty, 0, MHD_RESPMEM_PERSISTENT);
     }
 
-    audex_metrics_send(fd, "404 Not Found", "text/plain", "not found\n", 10);
+    /* the response frees b.data */
+    return audex_metrics_send(c, MHD_HTTP_OK, AUDEX_METRICS_PROMETHEUS, NULL,
+                              b.data, b.len, MHD_RESPMEM_MUST_FREE);
 }
 
 
-static void
-audex_metrics_send(int fd, const char *status, const char *type,
-    const char *body, size_t len)
+static enum MHD_Result
+audex_metrics_send(struct MHD_Connection *c, unsigned int status,
+    const char *type, const char *allow, void *body, size_t len,
+    enum MHD_ResponseMemoryMode mode)
 {
-    int      hlen;
-    char     head[256];
-    ssize_t  n;
+    enum MHD_Result        rc;
+    struct MHD_Response   *r;
 
-    hlen = snprintf(head, sizeof(head),
-                    "HTTP/1.0 %s\r\nContent-Type: %s\r\n"
-                    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                    status, type, len);
+    r = MHD_create_response_from_buffer(len, body, mode);
+    if (r == NULL) {
+        if (mode == MHD_RESPMEM_MUST_FREE) {
+            free(body);
+        }
 
-    if (write(fd, head, hlen) != hlen) {
+        return MHD_NO;
+    }
+
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type)
+        == MHD_NO
+        || (allow
+            && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow)
+               == MHD_NO))
+    {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
+
+    rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+
+    return rc;
+}
+
+
+/* libmicrohttpd's messages end in a newline; ours get one of their own */
+
+static void
+audex_metrics_log(void *cls, const char *fmt, va_list args)
+{
+    int   n;
+    char  msg[512];
+
+    n = vsnprintf(msg, sizeof(msg), fmt, args);
+    if (n < 0) {
         return;
     }
 
-    while (len > 0) {
-        n = write(fd, body, len);
-        if (n <= 0) {
-            return;
-        }
-
-        body += n;
-        len -= n;
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) {
+        msg[--n] = '\0';
     }
+
+    audex_log(AUDEX_LOG_ERROR, NULL, "metrics: %s", msg);
 }

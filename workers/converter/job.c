@@ -221,8 +221,9 @@ static audex_conf_t  audex_job_conf_table[] = {
       &audex_job_conf.metrics_port,
       "Prometheus /metrics port; 0 turns it off" },
 
-    { "metrics-addr", "METRICS_ADDR", AUDEX_CONF_STRING, "0.0.0.0", 0, 0,
-      &audex_job_conf.metrics_addr, "address /metrics listens on" },
+    { "metrics-addr", "METRICS_ADDR", AUDEX_CONF_STRING, "127.0.0.1", 0, 0,
+      &audex_job_conf.metrics_addr,
+      "address of /metrics and /healthz (IPv4 or IPv6); 0.0.0.0: all" },
 
     { "jobs", "CONVERTER_JOBS", AUDEX_CONF_INT, "1", 1, 64,
       &audex_job_conf.jobs, "conversions running at once" },

@@ -151,8 +151,9 @@ static audex_conf_t  audex_notify_conf_table[] = {
       65535, &audex_notify_conf.metrics_port,
       "Prometheus /metrics port; 0 turns it off" },
 
-    { "metrics-addr", "METRICS_ADDR", AUDEX_CONF_STRING, "0.0.0.0", 0, 0,
-      &audex_notify_conf.metrics_addr, "address /metrics listens on" },
+    { "metrics-addr", "METRICS_ADDR", AUDEX_CONF_STRING, "127.0.0.1", 0, 0,
+      &audex_notify_conf.metrics_addr,
+      "address of /metrics and /healthz (IPv4 or IPv6); 0.0.0.0: all" },
 
     { "log-level", "LOG_LEVEL", AUDEX_CONF_STRING, "info", 0, 0,
       &audex_notify_conf.log_level, "error, warn, info or debug" },
