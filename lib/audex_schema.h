@@ -62,6 +62,17 @@
 /* a stream's dead letters go to "<stream>" AUDEX_STREAM_DEAD_SUFFIX */
 #define AUDEX_STREAM_DEAD_SUFFIX   ":dead"
 
+/*
+ * Minutes converted per user and UTC day, kept by the converters in
+ * Redis: a hash AUDEX_USAGE_KEY_PREFIX "<owner_id>:<yyyymmdd>" with one
+ * field per job (its minutes, so a job tried again is counted once) and
+ * AUDEX_USAGE_TOTAL, their sum, which GET /jobs shows.  It expires
+ * AUDEX_USAGE_TTL seconds after its last change.
+ */
+#define AUDEX_USAGE_KEY_PREFIX     "audex:usage:"
+#define AUDEX_USAGE_TOTAL          "total"
+#define AUDEX_USAGE_TTL            "172800"
+
 /* consumer groups */
 #define AUDEX_GROUP_CONVERTER      "converter"
 #define AUDEX_GROUP_NOTIFIER       "notifier"
