@@ -107,6 +107,9 @@
 #define AUDEX_F_CREATED_AT         "created_at"
 #define AUDEX_F_UPDATED_AT         "updated_at"
 
+/* the owner of a GridFS file, in its files document: what quotas count */
+#define AUDEX_F_FILE_OWNER_ID      "metadata." AUDEX_F_OWNER_ID
+
 /*
  * The MP3 a job asks for: a constant bitrate in kb/s, one of MPEG-1
  * layer III's, or a VBR quality on LAME's -V scale (0 best .. 9
