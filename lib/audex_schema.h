@@ -62,6 +62,17 @@
 /* a stream's dead letters go to "<stream>" AUDEX_STREAM_DEAD_SUFFIX */
 #define AUDEX_STREAM_DEAD_SUFFIX   ":dead"
 
+/*
+ * Minutes converted per user and UTC day, kept by the converters in
+ * Redis: a hash AUDEX_USAGE_KEY_PREFIX "<owner_id>:<yyyymmdd>" with one
+ * field per job (its minutes, so a job tried again is counted once) and
+ * AUDEX_USAGE_TOTAL, their sum, which GET /jobs shows.  It expires
+ * AUDEX_USAGE_TTL seconds after its last change.
+ */
+#define AUDEX_USAGE_KEY_PREFIX     "audex:usage:"
+#define AUDEX_USAGE_TOTAL          "total"
+#define AUDEX_USAGE_TTL            "172800"
+
 /* consumer groups */
 /*
  * Revoked tokens, two Redis sorted sets: a token of a user in
@@ -111,6 +122,9 @@
 #define AUDEX_F_QUALITY            "quality"
 #define AUDEX_F_CREATED_AT         "created_at"
 #define AUDEX_F_UPDATED_AT         "updated_at"
+
+/* the owner of a GridFS file, in its files document: what quotas count */
+#define AUDEX_F_FILE_OWNER_ID      "metadata." AUDEX_F_OWNER_ID
 
 /*
  * The MP3 a job asks for: a constant bitrate in kb/s, one of MPEG-1

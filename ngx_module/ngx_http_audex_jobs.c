@@ -43,6 +43,11 @@ typedef struct {
     ngx_uint_t                   ndocs;
 
     ngx_uint_t                   unfinished;    /* a deletion, see _finish */
+
+    int64_t                      usage_jobs;    /* the list's: in progress */
+    int64_t                      usage_bytes;   /* stored */
+    double                       usage_minutes; /* today's; -1: unknown */
+
     ngx_uint_t                   status;        /* an error to answer */
     const char                  *why;
     char                         err[NGX_HTTP_AUDEX_ERRLEN];
@@ -61,6 +66,10 @@ static ngx_int_t ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_client_t *client, bson_error_t *error);
 static void ngx_http_audex_jobs_finish(ngx_http_audex_jobs_ctx_t *ctx,
     mongoc_client_t *client);
+static ngx_int_t ngx_http_audex_jobs_usage(ngx_http_audex_jobs_ctx_t *ctx,
+    mongoc_client_t *client, bson_error_t *error);
+static u_char *ngx_http_audex_jobs_limits(ngx_http_request_t *r,
+    ngx_http_audex_jobs_ctx_t *ctx, u_char *p);
 static void ngx_http_audex_jobs_done(ngx_http_request_t *r, void *data);
 static ngx_int_t ngx_http_audex_jobs_send(ngx_http_request_t *r,
     ngx_http_audex_jobs_ctx_t *ctx);
@@ -277,6 +286,12 @@ ngx_http_audex_jobs_work(void *data, ngx_log_t *log)
         ngx_http_audex_jobs_finish(ctx, client);
     }
 
+    if (rc == NGX_OK && ctx->op == NGX_HTTP_AUDEX_JOBS_LIST
+        && ctx->status == 0)
+    {
+        rc = ngx_http_audex_jobs_usage(ctx, client, &error);
+    }
+
     if (rc != NGX_OK) {
         ngx_cpystrn((u_char *) ctx->err, (u_char *) error.message,
                     NGX_HTTP_AUDEX_ERRLEN);
@@ -469,6 +484,91 @@ ngx_http_audex_jobs_delete(ngx_http_audex_jobs_ctx_t *ctx,
 }
 
 
+/*
+ * What the caller holds, as the upload's limits count it (see
+ * audex_store_user_usage()), and the minutes the converters counted for
+ * it today (UTC) in Redis: -1 when Redis does not answer, which is no
+ * reason to fail the list.
+ */
+
+static ngx_int_t
+ngx_http_audex_jobs_usage(ngx_http_audex_jobs_ctx_t *ctx,
+    mongoc_client_t *client, bson_error_t *error)
+{
+    char         err[NGX_HTTP_AUDEX_ERRLEN], day[16];
+    time_t       now;
+    struct tm    tm;
+    redisReply  *reply;
+
+    if (audex_store_user_usage(client, ctx->amcf->mongo_db, ctx->owner,
+                               &ctx->usage_jobs, &ctx->usage_bytes, error)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    now = time(NULL);
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y%m%d", &tm);
+
+    ctx->usage_minutes = -1;
+
+    reply = ngx_http_audex_redis_command(ctx->amcf, err,
+                                         "HGET " AUDEX_USAGE_KEY_PREFIX
+                                         "%s:%s " AUDEX_USAGE_TOTAL,
+                                         ctx->owner, day);
+    if (reply == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->usage_minutes = (reply->type == REDIS_REPLY_STRING)
+                         ? strtod(reply->str, NULL) : 0;
+    freeReplyObject(reply);
+
+    return NGX_OK;
+}
+
+
+/* ,"usage":{...},"limits":{...}: what the list adds after the jobs */
+
+#define NGX_HTTP_AUDEX_JOBS_LIMITS_LEN                                        \
+    (sizeof(",\"usage\":{\"jobs_in_progress\":,\"bytes_stored\":,"          \
+            "\"minutes_today\":},\"limits\":{\"jobs_in_progress\":,"          \
+            "\"bytes_stored\":}") + 5 * NGX_INT64_LEN + 8)
+
+static u_char *
+ngx_http_audex_jobs_limits(ngx_http_request_t *r,
+    ngx_http_audex_jobs_ctx_t *ctx, u_char *p)
+{
+    ngx_http_audex_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_audex_module);
+
+    p = ngx_sprintf(p, ",\"usage\":{\"jobs_in_progress\":%L,"
+                    "\"bytes_stored\":%L,\"minutes_today\":",
+                    ctx->usage_jobs, ctx->usage_bytes);
+
+    p = (ctx->usage_minutes < 0)
+        ? ngx_cpymem(p, "null", 4)
+        : ngx_sprintf(p, "%.2f", ctx->usage_minutes);
+
+    p = ngx_cpymem(p, "},\"limits\":{\"jobs_in_progress\":",
+                   sizeof("},\"limits\":{\"jobs_in_progress\":") - 1);
+
+    p = alcf->user_max_jobs ? ngx_sprintf(p, "%i", alcf->user_max_jobs)
+                            : ngx_cpymem(p, "null", 4);
+
+    p = ngx_cpymem(p, ",\"bytes_stored\":", sizeof(",\"bytes_stored\":") - 1);
+
+    p = alcf->user_max_bytes ? ngx_sprintf(p, "%O", alcf->user_max_bytes)
+                             : ngx_cpymem(p, "null", 4);
+
+    *p++ = '}';
+
+    return p;
+}
+
+
 static void
 ngx_http_audex_jobs_done(ngx_http_request_t *r, void *data)
 {
@@ -540,7 +640,7 @@ ngx_http_audex_jobs_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = sizeof("{\"jobs\":[]}\n") - 1;
+    len = sizeof("{\"jobs\":[]}\n") - 1 + NGX_HTTP_AUDEX_JOBS_LIMITS_LEN;
 
     for (i = 0; i < ctx->ndocs; i++) {
         parts[i] = ngx_http_audex_jobs_render(r, ctx, ctx->docs[i],
@@ -568,7 +668,9 @@ ngx_http_audex_jobs_send(ngx_http_request_t *r,
         p = ngx_cpymem(p, parts[i], lens[i] - 1);
     }
 
-    p = ngx_cpymem(p, "]}\n", 3);
+    *p++ = ']';
+    p = ngx_http_audex_jobs_limits(r, ctx, p);
+    p = ngx_cpymem(p, "}\n", 2);
 
     return ngx_http_audex_send_json(r, NGX_HTTP_OK, body, p - body);
 }

@@ -379,10 +379,19 @@ ngx_http_audex_metrics_done(ngx_http_request_t *r, void *data)
             "audex_upload_files_total %uA\n"
             "# HELP audex_download_bytes_total MP3 bytes sent by downloads.\n"
             "# TYPE audex_download_bytes_total counter\n"
-            "audex_download_bytes_total %uA\n",
+            "audex_download_bytes_total %uA\n"
+            "# HELP audex_upload_refusals_total Uploads refused by a limit, "
+            "by limit.\n"
+            "# TYPE audex_upload_refusals_total counter\n"
+            "audex_upload_refusals_total{limit=\"upload_max_size\"} %uA\n"
+            "audex_upload_refusals_total{limit=\"user_max_jobs\"} %uA\n"
+            "audex_upload_refusals_total{limit=\"user_max_bytes\"} %uA\n",
             m->counters[NGX_HTTP_AUDEX_UPLOAD_BYTES],
             m->counters[NGX_HTTP_AUDEX_UPLOAD_FILES],
-            m->counters[NGX_HTTP_AUDEX_DOWNLOAD_BYTES]);
+            m->counters[NGX_HTTP_AUDEX_DOWNLOAD_BYTES],
+            m->counters[NGX_HTTP_AUDEX_REFUSED_SIZE],
+            m->counters[NGX_HTTP_AUDEX_REFUSED_JOBS],
+            m->counters[NGX_HTTP_AUDEX_REFUSED_BYTES]);
 
     /* an unreadable gauge is left out rather than reported as zero */
 

@@ -178,6 +178,20 @@ static ngx_command_t  ngx_http_audex_commands[] = {
       offsetof(ngx_http_audex_loc_conf_t, upload_max_size),
       NULL },
 
+    { ngx_string("audex_user_max_jobs"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_audex_loc_conf_t, user_max_jobs),
+      NULL },
+
+    { ngx_string("audex_user_max_bytes"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_audex_loc_conf_t, user_max_bytes),
+      NULL },
+
     { ngx_string("audex_healthz"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_audex_health,
@@ -331,6 +345,8 @@ ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
     alcf->auth = NGX_CONF_UNSET_UINT;
     alcf->handler_id = NGX_CONF_UNSET_UINT;
     alcf->upload_max_size = NGX_CONF_UNSET;
+    alcf->user_max_jobs = NGX_CONF_UNSET;
+    alcf->user_max_bytes = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -348,6 +364,8 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_AUDEX_AUTH_OFF);
     ngx_conf_merge_off_value(conf->upload_max_size, prev->upload_max_size,
                              (off_t) 2 * 1024 * 1024 * 1024);
+    ngx_conf_merge_value(conf->user_max_jobs, prev->user_max_jobs, 0);
+    ngx_conf_merge_off_value(conf->user_max_bytes, prev->user_max_bytes, 0);
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
 

@@ -92,7 +92,10 @@ typedef struct {
 #define NGX_HTTP_AUDEX_UPLOAD_BYTES    0
 #define NGX_HTTP_AUDEX_UPLOAD_FILES    1
 #define NGX_HTTP_AUDEX_DOWNLOAD_BYTES  2
-#define NGX_HTTP_AUDEX_NCOUNTERS       3
+#define NGX_HTTP_AUDEX_REFUSED_SIZE    3    /* audex_upload_max_size */
+#define NGX_HTTP_AUDEX_REFUSED_JOBS    4    /* audex_user_max_jobs */
+#define NGX_HTTP_AUDEX_REFUSED_BYTES   5    /* audex_user_max_bytes */
+#define NGX_HTTP_AUDEX_NCOUNTERS       6
 
 
 typedef struct {
@@ -100,6 +103,8 @@ typedef struct {
     ngx_uint_t                 handler_id;      /* NGX_HTTP_AUDEX_H_* */
     ngx_str_t                 *handler_name;    /* its directive */
     off_t                      upload_max_size;
+    ngx_int_t                  user_max_jobs;   /* 0: no limit */
+    off_t                      user_max_bytes;  /* 0: no limit */
 } ngx_http_audex_loc_conf_t;
 
 

@@ -11,6 +11,12 @@
  *
  * An upload that fails after storing chunks has them removed before the
  * answer goes out, so a client that sees an error leaves nothing behind.
+ *
+ * With audex_user_max_jobs or audex_user_max_bytes a first task counts
+ * what the caller holds before any of the body is read: too many jobs in
+ * progress is 429, a stated length past the storage left is 413, and the
+ * storage left bounds the file's bytes while they arrive (413 mid-stream,
+ * the stored chunks removed), as audex_upload_max_size bounds the body.
  */
 
 
@@ -40,6 +46,8 @@ typedef enum {
     NGX_HTTP_AUDEX_UPLOAD_OK = 0,
     NGX_HTTP_AUDEX_UPLOAD_NO_USER,
     NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE,
+    NGX_HTTP_AUDEX_UPLOAD_MAX_JOBS,
+    NGX_HTTP_AUDEX_UPLOAD_MAX_BYTES,
     NGX_HTTP_AUDEX_UPLOAD_CONTENT_TYPE,
     NGX_HTTP_AUDEX_UPLOAD_FORMAT,
     NGX_HTTP_AUDEX_UPLOAD_ONE_FILE,
@@ -88,6 +96,12 @@ static ngx_http_audex_upload_error_t  ngx_http_audex_upload_errors[] = {
     /* TOO_LARGE */
     { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_AUDEX_LOG_EVENT,
       "upload too large", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* MAX_JOBS: "too many jobs in progress (N)" */
+    { NGX_HTTP_TOO_MANY_REQUESTS, NGX_HTTP_AUDEX_LOG_EVENT, NULL,
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
+    /* MAX_BYTES: "storage quota of N exceeded" */
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_AUDEX_LOG_EVENT, NULL,
+      NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
     /* CONTENT_TYPE: ": <the type>" is added */
     { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, NGX_HTTP_AUDEX_LOG_EVENT,
       "unsupported media type", NGX_HTTP_AUDEX_UPLOAD_DETAIL_NONE },
@@ -130,7 +144,8 @@ static ngx_http_audex_upload_error_t  ngx_http_audex_upload_errors[] = {
 
 /* what a pool thread is asked to do */
 typedef enum {
-    NGX_HTTP_AUDEX_UPLOAD_CHUNK = 0,        /* store one full chunk */
+    NGX_HTTP_AUDEX_UPLOAD_USAGE = 0,        /* count what the user holds */
+    NGX_HTTP_AUDEX_UPLOAD_CHUNK,            /* store one full chunk */
     NGX_HTTP_AUDEX_UPLOAD_COMMIT,           /* last chunk, files doc, job */
     NGX_HTTP_AUDEX_UPLOAD_REMOVE            /* undo a failed upload */
 } ngx_http_audex_upload_op_e;
@@ -149,6 +164,8 @@ typedef struct {
     ngx_http_audex_gridfs_file_t   file;
     ngx_http_audex_job_t           job;
     ngx_http_audex_upload_rc_e     rc;
+    int64_t                        jobs;        /* the user's, in progress */
+    int64_t                        bytes;       /* the user's, stored */
     ngx_uint_t                     undo_failed;
     char                           err[NGX_HTTP_AUDEX_ERRLEN];
     char                           undo_err[NGX_HTTP_AUDEX_ERRLEN];
@@ -161,6 +178,7 @@ struct ngx_http_audex_upload_s {
     ngx_uint_t                     busy;        /* the task is in flight */
 
     off_t                          max_size;    /* 0: no limit */
+    off_t                          quota_left;  /* file bytes; -1: any */
     off_t                          received;    /* body bytes parsed */
     ngx_chain_t                   *in;          /* body not parsed yet */
 
@@ -197,6 +215,12 @@ static ngx_int_t ngx_http_audex_upload_content_type(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up);
 static ngx_int_t ngx_http_audex_upload_disposition(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_read_body(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_quota(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up);
+static void ngx_http_audex_upload_quota_text(ngx_http_request_t *r,
+    u_char *buf, size_t len);
 static int ngx_http_audex_upload_named(void *ctx,
     const audex_multipart_part_t *part);
 static void ngx_http_audex_upload_sha256_cleanup(void *data);
@@ -304,6 +328,7 @@ ngx_http_audex_upload_handler(ngx_http_request_t *r)
 
     up->request = r;
     up->max_size = alcf->upload_max_size;
+    up->quota_left = -1;
     up->type = AUDEX_SNIFF_NEED_MORE;
     audex_upload_opts_init(&up->opts);
     audex_upload_opts_init(&up->named);
@@ -330,6 +355,29 @@ ngx_http_audex_upload_handler(ngx_http_request_t *r)
         return (rc == NGX_ERROR) ? ngx_http_audex_upload_error(r, up) : rc;
     }
 
+    if (alcf->user_max_jobs || alcf->user_max_bytes) {
+        /* the body is read once the task has counted the user's usage */
+        up->task->op = NGX_HTTP_AUDEX_UPLOAD_USAGE;
+        up->busy = 1;
+
+        return ngx_http_audex_thread_start(r, up->task,
+                                           ngx_http_audex_upload_work,
+                                           ngx_http_audex_upload_done,
+                                           "upload");
+    }
+
+    return ngx_http_audex_upload_read_body(r, up);
+}
+
+
+/* NGX_DONE once reading has begun, or what to finalize the request with */
+
+static ngx_int_t
+ngx_http_audex_upload_read_body(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    ngx_int_t  rc;
+
     r->request_body_no_buffering = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_audex_upload_body);
@@ -345,6 +393,48 @@ ngx_http_audex_upload_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * What the user holds against the limits of the location: NGX_OK with
+ * up->quota_left set, or NGX_ERROR with up->rc and up->why set.  A body
+ * whose stated length passes the storage left is refused now; one that
+ * states none is stopped when its file's bytes pass it.
+ */
+
+static ngx_int_t
+ngx_http_audex_upload_quota(ngx_http_request_t *r,
+    ngx_http_audex_upload_t *up)
+{
+    u_char                      *p;
+    ngx_http_audex_loc_conf_t   *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_audex_module);
+
+    if (alcf->user_max_jobs && up->task->jobs >= alcf->user_max_jobs) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_MAX_JOBS;
+        p = ngx_snprintf((u_char *) up->why, sizeof(up->why) - 1,
+                         "too many jobs in progress (%i)",
+                         alcf->user_max_jobs);
+        *p = '\0';
+        return NGX_ERROR;
+    }
+
+    if (alcf->user_max_bytes == 0) {
+        return NGX_OK;
+    }
+
+    up->quota_left = ngx_max(alcf->user_max_bytes - up->task->bytes, 0);
+
+    if (up->quota_left == 0
+        || r->headers_in.content_length_n > up->quota_left)
+    {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_MAX_BYTES;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -422,6 +512,7 @@ ngx_http_audex_upload_start(ngx_http_request_t *r,
 
     task->upload = up;
     task->amcf = ngx_http_get_module_main_conf(r, ngx_http_audex_module);
+    task->file.owner_id = (char *) ngx_http_audex_auth_user(r)->user_id.data;
     bson_oid_init(&task->file.id, NULL);
 
     up->task = task;
@@ -937,6 +1028,11 @@ ngx_http_audex_upload_data(ngx_http_audex_upload_t *up, const u_char *p,
         return -1;
     }
 
+    if (up->quota_left >= 0 && up->length + (off_t) len > up->quota_left) {
+        up->rc = NGX_HTTP_AUDEX_UPLOAD_MAX_BYTES;
+        return -1;
+    }
+
     ngx_memcpy(up->chunk + up->fill, p, len);
     up->fill += len;
     up->length += len;
@@ -1115,6 +1211,7 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
     ngx_http_audex_upload_task_t *task = data;
 
     const char       *db;
+    bson_error_t      error;
     mongoc_client_t  *client;
 
     db = task->amcf->mongo_db;
@@ -1124,6 +1221,18 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
     client = ngx_http_audex_mongo_pop(task->amcf);
 
     switch (task->op) {
+
+    case NGX_HTTP_AUDEX_UPLOAD_USAGE:
+        if (audex_store_user_usage(client, db, task->file.owner_id,
+                                   &task->jobs, &task->bytes, &error)
+            != 0)
+        {
+            ngx_cpystrn((u_char *) task->err, (u_char *) error.message,
+                        sizeof(task->err));
+            task->rc = NGX_HTTP_AUDEX_UPLOAD_MONGO;
+        }
+
+        break;
 
     case NGX_HTTP_AUDEX_UPLOAD_CHUNK:
         if ((task->file.n == 0
@@ -1224,6 +1333,22 @@ ngx_http_audex_upload_done(ngx_http_request_t *r, void *data)
     up->busy = 0;
 
     switch (task->op) {
+
+    case NGX_HTTP_AUDEX_UPLOAD_USAGE:
+
+        up->rc = task->rc;
+
+        if (up->rc == NGX_HTTP_AUDEX_UPLOAD_OK
+            && ngx_http_audex_upload_quota(r, up) == NGX_OK)
+        {
+            /* NGX_DONE drops the reference reading took, as a handler's */
+            ngx_http_finalize_request(r,
+                ngx_http_audex_upload_read_body(r, up));
+            return;
+        }
+
+        ngx_http_finalize_request(r, ngx_http_audex_upload_error(r, up));
+        return;
 
     case NGX_HTTP_AUDEX_UPLOAD_CHUNK:
 
@@ -1332,8 +1457,26 @@ ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
         *p = '\0';
         text = (char *) buf;
 
+    } else if (up->rc == NGX_HTTP_AUDEX_UPLOAD_MAX_BYTES) {
+        text = (char *) buf;
+        ngx_http_audex_upload_quota_text(r, buf, sizeof(buf));
+
     } else if (up->rc == NGX_HTTP_AUDEX_UPLOAD_FORMAT && up->length == 0) {
         text = "unsupported media type: empty file";
+    }
+
+    switch (up->rc) {
+    case NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE:
+        ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_REFUSED_SIZE, 1);
+        break;
+    case NGX_HTTP_AUDEX_UPLOAD_MAX_JOBS:
+        ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_REFUSED_JOBS, 1);
+        break;
+    case NGX_HTTP_AUDEX_UPLOAD_MAX_BYTES:
+        ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_REFUSED_BYTES, 1);
+        break;
+    default:
+        break;
     }
 
     switch (e->detail) {
@@ -1406,6 +1549,32 @@ ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
     }
 
     return ngx_http_audex_send_error(r, status, text);
+}
+
+
+/* "storage quota of 10 MiB exceeded", in the largest unit that divides */
+
+static void
+ngx_http_audex_upload_quota_text(ngx_http_request_t *r, u_char *buf,
+    size_t len)
+{
+    u_char                     *p;
+    off_t                       n;
+    ngx_uint_t                  i;
+    ngx_http_audex_loc_conf_t  *alcf;
+    static const char          *units[] = { "bytes", "KiB", "MiB", "GiB",
+                                            "TiB" };
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_audex_module);
+    n = alcf->user_max_bytes;
+
+    for (i = 0; i < 4 && n >= 1024 && n % 1024 == 0; i++) {
+        n /= 1024;
+    }
+
+    p = ngx_snprintf(buf, len - 1, "storage quota of %O %s exceeded", n,
+                     units[i]);
+    *p = '\0';
 }
 
 

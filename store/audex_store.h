@@ -158,6 +158,19 @@ int audex_store_user_by_email(mongoc_collection_t *users, const char *email,
 int audex_store_user_by_id(mongoc_collection_t *users, const bson_oid_t *id,
     bson_t **doc, bson_error_t *error);
 
+/*
+ * What the user owner_id holds in database db: *jobs, the jobs queued or
+ * converting, and *bytes, the length of every video and MP3 whose
+ * metadata names the owner.  Counted from the documents at each call,
+ * so the count cannot drift from what is stored: on MongoDB indexes on
+ * owner_id and metadata.owner_id serve it; FerretDB's SQLite backend
+ * pushes down only {_id} and scans the jobs and both files collections.
+ * 0, or -1 with error set.
+ */
+int audex_store_user_usage(mongoc_client_t *client, const char *db,
+    const char *owner_id, int64_t *jobs, int64_t *bytes,
+    bson_error_t *error);
+
 /* length and chunk size of a files document; -1 when unusable */
 int audex_store_file_geometry(const bson_t *doc, int64_t *length,
     int64_t *chunk_size);

@@ -156,3 +156,82 @@ audex_store_user_by_id(mongoc_collection_t *users, const bson_oid_t *id,
 
     return rc;
 }
+
+
+/*
+ * The documents of coll matching filter: *count of them and *sum of
+ * their numeric field sum_field (none: counted only).  Only that field
+ * comes back.  0 or -1.
+ */
+static int
+audex_store_tally(mongoc_collection_t *coll, const bson_t *filter,
+    const char *sum_field, int64_t *count, int64_t *sum,
+    bson_error_t *error)
+{
+    int               rc;
+    bson_t           *opts;
+    bson_iter_t       it;
+    const bson_t     *d;
+    mongoc_cursor_t  *cursor;
+
+    opts = BCON_NEW("projection", "{", sum_field ? sum_field : "_id",
+                    BCON_INT32(1), "}");
+    cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    bson_destroy(opts);
+
+    while (mongoc_cursor_next(cursor, &d)) {
+        (*count)++;
+
+        if (sum_field && bson_iter_init_find(&it, d, sum_field)
+            && BSON_ITER_HOLDS_NUMBER(&it))
+        {
+            *sum += bson_iter_as_int64(&it);
+        }
+    }
+
+    rc = mongoc_cursor_error(cursor, error) ? -1 : 0;
+    mongoc_cursor_destroy(cursor);
+
+    return rc;
+}
+
+
+int
+audex_store_user_usage(mongoc_client_t *client, const char *db,
+    const char *owner_id, int64_t *jobs, int64_t *bytes,
+    bson_error_t *error)
+{
+    int                   rc;
+    size_t                i;
+    bson_t               *filter;
+    int64_t               files, unused;
+    mongoc_collection_t  *coll;
+    const char           *buckets[] = { AUDEX_VIDEOS_FILES,
+                                        AUDEX_MP3S_FILES };
+
+    *jobs = 0;
+    *bytes = 0;
+    unused = 0;
+    files = 0;
+
+    coll = mongoc_client_get_collection(client, db, AUDEX_COLL_JOBS);
+    filter = BCON_NEW(AUDEX_F_OWNER_ID, BCON_UTF8(owner_id),
+                      AUDEX_F_STATE, "{", "$in", "[",
+                      BCON_UTF8(AUDEX_JOB_STATE_QUEUED),
+                      BCON_UTF8(AUDEX_JOB_STATE_CONVERTING), "]", "}");
+    rc = audex_store_tally(coll, filter, NULL, jobs, &unused, error);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+
+    filter = BCON_NEW(AUDEX_F_FILE_OWNER_ID, BCON_UTF8(owner_id));
+
+    for (i = 0; rc == 0 && i < 2; i++) {
+        coll = mongoc_client_get_collection(client, db, buckets[i]);
+        rc = audex_store_tally(coll, filter, "length", &files, bytes, error);
+        mongoc_collection_destroy(coll);
+    }
+
+    bson_destroy(filter);
+
+    return rc;
+}

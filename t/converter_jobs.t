@@ -314,6 +314,66 @@ subtest 'a job seen again after it was done is only announced again' => sub {
 };
 
 
+subtest 'the silent-FLAC bomb: over --max-duration fails before encoding' => sub {
+    # 30 minutes of silence in a few hundred KB: at 320 kb/s a 72 MB MP3
+    my $bomb = silent_flac('bomb.flac', 1800);
+    ok(-s $bomb < 1024 * 1024, 'the FLAC is small: ' . (-s $bomb) . ' bytes');
+    my $fid = upload($bomb, 'bomb.flac', 261120);
+    my $before = mp3_count();
+    my $chunks = py("print(db['mp3s.chunks'].count_documents({}))") + 0;
+
+    my $c = converter('--max-duration', 600);
+    add_job(job_id => 'j-bomb', video_fid => $fid, owner_id => 'u-bomb',
+            filename => 'bomb.flac', bitrate => 320);
+
+    my $d = wait_state('j-bomb', 'failed');
+    is($d->{error}, 'input is 30:00 long, over the limit of 10:00',
+       'the job fails with the length and the limit') or diag(log_of($c));
+    is($d->{error_code}, 'too_long', 'error_code too_long');
+    is($d->{attempts}, 1, 'on the first attempt: no retry');
+    is(mp3_count(), $before, 'no MP3 stored');
+    is(py("print(db['mp3s.chunks'].count_documents({}))") + 0, $chunks,
+       'and no MP3 chunks');
+    is(pending(), 0, 'acknowledged');
+    like(metrics(), qr/^converter_refusals_total\{limit="duration"\} 1$/m,
+         'metrics: refusals by limit');
+    stop($c);
+};
+
+
+subtest '--user-daily-minutes: the day\'s minutes are counted per user' => sub {
+    my $two = upload(silent_flac('two.flac', 120), 'two.flac', 261120);
+    my $c = converter('--user-daily-minutes', 2);
+
+    add_job(job_id => 'j-day-1', video_fid => $short_fid,
+            owner_id => 'u-day', filename => 'short.mp4');
+    is(wait_state('j-day-1', 'done')->{state}, 'done', 'a 3-second job is done')
+        or diag(log_of($c));
+
+    my $key = 'audex:usage:u-day:' . POSIX::strftime('%Y%m%d', gmtime);
+    my $total = redis('HGET', $key, 'total');
+    ok(abs($total - 3 / 60) < 0.01, "counted in $key: $total minutes");
+    my $ttl = redis('TTL', $key);
+    ok($ttl > 86400 && $ttl <= 172800, "kept two days: ttl $ttl");
+
+    add_job(job_id => 'j-day-2', video_fid => $two, owner_id => 'u-day',
+            filename => 'two.flac');
+    my $d = wait_state('j-day-2', 'failed');
+    like($d->{error}, qr/^daily conversion limit of 2 minutes reached /,
+         'two more minutes pass the limit: the job fails with the reason');
+    is($d->{error_code}, 'daily_limit', 'error_code daily_limit');
+    ok(!$d->{mp3_fid}, 'no MP3');
+
+    add_job(job_id => 'j-day-3', video_fid => $two, owner_id => 'u-other',
+            filename => 'two.flac');
+    is(wait_state('j-day-3', 'done')->{state}, 'done',
+       'another user\'s day is their own');
+    like(metrics(), qr/^converter_refusals_total\{limit="daily_minutes"\} 1$/m,
+         'metrics: the refusal counted');
+    stop($c);
+};
+
+
 subtest 'configuration: defaults < environment < flags, --help' => sub {
     my ($rc, $err, $out) = run_cmd($bin, '--help');
     is($rc, 0, '--help exits 0');
@@ -481,6 +541,17 @@ PY
                                    "$prelude\n$code", $mongo, $redis, @args);
     die "python: $err" if $rc != 0;
     return $out;
+}
+
+
+# seconds of digital silence as FLAC: a few KB a minute
+sub silent_flac {
+    my ($file, $secs) = @_;
+    my ($rc, $err) = run_cmd('ffmpeg', '-nostdin', '-loglevel', 'error', '-y',
+        '-f', 'lavfi', '-i', 'anullsrc=r=44100:cl=stereo', '-t', $secs,
+        '-c:a', 'flac', "$dir/$file");
+    die "ffmpeg: $err" if $rc != 0;
+    return "$dir/$file";
 }
 
 

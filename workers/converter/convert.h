@@ -36,7 +36,9 @@ typedef enum {
     AUDEX_CONVERT_CORRUPT,          /* not media, damaged or truncated */
     AUDEX_CONVERT_IO,               /* reading or writing failed */
     AUDEX_CONVERT_INTERNAL,         /* out of memory, library failure */
-    AUDEX_CONVERT_CANCELLED         /* the caller asked to stop */
+    AUDEX_CONVERT_CANCELLED,        /* the caller asked to stop */
+    AUDEX_CONVERT_TOO_LONG,         /* longer than opts->max_duration */
+    AUDEX_CONVERT_QUOTA             /* opts->admit refused the duration */
 } audex_convert_status_e;
 
 
@@ -63,6 +65,23 @@ typedef struct {
      */
     int                    (*progress)(void *data, double done);
     void                    *progress_data;
+
+    /*
+     * seconds of input accepted, 0 for any: a longer input fails with
+     * AUDEX_CONVERT_TOO_LONG after probing, before anything is written,
+     * or, when the container states no length or lies, as soon as the
+     * audio read passes the limit
+     */
+    double                   max_duration;
+
+    /*
+     * called once after probing, before anything is written, with the
+     * input's length in seconds (0 when the container states none) and
+     * progress_data: 0 admits, 1 refuses (AUDEX_CONVERT_QUOTA), -1 is a
+     * passing failure (AUDEX_CONVERT_IO); msg says why.  NULL: admitted.
+     */
+    int                    (*admit)(void *data, double duration, char *msg,
+                               size_t len);
 } audex_convert_opts_t;
 
 

@@ -89,12 +89,23 @@ typedef struct {
     int         max_deliveries;
     int         claim_idle_ms;
     int         stop_grace;
+    int         max_duration;
+    int         daily_minutes;
     const char *db;
 } audex_job_conf_t;
 
 
+/* why a job was refused, the label values of converter_refusals_total */
+typedef enum {
+    AUDEX_JOB_REFUSED_DURATION = 0,
+    AUDEX_JOB_REFUSED_DAILY,
+    AUDEX_JOB_NREFUSED
+} audex_job_refused_e;
+
+
 typedef struct {
     uint64_t    results[AUDEX_JOB_NRESULTS];
+    uint64_t    refused[AUDEX_JOB_NREFUSED];
     uint64_t    buckets[11];
     uint64_t    duration_us;
     uint64_t    count;
@@ -157,6 +168,8 @@ static int audex_job_parse(audex_job_t *job, char *err, size_t errlen);
 static int audex_job_is_done(audex_job_t *job);
 static int audex_job_convert(audex_job_t *job);
 static int audex_job_progress(void *data, double done);
+static int audex_job_admit(void *data, double duration, char *msg,
+    size_t len);
 static audex_job_result_e audex_job_succeeded(audex_job_t *job);
 static audex_job_result_e audex_job_failed(audex_job_t *job);
 static int audex_job_mongo_alive(audex_job_t *job);
@@ -183,6 +196,32 @@ static audex_job_metrics_t  audex_job_metrics;
 static const char  *audex_job_results[] = {
     "done", "failed", "retry", "dead", "released", "lost"
 };
+
+static const char  *audex_job_refusals[] = {
+    "duration", "daily_minutes"
+};
+
+/*
+ * Adds a job's minutes to its owner's day unless that would pass the
+ * limit: KEYS[1] the day's hash, ARGV job id, minutes, limit.  Returns
+ * {1, total} when counted (or counted before: a retry), {0, total} when
+ * refused.  One script, so that converters running at once cannot both
+ * pass the limit.
+ */
+static const char  *audex_job_usage_script =
+    "local t = tonumber(redis.call('HGET', KEYS[1], '" AUDEX_USAGE_TOTAL
+        "') or '0')\n"
+    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then\n"
+    "  return {1, tostring(t)}\n"
+    "end\n"
+    "if t + tonumber(ARGV[2]) > tonumber(ARGV[3]) then\n"
+    "  return {0, tostring(t)}\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "t = redis.call('HINCRBYFLOAT', KEYS[1], '" AUDEX_USAGE_TOTAL
+        "', ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[1], " AUDEX_USAGE_TTL ")\n"
+    "return {1, t}\n";
 
 static const double  audex_job_buckets[] = {
     1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600
@@ -239,6 +278,14 @@ static audex_conf_t  audex_job_conf_table[] = {
     { "stop-grace", "STOP_GRACE", AUDEX_CONF_INT, "20", 0, 3600,
       &audex_job_conf.stop_grace,
       "on SIGTERM, seconds a running job may take to finish" },
+
+    { "max-duration", "MAX_DURATION", AUDEX_CONF_INT, "14400", 0, 604800,
+      &audex_job_conf.max_duration,
+      "seconds of input a job may have; longer fails it; 0: any" },
+
+    { "user-daily-minutes", "USER_DAILY_MINUTES", AUDEX_CONF_INT, "600", 0,
+      1440000, &audex_job_conf.daily_minutes,
+      "minutes of input one user may convert per UTC day; 0: any" },
 
     { "log-level", "LOG_LEVEL", AUDEX_CONF_STRING, "info", 0, 0,
       &audex_job_conf.log_level, "error, warn, info or debug" },
@@ -848,6 +895,8 @@ audex_job_convert(audex_job_t *job)
     opts.name = job->filename;
     opts.progress = audex_job_progress;
     opts.progress_data = job;
+    opts.max_duration = audex_job_conf.max_duration;
+    opts.admit = audex_job_admit;
 
     rc = audex_convert(src, sink, &opts, &job->res, &job->err);
 
@@ -927,6 +976,78 @@ audex_job_progress(void *data, double done)
 }
 
 
+/*
+ * After probing, before encoding: the input's minutes go on its owner's
+ * count for the day (UTC) unless they would pass --user-daily-minutes.
+ * Redis away is a passing failure: the job is tried again.
+ */
+
+static int
+audex_job_admit(void *data, double duration, char *msg, size_t len)
+{
+    int           rc;
+    char          key[192], minutes[32], limit[32], day[16];
+    time_t        now;
+    struct tm     tm;
+    redisReply   *reply;
+    audex_job_t  *job = data;
+    const char   *argv[7];
+
+    if (audex_job_conf.daily_minutes == 0 || job->owner_id == NULL
+        || job->owner_id[0] == '\0')
+    {
+        return 0;
+    }
+
+    now = time(NULL);
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y%m%d", &tm);
+
+    snprintf(key, sizeof(key), AUDEX_USAGE_KEY_PREFIX "%.128s:%s",
+             job->owner_id, day);
+    snprintf(minutes, sizeof(minutes), "%.4f", duration / 60);
+    snprintf(limit, sizeof(limit), "%d", audex_job_conf.daily_minutes);
+
+    argv[0] = "EVAL";
+    argv[1] = audex_job_usage_script;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = job->job_id;
+    argv[5] = minutes;
+    argv[6] = limit;
+
+    reply = audex_redis_cmd(job->w->redis, 7, argv);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
+        snprintf(msg, len, "counting the daily minutes: %s",
+                 reply ? "unexpected reply"
+                       : audex_redis_error(job->w->redis));
+        if (reply) {
+            freeReplyObject(reply);
+        }
+
+        return -1;
+    }
+
+    rc = (reply->element[0]->integer == 1) ? 0 : 1;
+
+    if (rc) {
+        snprintf(msg, len, "daily conversion limit of %d minutes reached "
+                 "(%.1f used today, this input is %.1f)",
+                 audex_job_conf.daily_minutes,
+                 reply->element[1]->str ? atof(reply->element[1]->str) : 0,
+                 duration / 60);
+    }
+
+    freeReplyObject(reply);
+
+    return rc;
+}
+
+
 static audex_job_result_e
 audex_job_succeeded(audex_job_t *job)
 {
@@ -978,6 +1099,16 @@ audex_job_failed(audex_job_t *job)
         }
 
         return AUDEX_JOB_RELEASED;
+    }
+
+    if (job->err.status == AUDEX_CONVERT_TOO_LONG
+        || job->err.status == AUDEX_CONVERT_QUOTA)
+    {
+        __atomic_add_fetch(&audex_job_metrics.refused[
+                               job->err.status == AUDEX_CONVERT_TOO_LONG
+                               ? AUDEX_JOB_REFUSED_DURATION
+                               : AUDEX_JOB_REFUSED_DAILY],
+                           1, __ATOMIC_RELAXED);
     }
 
     if (audex_convert_status_permanent(job->err.status)) {
@@ -1358,6 +1489,18 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         v = __atomic_load_n(&m->results[i], __ATOMIC_RELAXED);
         audex_metrics_printf(b, "converter_jobs_total{result=\"%s\"} %llu\n",
                              audex_job_results[i], (unsigned long long) v);
+    }
+
+    audex_metrics_printf(b,
+        "# HELP converter_refusals_total Jobs failed by a limit before "
+        "encoding, by limit.\n"
+        "# TYPE converter_refusals_total counter\n");
+
+    for (i = 0; i < AUDEX_JOB_NREFUSED; i++) {
+        v = __atomic_load_n(&m->refused[i], __ATOMIC_RELAXED);
+        audex_metrics_printf(b, "converter_refusals_total{limit=\"%s\"} "
+                             "%llu\n", audex_job_refusals[i],
+                             (unsigned long long) v);
     }
 
     count = __atomic_load_n(&m->count, __ATOMIC_RELAXED);

@@ -84,6 +84,10 @@ typedef struct {
 
 static int audex_transcode_open_input(audex_transcode_t *ctx);
 static int audex_transcode_find_stream(audex_transcode_t *ctx);
+static int audex_transcode_admit(audex_transcode_t *ctx);
+static int audex_transcode_within_limit(audex_transcode_t *ctx,
+    AVPacket *pkt);
+static char *audex_transcode_clock(double secs, char *buf, size_t len);
 static int audex_transcode_write_id3(audex_transcode_t *ctx);
 static int audex_transcode_open_decoder(audex_transcode_t *ctx);
 static int audex_transcode_read(audex_transcode_t *ctx);
@@ -126,7 +130,9 @@ static const char  *audex_convert_status_names[] = {
     "corrupt",
     "io",
     "internal",
-    "cancelled"
+    "cancelled",
+    "too_long",
+    "daily_limit"
 };
 
 
@@ -160,6 +166,8 @@ audex_convert_status_permanent(audex_convert_status_e status)
     case AUDEX_CONVERT_NO_AUDIO:
     case AUDEX_CONVERT_UNSUPPORTED:
     case AUDEX_CONVERT_CORRUPT:
+    case AUDEX_CONVERT_TOO_LONG:
+    case AUDEX_CONVERT_QUOTA:
         return 1;
 
     default:
@@ -193,6 +201,10 @@ audex_convert(audex_source_t *src, audex_sink_t *sink,
     rc = audex_transcode_open_input(&ctx);
     if (rc == 0) {
         rc = audex_transcode_find_stream(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_admit(&ctx);
     }
 
     if (rc == 0) {
@@ -384,6 +396,94 @@ audex_transcode_find_stream(audex_transcode_t *ctx)
 }
 
 
+/*
+ * The limits on what a conversion may cost, checked on the length the
+ * container states before a byte is written: a few hundred bytes of
+ * FLAC can hold hours of silence that would encode to a large MP3.
+ */
+
+static int
+audex_transcode_admit(audex_transcode_t *ctx)
+{
+    int     rc;
+    char    msg[256], got[32], max[32];
+    double  d;
+
+    d = (ctx->progress_span > 0) ? ctx->progress_span : 0;
+
+    if (ctx->opts->max_duration > 0 && d > ctx->opts->max_duration) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_TOO_LONG,
+                   "input is %s long, over the limit of %s",
+                   audex_transcode_clock(d, got, sizeof(got)),
+                   audex_transcode_clock(ctx->opts->max_duration, max,
+                                         sizeof(max)));
+    }
+
+    if (ctx->opts->admit == NULL) {
+        return 0;
+    }
+
+    msg[0] = '\0';
+    rc = ctx->opts->admit(ctx->opts->progress_data, d, msg, sizeof(msg));
+
+    if (rc == 0) {
+        return 0;
+    }
+
+    return audex_transcode_fail(ctx, (rc > 0) ? AUDEX_CONVERT_QUOTA
+                                              : AUDEX_CONVERT_IO,
+                                "%s", msg[0] ? msg : "refused");
+}
+
+
+/* a container that understated its length is stopped at the limit */
+
+static int
+audex_transcode_within_limit(audex_transcode_t *ctx, AVPacket *pkt)
+{
+    char     max[32];
+    double   at;
+    int64_t  start;
+
+    if (ctx->opts->max_duration <= 0 || pkt->pts == AV_NOPTS_VALUE) {
+        return 0;
+    }
+
+    start = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
+                                                    : 0;
+    at = (pkt->pts - start) * av_q2d(ctx->st->time_base);
+
+    if (at <= ctx->opts->max_duration) {
+        return 0;
+    }
+
+    return audex_transcode_fail(ctx, AUDEX_CONVERT_TOO_LONG,
+               "input is longer than the limit of %s",
+               audex_transcode_clock(ctx->opts->max_duration, max,
+                                     sizeof(max)));
+}
+
+
+/* "9:05", "30:00", "4:00:00" */
+
+static char *
+audex_transcode_clock(double secs, char *buf, size_t len)
+{
+    long  s;
+
+    s = (long) (secs + 0.5);
+
+    if (s >= 3600) {
+        snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+
+    } else {
+        snprintf(buf, len, "%ld:%02ld", s / 60, s % 60);
+    }
+
+    return buf;
+}
+
+
 static int
 audex_transcode_write_id3(audex_transcode_t *ctx)
 {
@@ -506,7 +606,11 @@ audex_transcode_read(audex_transcode_t *ctx)
             ctx->short_packets++;
         }
 
-        rc = audex_transcode_progress(ctx, pkt);
+        rc = audex_transcode_within_limit(ctx, pkt);
+
+        if (rc == 0) {
+            rc = audex_transcode_progress(ctx, pkt);
+        }
 
         if (rc == 0) {
             rc = ctx->res->copied ? audex_transcode_copy(ctx, pkt)
