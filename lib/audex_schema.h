@@ -26,6 +26,20 @@
 #define AUDEX_COLL_JOBS            "jobs"
 #define AUDEX_COLL_USERS           "users"
 
+/*
+ * Files being written (an upload), one document each until the file is
+ * complete or removed: {_id: the file's id, bucket, started_at}.  What a
+ * failure left behind (chunks without a files document) is found here by
+ * the converters' sweeper, after AUDEX_UPLOAD_GRACE seconds by default.
+ */
+#define AUDEX_COLL_UPLOADS         "uploads"
+#define AUDEX_F_BUCKET             "bucket"
+#define AUDEX_F_STARTED_AT         "started_at"
+#define AUDEX_UPLOAD_GRACE         3600
+
+/* the sweeper's Redis lock: one converter at a time sweeps */
+#define AUDEX_LOCK_SWEEP           "audex:lock:sweep"
+
 /* the chunk size audex writes (GridFS's default); readers take any */
 #define AUDEX_GRIDFS_CHUNK         (255 * 1024)
 

@@ -164,6 +164,39 @@ ngx_http_audex_gridfs_remove(mongoc_client_t *client, const char *db,
 }
 
 
+/*
+ * The record of a file being written (store layer, AUDEX_COLL_UPLOADS):
+ * made before its first chunk, removed once it is complete or removed
+ * again.  What a crash or a failed clean-up leaves, the sweeper finds.
+ */
+
+ngx_int_t
+ngx_http_audex_gridfs_record(mongoc_client_t *client, const char *db,
+    ngx_http_audex_gridfs_file_t *file, ngx_uint_t begin, char *err)
+{
+    int                   rc;
+    bson_error_t          error;
+    mongoc_collection_t  *uploads;
+
+    uploads = mongoc_client_get_collection(client, db, AUDEX_COLL_UPLOADS);
+
+    rc = begin ? audex_store_upload_begin(uploads, &file->id,
+                                          AUDEX_BUCKET_VIDEOS, &error)
+               : audex_store_upload_end(uploads, &file->id, &error);
+
+    mongoc_collection_destroy(uploads);
+
+    if (rc != 0) {
+        ngx_http_audex_gridfs_error(err, begin ? "recording the upload"
+                                               : "ending its record",
+                                    &error);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_audex_gridfs_error(char *err, const char *what, bson_error_t *error)
 {

@@ -269,6 +269,9 @@ ngx_int_t ngx_http_audex_gridfs_put_file(mongoc_client_t *client,
     const char *db, ngx_http_audex_gridfs_file_t *file, char *err);
 ngx_int_t ngx_http_audex_gridfs_remove(mongoc_client_t *client,
     const char *db, ngx_http_audex_gridfs_file_t *file, char *err);
+ngx_int_t ngx_http_audex_gridfs_record(mongoc_client_t *client,
+    const char *db, ngx_http_audex_gridfs_file_t *file, ngx_uint_t begin,
+    char *err);
 
 /* ngx_http_audex_queue.c: pool threads only */
 ngx_int_t ngx_http_audex_queue_insert(mongoc_client_t *client,

@@ -1236,8 +1236,11 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
 
     case NGX_HTTP_AUDEX_UPLOAD_CHUNK:
         if ((task->file.n == 0
-             && ngx_http_audex_gridfs_indexes(client, db, task->err)
-                != NGX_OK)
+             && (ngx_http_audex_gridfs_indexes(client, db, task->err)
+                 != NGX_OK
+                 || ngx_http_audex_gridfs_record(client, db, &task->file, 1,
+                                                 task->err)
+                    != NGX_OK))
             || ngx_http_audex_gridfs_put_chunk(client, db, &task->file,
                                                task->data, task->len,
                                                task->err)
@@ -1257,7 +1260,12 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
                                          task->undo_err)
             != NGX_OK)
         {
+            /* the record stays: the sweeper removes what is left */
             task->undo_failed = 1;
+
+        } else {
+            (void) ngx_http_audex_gridfs_record(client, db, &task->file, 0,
+                                                task->undo_err);
         }
 
         break;
@@ -1282,6 +1290,10 @@ ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
     db = task->amcf->mongo_db;
 
     if (ngx_http_audex_gridfs_indexes(client, db, task->err) != NGX_OK
+        || (task->file.n == 0
+            && ngx_http_audex_gridfs_record(client, db, &task->file, 1,
+                                            task->err)
+               != NGX_OK)
         || (task->len
             && ngx_http_audex_gridfs_put_chunk(client, db, &task->file,
                                                task->data, task->len,
@@ -1299,6 +1311,9 @@ ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
     if (ngx_http_audex_queue_publish(task->amcf, &task->job, task->err)
         == NGX_OK)
     {
+        /* complete: a record left by a failure here is only a record */
+        (void) ngx_http_audex_gridfs_record(client, db, &task->file, 0,
+                                            undo);
         return;
     }
 
@@ -1313,12 +1328,17 @@ ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
 undo_file:
 
     if (ngx_http_audex_gridfs_remove(client, db, &task->file, undo)
-        != NGX_OK
-        && !task->undo_failed)
+        != NGX_OK)
     {
-        task->undo_failed = 1;
-        ngx_memcpy(task->undo_err, undo, NGX_HTTP_AUDEX_ERRLEN);
+        if (!task->undo_failed) {
+            task->undo_failed = 1;
+            ngx_memcpy(task->undo_err, undo, NGX_HTTP_AUDEX_ERRLEN);
+        }
+
+        return;
     }
+
+    (void) ngx_http_audex_gridfs_record(client, db, &task->file, 0, undo);
 }
 
 
@@ -1502,7 +1522,8 @@ ngx_http_audex_upload_error(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
                   text, detail ? " (" : "", detail ? detail : "",
                   detail ? ")," : ",", up->received,
                   (task && task->undo_failed)
-                  ? ", clean-up failed, stored chunks may be left: " : "",
+                  ? ", clean-up failed (the sweeper removes what is left): "
+                  : "",
                   (task && task->undo_failed) ? task->undo_err : "",
                   (task && task->file.n && !task->undo_failed)
                   ? ", stored chunks removed" : "");

@@ -78,6 +78,26 @@ int audex_store_file_put(mongoc_collection_t *files,
     bson_error_t *error);
 
 /*
+ * A file being written: recorded before its first chunk (begin), the
+ * record removed once the file is complete or removed again (end), so
+ * that what a crash or a failed clean-up left is found by
+ * audex_store_upload_sweep().  0, or -1 with error set.
+ */
+int audex_store_upload_begin(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, const char *bucket, bson_error_t *error);
+int audex_store_upload_end(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, bson_error_t *error);
+
+/*
+ * The files begun before older_than (ms since the epoch) and still
+ * recorded: a complete one (its files document exists: only the record
+ * was left) keeps its file; any other is removed with its chunks.  Then
+ * the record goes.  Returns how many files were removed, -1 on error.
+ */
+int64_t audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
+    bson_error_t *error);
+
+/*
  * Removes a file: its files document first (readers never see a file
  * losing chunks), then its chunks by _id, in bulk.  Without a files
  * document (an upload that failed) the chunks are found by probing the

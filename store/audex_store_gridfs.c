@@ -489,3 +489,136 @@ audex_store_index(mongoc_database_t *db, const char *bucket,
 
     return ok ? 0 : -1;
 }
+
+
+int
+audex_store_upload_begin(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, const char *bucket, bson_error_t *error)
+{
+    int             ok, tries;
+    bson_t          doc;
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    bson_init(&doc);
+    BSON_APPEND_OID(&doc, "_id", files_id);
+    BSON_APPEND_UTF8(&doc, AUDEX_F_BUCKET, bucket);
+    BSON_APPEND_DATE_TIME(&doc, AUDEX_F_STARTED_AT,
+                          (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
+
+    tries = 0;
+
+    do {
+        ok = mongoc_collection_insert_one(uploads, &doc, NULL, NULL, error);
+    } while (!ok && audex_store_busy_wait(error, &tries));
+
+    bson_destroy(&doc);
+
+    /* the record of a retried first chunk is there already */
+    return (ok || error->code == AUDEX_STORE_DUPLICATE_KEY) ? 0 : -1;
+}
+
+
+int
+audex_store_upload_end(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, bson_error_t *error)
+{
+    int     ok, tries;
+    bson_t  filter;
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", files_id);
+
+    tries = 0;
+
+    do {
+        ok = mongoc_collection_delete_one(uploads, &filter, NULL, NULL,
+                                          error);
+    } while (!ok && audex_store_busy_wait(error, &tries));
+
+    bson_destroy(&filter);
+
+    return ok ? 0 : -1;
+}
+
+
+int64_t
+audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
+    bson_error_t *error)
+{
+    int                   rc;
+    char                  name[128];
+    bson_t               *filter, *doc;
+    int64_t               removed;
+    bson_oid_t            id;
+    bson_iter_t           it;
+    const char           *bucket;
+    const bson_t         *rec;
+    mongoc_cursor_t      *cursor;
+    mongoc_collection_t  *uploads, *files, *chunks;
+
+    uploads = mongoc_database_get_collection(db, AUDEX_COLL_UPLOADS);
+    filter = BCON_NEW(AUDEX_F_STARTED_AT, "{",
+                          "$lt", BCON_DATE_TIME(older_than), "}");
+    cursor = mongoc_collection_find_with_opts(uploads, filter, NULL, NULL);
+    bson_destroy(filter);
+
+    removed = 0;
+    rc = 0;
+
+    while (rc == 0 && mongoc_cursor_next(cursor, &rec)) {
+
+        if (!bson_iter_init_find(&it, rec, "_id") || !BSON_ITER_HOLDS_OID(&it))
+        {
+            continue;                   /* not one of ours */
+        }
+
+        bson_oid_copy(bson_iter_oid(&it), &id);
+
+        bucket = AUDEX_BUCKET_VIDEOS;
+        if (bson_iter_init_find(&it, rec, AUDEX_F_BUCKET)
+            && BSON_ITER_HOLDS_UTF8(&it))
+        {
+            bucket = bson_iter_utf8(&it, NULL);
+        }
+
+        snprintf(name, sizeof(name), "%s.files", bucket);
+        files = mongoc_database_get_collection(db, name);
+        snprintf(name, sizeof(name), "%s.chunks", bucket);
+        chunks = mongoc_database_get_collection(db, name);
+
+        filter = BCON_NEW("_id", BCON_OID(&id));
+        rc = audex_store_find_one(files, filter, &doc, error);
+        bson_destroy(filter);
+
+        if (rc == 0) {
+            /* no files document: the file never became whole */
+            if (audex_store_file_delete(files, chunks, &id, error) != 0) {
+                rc = -1;
+            } else {
+                removed++;
+            }
+
+        } else if (rc == 1) {
+            bson_destroy(doc);
+            rc = 0;
+        }
+
+        mongoc_collection_destroy(chunks);
+        mongoc_collection_destroy(files);
+
+        if (rc == 0 && audex_store_upload_end(uploads, &id, error) != 0) {
+            rc = -1;
+        }
+    }
+
+    if (rc == 0 && mongoc_cursor_error(cursor, error)) {
+        rc = -1;
+    }
+
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(uploads);
+
+    return rc == 0 ? removed : -1;
+}

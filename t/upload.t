@@ -128,6 +128,7 @@ print(json.dumps({
     'filename': f['filename'], 'contentType': f['contentType'],
     'metadata': f['metadata'],
     'uploadDate': str(type(f['uploadDate']).__name__),
+    'record': db.uploads.count_documents({'_id': fid}),
     'job': {k: (str(v) if k in ('created_at', 'updated_at', 'video_fid')
                 else v) for k, v in j.items()},
     'job_video_fid_type': type(j['video_fid']).__name__,
@@ -167,6 +168,7 @@ sub check_stored {
     is($s->{chunkSize}, 261120, "chunkSize");
     is($s->{chunks}, int((length($content) + 261119) / 261120), "chunks");
     is($s->{derived}, $s->{chunks}, "each chunk's _id derives from (files_id, n)");
+    is($s->{record}, 0, "the upload's record is gone once the file is whole");
     is($s->{uploadDate}, 'datetime', "uploadDate is a date");
     is($s->{filename}, $want{filename}, "filename");
     is($s->{contentType}, $want{type} // 'video/mp4', "contentType");
@@ -214,7 +216,8 @@ orphans = sum(1 for c in db['videos.chunks'].find({}, {'files_id': 1})
 lost = sum(1 for j in db.jobs.find({}, {'video_fid': 1})
            if j['video_fid'] not in fids)
 print(len(fids), db['videos.chunks'].count_documents({}),
-      db.jobs.count_documents({}), orphans, lost)
+      db.jobs.count_documents({}), db.uploads.count_documents({}),
+      orphans, lost)
 PY
     chomp $out;
     return $out;
@@ -226,7 +229,8 @@ sub census_before { $census = census() }
 
 sub nothing_left {
     my ($what) = @_;
-    is(census(), $census, "$what: no file, chunk or job left behind");
+    is(census(), $census, "$what: no file, chunk, job or upload record "
+       . "left behind");
     like(census(), qr/ 0 0$/, "$what: no orphan chunk or job");
 }
 

@@ -52,6 +52,7 @@
 #include "id3.h"
 #include "log.h"
 #include "main.h"
+#include "sweep.h"
 #include "metrics.h"
 #include "redis_stream.h"
 #include "service.h"
@@ -91,6 +92,8 @@ typedef struct {
     int         stop_grace;
     int         max_duration;
     int         daily_minutes;
+    int         sweep_every;
+    int         upload_grace;
     const char *db;
 } audex_job_conf_t;
 
@@ -112,6 +115,7 @@ typedef struct {
     int64_t     in_flight;
     uint64_t    bytes_read;
     uint64_t    bytes_written;
+    uint64_t    swept;
 } audex_job_metrics_t;
 
 
@@ -123,6 +127,7 @@ typedef struct {
     mongoc_client_pool_t  *pool;
     char                   cursor[48];
     double                 next_autoclaim;
+    double                 next_sweep;
     double                 backoff;
 } audex_job_worker_t;
 
@@ -161,6 +166,7 @@ static int audex_job_check(char *err, size_t errlen);
 static void *audex_job_thread(void *arg);
 static int audex_job_connect(audex_job_worker_t *w);
 static int audex_job_take(audex_job_worker_t *w, audex_stream_entry_t *e);
+static void audex_job_housekeeping(audex_job_worker_t *w);
 static audex_job_result_e audex_job_run(audex_job_worker_t *w,
     audex_stream_entry_t *e);
 static audex_job_result_e audex_job_process(audex_job_t *job);
@@ -289,6 +295,15 @@ static audex_conf_t  audex_job_conf_table[] = {
 
     { "log-level", "LOG_LEVEL", AUDEX_CONF_STRING, "info", 0, 0,
       &audex_job_conf.log_level, "error, warn, info or debug" },
+
+    { "sweep-every", "SWEEP_EVERY", AUDEX_CONF_INT, "300", 0, 86400,
+      &audex_job_conf.sweep_every,
+      "seconds between sweeps of unfinished uploads (one converter of "
+      "all sweeps); 0 turns it off" },
+
+    { "upload-grace", "UPLOAD_GRACE", AUDEX_CONF_INT, "3600", 1, 31536000,
+      &audex_job_conf.upload_grace,
+      "an upload unfinished this many seconds after it began is removed" },
 
     { NULL, NULL, 0, NULL, 0, 0, NULL, NULL }
 };
@@ -469,6 +484,8 @@ audex_job_thread(void *arg)
 
         w->backoff = AUDEX_JOB_BACKOFF_MIN;
 
+        audex_job_housekeeping(w);
+
         if (rc == 1 && audex_job_run(w, &e) == AUDEX_JOB_RETRY) {
             /* MongoDB or Redis trouble: give them a moment */
             audex_job_sleep(w->backoff);
@@ -558,6 +575,35 @@ audex_job_take(audex_job_worker_t *w, audex_stream_entry_t *e)
     return audex_stream_read(w->redis, audex_job_conf.video_queue,
                              audex_job_conf.group, w->consumer,
                              AUDEX_JOB_BLOCK_MS, e);
+}
+
+
+/* the first thread of each converter offers to sweep, now and then */
+
+static void
+audex_job_housekeeping(audex_job_worker_t *w)
+{
+    double   now;
+    int64_t  n;
+
+    if (w->index != 0 || audex_job_conf.sweep_every == 0) {
+        return;
+    }
+
+    now = audex_job_now();
+
+    if (now < w->next_sweep) {
+        return;
+    }
+
+    w->next_sweep = now + audex_job_conf.sweep_every;
+
+    n = audex_sweep(w->redis, w->pool, audex_job_conf.db, w->consumer,
+                    audex_job_conf.sweep_every, audex_job_conf.upload_grace);
+    if (n > 0) {
+        __atomic_add_fetch(&audex_job_metrics.swept, (uint64_t) n,
+                           __ATOMIC_RELAXED);
+    }
 }
 
 
@@ -1536,12 +1582,17 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         "converter_bytes_read_total %llu\n"
         "# HELP converter_bytes_written_total MP3 bytes written to GridFS.\n"
         "# TYPE converter_bytes_written_total counter\n"
-        "converter_bytes_written_total %llu\n",
+        "converter_bytes_written_total %llu\n"
+        "# HELP converter_swept_uploads_total Unfinished uploads the "
+        "sweeper removed.\n"
+        "# TYPE converter_swept_uploads_total counter\n"
+        "converter_swept_uploads_total %llu\n",
         (long long) __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->bytes_read,
                                              __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->bytes_written,
-                                             __ATOMIC_RELAXED));
+                                             __ATOMIC_RELAXED),
+        (unsigned long long) __atomic_load_n(&m->swept, __ATOMIC_RELAXED));
 }
 
 

@@ -1,0 +1,26 @@
+/*
+ * audex-converter: the sweeper of unfinished uploads (sweep.c).
+ */
+
+#ifndef _AUDEX_SWEEP_H_INCLUDED_
+#define _AUDEX_SWEEP_H_INCLUDED_
+
+
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "redis_stream.h"
+
+
+/*
+ * When this consumer takes the cluster's sweep lock for every seconds:
+ * removes the files begun more than grace seconds ago and never
+ * completed.  Returns how many, 0 when another converter sweeps, -1 on
+ * a database error (logged).
+ */
+int64_t audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
+    const char *db_name, const char *consumer, int every, int grace);
+
+
+#endif /* _AUDEX_SWEEP_H_INCLUDED_ */
