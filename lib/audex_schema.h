@@ -28,13 +28,14 @@
 
 /*
  * Files being written (an upload), one document each until the file is
- * complete or removed: {_id: the file's id, bucket, started_at}.  What a
+ * complete or removed: {_id: the file's id, bucket, active_at (its
+ * last sign of life: set when it begins, again every few chunks)}.  What a
  * failure left behind (chunks without a files document) is found here by
  * the converters' sweeper, after AUDEX_UPLOAD_GRACE seconds by default.
  */
 #define AUDEX_COLL_UPLOADS         "uploads"
 #define AUDEX_F_BUCKET             "bucket"
-#define AUDEX_F_STARTED_AT         "started_at"
+#define AUDEX_F_ACTIVE_AT          "active_at"
 #define AUDEX_UPLOAD_GRACE         3600
 
 /* the sweeper's Redis lock: one converter at a time sweeps */
@@ -94,8 +95,8 @@
  * time in milliseconds; our tokens' "iat" has them too) is refused
  * (audex-user del, disable, passwd and admin set it);
  * a token whose "jti" is in AUDEX_REVOKED_TOKENS is refused (POST
- * /logout adds it, with its "exp" as the score, and it is dropped once
- * expired).
+ * /logout adds it, its score the time it cannot pass anyway: "exp" plus
+ * the leeway and a margin; it is dropped then).
  */
 #define AUDEX_REVOKED_USERS        "audex:revoked:users"
 #define AUDEX_REVOKED_TOKENS       "audex:revoked:tokens"

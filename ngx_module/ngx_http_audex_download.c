@@ -971,9 +971,8 @@ ngx_http_audex_download_post(ngx_http_request_t *r,
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
     r->write_event_handler = ngx_http_audex_download_write_handler;
 
-    if (!wev->timer_set) {
-        ngx_add_timer(wev, clcf->send_timeout);
-    }
+    /* each read gets the whole timeout: re-armed, not left running */
+    ngx_add_timer(wev, clcf->send_timeout);
 
     ctx->read_idx = ctx->chunk & 1;
     ctx->buf_chunk[ctx->read_idx] = ctx->chunk;
@@ -1145,6 +1144,22 @@ ngx_http_audex_download_read(void *data, ngx_log_t *log)
         break;
 
     default:
+        /*
+         * every chunk but the last is whole, the last holds the rest: a
+         * shorter one would leave the body short of its Content-Length
+         * and the connection out of step with the client
+         */
+        if ((off_t) len != ngx_min((off_t) ctx->chunk_size,
+                                   ctx->length - n * (off_t) ctx->chunk_size))
+        {
+            ngx_snprintf((u_char *) ctx->err, NGX_HTTP_AUDEX_ERRLEN,
+                         "chunk %L has %z bytes, not what the file's "
+                         "length says%Z", n, len);
+            ctx->failed = 1;
+            ctx->damaged = 1;
+            break;
+        }
+
         ctx->buf_len[i] = (size_t) len;
     }
 

@@ -166,8 +166,10 @@ ngx_http_audex_gridfs_remove(mongoc_client_t *client, const char *db,
 
 /*
  * The record of a file being written (store layer, AUDEX_COLL_UPLOADS):
- * made before its first chunk, removed once it is complete or removed
- * again.  What a crash or a failed clean-up leaves, the sweeper finds.
+ * made before its first chunk (BEGIN), refreshed every
+ * NGX_HTTP_AUDEX_GRIDFS_TOUCH_EVERY chunks (TOUCH) so that a long upload
+ * is not taken for dead, removed once it is complete or removed again
+ * (END).  What a crash or a failed clean-up leaves, the sweeper finds.
  */
 
 ngx_int_t
@@ -180,16 +182,20 @@ ngx_http_audex_gridfs_record(mongoc_client_t *client, const char *db,
 
     uploads = mongoc_client_get_collection(client, db, AUDEX_COLL_UPLOADS);
 
-    rc = begin ? audex_store_upload_begin(uploads, &file->id,
-                                          AUDEX_BUCKET_VIDEOS, &error)
-               : audex_store_upload_end(uploads, &file->id, &error);
+    rc = (begin == NGX_HTTP_AUDEX_GRIDFS_BEGIN)
+         ? audex_store_upload_begin(uploads, &file->id, AUDEX_BUCKET_VIDEOS,
+                                    &error)
+         : (begin == NGX_HTTP_AUDEX_GRIDFS_TOUCH)
+         ? audex_store_upload_touch(uploads, &file->id, &error)
+         : audex_store_upload_end(uploads, &file->id, &error);
 
     mongoc_collection_destroy(uploads);
 
     if (rc != 0) {
-        ngx_http_audex_gridfs_error(err, begin ? "recording the upload"
-                                               : "ending its record",
-                                    &error);
+        ngx_http_audex_gridfs_error(err,
+                                    (begin == NGX_HTTP_AUDEX_GRIDFS_END)
+                                    ? "ending its record"
+                                    : "recording the upload", &error);
         return NGX_ERROR;
     }
 

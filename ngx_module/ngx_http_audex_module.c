@@ -508,7 +508,12 @@ ngx_http_audex_init_process(ngx_cycle_t *cycle)
     ngx_http_audex_main_conf_t  *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_audex_module);
-    if (amcf == NULL) {
+
+    /* the cache manager and loader serve no requests */
+    if (amcf == NULL
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return NGX_OK;
     }
 

@@ -269,6 +269,10 @@ ngx_int_t ngx_http_audex_gridfs_put_file(mongoc_client_t *client,
     const char *db, ngx_http_audex_gridfs_file_t *file, char *err);
 ngx_int_t ngx_http_audex_gridfs_remove(mongoc_client_t *client,
     const char *db, ngx_http_audex_gridfs_file_t *file, char *err);
+#define NGX_HTTP_AUDEX_GRIDFS_END          0
+#define NGX_HTTP_AUDEX_GRIDFS_BEGIN        1
+#define NGX_HTTP_AUDEX_GRIDFS_TOUCH        2
+#define NGX_HTTP_AUDEX_GRIDFS_TOUCH_EVERY  16    /* chunks: 4 MB */
 ngx_int_t ngx_http_audex_gridfs_record(mongoc_client_t *client,
     const char *db, ngx_http_audex_gridfs_file_t *file, ngx_uint_t begin,
     char *err);

@@ -25,6 +25,13 @@
 
 #define NGX_HTTP_AUDEX_REVOKE_EVERY  1000        /* ms between reads */
 
+/* a revoked token is kept this long past exp + leeway: clocks differ */
+#define NGX_HTTP_AUDEX_REVOKE_MARGIN  300
+
+/* this worker's own logouts, refused even before a read has them */
+#define NGX_HTTP_AUDEX_REVOKE_RECENT  32
+#define NGX_HTTP_AUDEX_REVOKE_HOLD    10          /* s: reads have them */
+
 
 typedef struct {
     const char                *id;
@@ -66,6 +73,7 @@ static int ngx_http_audex_revoke_cmp_user(const void *a, const void *b);
 static int ngx_http_audex_revoke_cmp_token(const void *a, const void *b);
 static void ngx_http_audex_revoke_use(ngx_http_audex_revoke_read_t *rd,
     ngx_log_t *log);
+static ngx_uint_t ngx_http_audex_revoke_recent_has(const char *jti);
 static void ngx_http_audex_revoke_tick(ngx_event_t *ev);
 static void ngx_http_audex_revoke_work(void *data, ngx_log_t *log);
 static void ngx_http_audex_revoke_done(ngx_event_t *ev);
@@ -80,6 +88,15 @@ static ngx_thread_task_t         *ngx_http_audex_revoke_task;
 static ngx_event_t                ngx_http_audex_revoke_timer;
 static ngx_uint_t                 ngx_http_audex_revoke_busy;
 static ngx_uint_t                 ngx_http_audex_revoke_failing;
+
+typedef struct {
+    char                            jti[64];
+    time_t                          until;
+} ngx_http_audex_revoke_recent_t;
+
+static ngx_http_audex_revoke_recent_t
+    ngx_http_audex_revoke_recent[NGX_HTTP_AUDEX_REVOKE_RECENT];
+static ngx_uint_t                 ngx_http_audex_revoke_next;
 
 /*
  * Reads are numbered as they are posted: a periodic read that started
@@ -99,6 +116,12 @@ ngx_http_audex_revoked_token(ngx_http_audex_user_t *user)
     const char                      *jti;
     ngx_http_audex_revoked_t        *t;
     ngx_http_audex_revoked_user_t    key, *u;
+
+    jti = audex_jwt_claims_string(user->claims, "jti", NULL);
+
+    if (jti != NULL && ngx_http_audex_revoke_recent_has(jti)) {
+        return 1;
+    }
 
     t = ngx_http_audex_revoked;
 
@@ -127,13 +150,34 @@ ngx_http_audex_revoked_token(ngx_http_audex_user_t *user)
         }
     }
 
-    if (t->ntokens) {
-        jti = audex_jwt_claims_string(user->claims, "jti", NULL);
+    if (jti != NULL && t->ntokens
+        && bsearch(&jti, t->tokens, t->ntokens, sizeof(char *),
+                   ngx_http_audex_revoke_cmp_token)
+           != NULL)
+    {
+        return 1;
+    }
 
-        if (jti != NULL
-            && bsearch(&jti, t->tokens, t->ntokens, sizeof(char *),
-                       ngx_http_audex_revoke_cmp_token)
-               != NULL)
+    return 0;
+}
+
+
+/*
+ * This worker's own logouts of the last seconds: a periodic read posted
+ * before a logout's write may land after it, without the token.
+ */
+
+static ngx_uint_t
+ngx_http_audex_revoke_recent_has(const char *jti)
+{
+    ngx_uint_t  i;
+    time_t      now;
+
+    now = ngx_time();
+
+    for (i = 0; i < NGX_HTTP_AUDEX_REVOKE_RECENT; i++) {
+        if (ngx_http_audex_revoke_recent[i].until >= now
+            && ngx_strcmp(ngx_http_audex_revoke_recent[i].jti, jti) == 0)
         {
             return 1;
         }
@@ -498,9 +542,16 @@ ngx_http_audex_logout_work(void *data, ngx_log_t *log)
     redisReply               *r;
     ngx_http_audex_logout_t  *lo = data;
 
+    /*
+     * kept until the token cannot pass anyway: past exp with the leeway
+     * verification allows, and a margin for other hosts' clocks
+     */
     r = ngx_http_audex_redis_command(lo->read.amcf, lo->read.err,
                                      "ZADD %s %lld %s", AUDEX_REVOKED_TOKENS,
-                                     (long long) lo->exp, lo->jti);
+                                     (long long) (lo->exp
+                                         + lo->read.amcf->jwt_leeway
+                                         + NGX_HTTP_AUDEX_REVOKE_MARGIN),
+                                     lo->jti);
     if (r == NULL) {
         return;
     }
@@ -528,6 +579,8 @@ ngx_http_audex_logout_done(ngx_http_request_t *r, void *data)
 {
     ngx_http_audex_logout_t  *lo = data;
 
+    ngx_http_audex_revoke_recent_t  *recent;
+
     if (!lo->added) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "audex: logout failed: %s", lo->read.err);
@@ -541,6 +594,12 @@ ngx_http_audex_logout_done(ngx_http_request_t *r, void *data)
     if (lo->read.table) {
         ngx_http_audex_revoke_use(&lo->read, r->connection->log);
     }
+
+    recent = &ngx_http_audex_revoke_recent[ngx_http_audex_revoke_next++
+                                           % NGX_HTTP_AUDEX_REVOKE_RECENT];
+    ngx_cpystrn((u_char *) recent->jti, (u_char *) lo->jti,
+                sizeof(recent->jti));
+    recent->until = ngx_time() + NGX_HTTP_AUDEX_REVOKE_HOLD;
 
     ngx_log_error(NGX_HTTP_AUDEX_LOG_EVENT, r->connection->log, 0,
                   "audex: logout: token %s revoked", lo->jti);

@@ -99,6 +99,14 @@ ngx_http_audex_thread_start(ngx_http_request_t *r, void *data,
     if (ngx_http_audex_thread_post(r, data, work, done) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "audex: %s: the thread pool queue is full", what);
+
+        /*
+         * a body not read yet (an upload's) must not be taken for the
+         * next request on this connection: it is closed after the answer
+         */
+        r->keepalive = 0;
+        r->lingering_close = 1;
+
         return ngx_http_audex_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "server busy");
     }

@@ -1238,7 +1238,8 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
         if ((task->file.n == 0
              && (ngx_http_audex_gridfs_indexes(client, db, task->err)
                  != NGX_OK
-                 || ngx_http_audex_gridfs_record(client, db, &task->file, 1,
+                 || ngx_http_audex_gridfs_record(client, db, &task->file,
+                                                 NGX_HTTP_AUDEX_GRIDFS_BEGIN,
                                                  task->err)
                     != NGX_OK))
             || ngx_http_audex_gridfs_put_chunk(client, db, &task->file,
@@ -1247,6 +1248,12 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
                != NGX_OK)
         {
             task->rc = NGX_HTTP_AUDEX_UPLOAD_MONGO;
+
+        } else if (task->file.n % NGX_HTTP_AUDEX_GRIDFS_TOUCH_EVERY == 0) {
+            /* a sign of life; a failure here is not the upload's */
+            (void) ngx_http_audex_gridfs_record(client, db, &task->file,
+                                                NGX_HTTP_AUDEX_GRIDFS_TOUCH,
+                                                task->undo_err);
         }
 
         break;
@@ -1264,7 +1271,8 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
             task->undo_failed = 1;
 
         } else {
-            (void) ngx_http_audex_gridfs_record(client, db, &task->file, 0,
+            (void) ngx_http_audex_gridfs_record(client, db, &task->file,
+                                                NGX_HTTP_AUDEX_GRIDFS_END,
                                                 task->undo_err);
         }
 
@@ -1291,7 +1299,8 @@ ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
 
     if (ngx_http_audex_gridfs_indexes(client, db, task->err) != NGX_OK
         || (task->file.n == 0
-            && ngx_http_audex_gridfs_record(client, db, &task->file, 1,
+            && ngx_http_audex_gridfs_record(client, db, &task->file,
+                                            NGX_HTTP_AUDEX_GRIDFS_BEGIN,
                                             task->err)
                != NGX_OK)
         || (task->len
@@ -1312,8 +1321,8 @@ ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
         == NGX_OK)
     {
         /* complete: a record left by a failure here is only a record */
-        (void) ngx_http_audex_gridfs_record(client, db, &task->file, 0,
-                                            undo);
+        (void) ngx_http_audex_gridfs_record(client, db, &task->file,
+                                            NGX_HTTP_AUDEX_GRIDFS_END, undo);
         return;
     }
 
@@ -1338,7 +1347,8 @@ undo_file:
         return;
     }
 
-    (void) ngx_http_audex_gridfs_record(client, db, &task->file, 0, undo);
+    (void) ngx_http_audex_gridfs_record(client, db, &task->file,
+                                        NGX_HTTP_AUDEX_GRIDFS_END, undo);
 }
 
 

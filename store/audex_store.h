@@ -88,10 +88,19 @@ int audex_store_upload_begin(mongoc_collection_t *uploads,
 int audex_store_upload_end(mongoc_collection_t *uploads,
     const bson_oid_t *files_id, bson_error_t *error);
 
+/* a sign of life of a long upload, so that no sweep takes it for dead */
+int audex_store_upload_touch(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, bson_error_t *error);
+
+/* the chunks of a file that has no files document (the probe of
+ * audex_store_file_delete), never a files document; 0 or -1 */
+int audex_store_chunks_delete(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, bson_error_t *error);
+
 /*
- * The files begun before older_than (ms since the epoch) and still
- * recorded: a complete one (its files document exists: only the record
- * was left) keeps its file; any other is removed with its chunks.  Then
+ * The files recorded and silent since before older_than (ms since the
+ * epoch): a complete one (its files document exists: only the record
+ * was left) keeps its file; of any other the chunks are removed.  Then
  * the record goes.  Returns how many files were removed, -1 on error.
  */
 int64_t audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,

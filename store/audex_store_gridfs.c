@@ -258,7 +258,7 @@ audex_store_file_delete(mongoc_collection_t *files,
 {
     int              ok, tries;
     bson_t           filter;
-    int64_t          length, chunk_size, count, from, gone;
+    int64_t          length, chunk_size, count, gone;
     const bson_t    *doc;
     mongoc_cursor_t *cursor;
 
@@ -329,12 +329,23 @@ audex_store_file_delete(mongoc_collection_t *files,
         return 0;
     }
 
-    /*
-     * No files document: an upload or a conversion that did not finish,
-     * or a removal cut short after its first step.  Chunks are written in
-     * order (the converter keeps chunk 0 to the end), so removing batches
-     * of ids until one removes nothing finds them all.
-     */
+    return audex_store_chunks_delete(chunks, files_id, error);
+}
+
+
+/*
+ * No files document: an upload or a conversion that did not finish, or a
+ * removal cut short after its first step.  Chunks are written in order
+ * (the converter keeps chunk 0 to the end), so removing batches of ids
+ * until one removes nothing finds them all.
+ */
+
+int
+audex_store_chunks_delete(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, bson_error_t *error)
+{
+    int64_t  from, gone;
+
     for (from = 0; from < INT32_MAX; from += AUDEX_STORE_PROBE) {
         gone = audex_store_delete_ids(chunks, files_id, from,
                                       from + AUDEX_STORE_PROBE, error);
@@ -504,7 +515,7 @@ audex_store_upload_begin(mongoc_collection_t *uploads,
     bson_init(&doc);
     BSON_APPEND_OID(&doc, "_id", files_id);
     BSON_APPEND_UTF8(&doc, AUDEX_F_BUCKET, bucket);
-    BSON_APPEND_DATE_TIME(&doc, AUDEX_F_STARTED_AT,
+    BSON_APPEND_DATE_TIME(&doc, AUDEX_F_ACTIVE_AT,
                           (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
 
     tries = 0;
@@ -517,6 +528,34 @@ audex_store_upload_begin(mongoc_collection_t *uploads,
 
     /* the record of a retried first chunk is there already */
     return (ok || error->code == AUDEX_STORE_DUPLICATE_KEY) ? 0 : -1;
+}
+
+
+int
+audex_store_upload_touch(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, bson_error_t *error)
+{
+    int             ok, tries;
+    bson_t         *filter, *update;
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    filter = BCON_NEW("_id", BCON_OID(files_id));
+    update = BCON_NEW("$set", "{", AUDEX_F_ACTIVE_AT,
+                      BCON_DATE_TIME((int64_t) tv.tv_sec * 1000
+                                     + tv.tv_usec / 1000), "}");
+    tries = 0;
+
+    do {
+        ok = mongoc_collection_update_one(uploads, filter, update, NULL,
+                                          NULL, error);
+    } while (!ok && audex_store_busy_wait(error, &tries));
+
+    bson_destroy(update);
+    bson_destroy(filter);
+
+    return ok ? 0 : -1;
 }
 
 
@@ -559,7 +598,7 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
     mongoc_collection_t  *uploads, *files, *chunks;
 
     uploads = mongoc_database_get_collection(db, AUDEX_COLL_UPLOADS);
-    filter = BCON_NEW(AUDEX_F_STARTED_AT, "{",
+    filter = BCON_NEW(AUDEX_F_ACTIVE_AT, "{",
                           "$lt", BCON_DATE_TIME(older_than), "}");
     cursor = mongoc_collection_find_with_opts(uploads, filter, NULL, NULL);
     bson_destroy(filter);
@@ -593,8 +632,12 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
         bson_destroy(filter);
 
         if (rc == 0) {
-            /* no files document: the file never became whole */
-            if (audex_store_file_delete(files, chunks, &id, error) != 0) {
+            /*
+             * no files document: the file never became whole.  Only its
+             * chunks go: a files document written meanwhile (an upload
+             * silent for the whole grace that ends now) is never removed
+             */
+            if (audex_store_chunks_delete(chunks, &id, error) != 0) {
                 rc = -1;
             } else {
                 removed++;

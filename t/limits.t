@@ -8,6 +8,7 @@ use lib 't/lib';
 use Audex::Test;
 use Audex::Media qw(make_media);
 use File::Temp qw(tempdir);
+use IO::Socket::INET;
 
 our $busy = '64b0000000000000000000b1';     # two jobs in progress
 our $full = '64b0000000000000000000f1';     # 1100 bytes stored
@@ -22,6 +23,13 @@ our $mp4 = do {
     <$fh>;
 };
 our $big = $mp4 . ('n' x 700_000);
+
+# TEST 7: a "Redis" that accepts and never answers: the revoked-token
+# reader holds the pool's only thread, so the upload's first task cannot
+# be queued; the body of that upload is a request of its own
+our $mute = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1) or die;
+our $inner = "GET /smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
 our $http = <<'EOF_HTTP';
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
@@ -169,3 +177,27 @@ location = /x { return 204; }
 --- must_die
 --- error_log
 "audex_user_max_jobs" directive invalid number
+
+
+
+=== TEST 7: the pool's queue full before an upload's body is read: 503, and the body is no request
+--- main_config
+thread_pool audex threads=1 max_queue=0;
+--- http_config eval
+"audex_jwt_key HS256 \$TEST_NGINX_JWT_SECRET_FILE;
+audex_redis_url redis://127.0.0.1:" . $::mute->sockport . ";
+audex_backend_timeout 10s;
+audex_user_max_jobs 2;"
+--- config
+location = /upload { audex_auth on; audex_upload; }
+location = /smuggled { return 200 "SMUGGLED\n"; }
+--- raw_request eval
+[ {sleep => 1.5}, "POST /upload HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n"
+  . "Content-Type: video/mp4\r\n" . Audex::Test::bearer($::busy) . "\r\n"
+  . "Content-Length: " . length($::inner) . "\r\n\r\n" . $::inner ]
+--- error_code: 503
+--- timeout: 5
+--- check
+unlike($res->{raw}, qr/SMUGGLED/, "no second answer, from the body");
+--- error_log
+the thread pool queue is full

@@ -214,3 +214,23 @@ audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
 [200, 204, 401, 401]
 --- response_body eval
 ["app\n", "", qq{{"error":"token revoked"}\n}, qq{{"error":"token revoked"}\n}]
+
+
+
+=== TEST 5: a logged-out token stays refused after its exp, while the leeway would still accept it
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config eval: $::conf
+--- request
+GET /echo
+--- error_code: 200
+--- check
+my $p = $ENV{TEST_NGINX_SERVER_PORT};
+my $t = Audex::Test::pyjwt_encode("{'sub': '64b0000000000000000000d1', "
+    . "'email': 'd\@x', 'iat': now, 'exp': now + 3, 'jti': 'jti-leeway'}",
+    $ENV{TEST_NGINX_JWT_SECRET_FILE});
+my @c = (::req('GET', $p, '/app', $t)->[0], ::req('POST', $p, '/logout', $t)->[0],
+         ::req('GET', $p, '/app', $t)->[0]);
+sleep 5;        # past exp, inside the default 30 s leeway
+push @c, ::req('GET', $p, '/app', $t)->[0];
+is("@c", "200 204 401 401", 'refused after logout, and still after exp');

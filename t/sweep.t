@@ -55,7 +55,7 @@ for name, began, whole in (("torn", old, False), ("whole", old, True),
         db["videos.files"].insert_one({"_id": fid, "length": 3000,
             "chunkSize": 1000, "uploadDate": old, "filename": "w.mp4"})
     db.uploads.insert_one({"_id": fid, "bucket": "videos",
-                           "started_at": began})
+                           "active_at": began})
     out[name] = str(fid)
 print(json.dumps(out))
 PY
