@@ -1614,8 +1614,8 @@ ngx_http_audex_tus_create_state(ngx_http_audex_tus_task_t *task,
     coll = mongoc_client_get_collection(client, task->amcf->mongo_db,
                                         AUDEX_COLL_TUS);
 
-    if (ngx_http_audex_gridfs_record(client, task->amcf->mongo_db, &file, 1,
-                                     task->err)
+    if (ngx_http_audex_gridfs_record(client, task->amcf->mongo_db, &file,
+                                     NGX_HTTP_AUDEX_GRIDFS_BEGIN, task->err)
         != NGX_OK)
     {
         task->rc = NGX_HTTP_AUDEX_TUS_MONGO;
@@ -2153,7 +2153,8 @@ ngx_http_audex_tus_delete(ngx_http_audex_tus_task_t *task,
                                          task->err)
             != NGX_OK
             || ngx_http_audex_gridfs_record(client, task->amcf->mongo_db,
-                                            &file, 0, task->err)
+                                            &file, NGX_HTTP_AUDEX_GRIDFS_END,
+                                            task->err)
                != NGX_OK)
         {
             task->rc = NGX_HTTP_AUDEX_TUS_MONGO;

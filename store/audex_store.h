@@ -115,9 +115,9 @@ int audex_store_upload_touch(mongoc_collection_t *uploads,
  * The files recorded and silent since before older_than (ms since the
  * epoch): a complete one (its files document exists: only the record
  * was left) keeps its file; of any other the chunks are removed (never a
- * files document), and its tus state if it was a resumable upload.  Then the record goes.
- * The tus states that expired before older_than go too.  Returns how
- * many files were removed, -1 on error.
+ * files document), and its tus state if it was a resumable upload.
+ * Then the record goes.  The tus states that expired before older_than
+ * go too.  Returns how many files were removed, -1 on error.
  */
 int64_t audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
     bson_error_t *error);
