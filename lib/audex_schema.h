@@ -38,6 +38,31 @@
 #define AUDEX_F_ACTIVE_AT          "active_at"
 #define AUDEX_UPLOAD_GRACE         3600
 
+/*
+ * Resumable uploads (tus, ngx_http_audex_tus.c): one document each in
+ * AUDEX_COLL_TUS, whose _id is the id of the GridFS file being written
+ * in AUDEX_BUCKET_VIDEOS: {_id, owner_id, owner_email, filename,
+ * bitrate or quality, length, offset, tail, expires_at, lock,
+ * lock_until, job_id, created_at}.  offset counts what is durable: the
+ * chunks stored (offset / AUDEX_GRIDFS_CHUNK of them) and tail, the
+ * bytes of the next chunk so far (fewer than a chunk), in the document
+ * itself.  A PATCH holds the upload by setting lock (its own random
+ * token) and lock_until (a date) under the condition that the offset is
+ * the client's and any earlier lock expired; it renews lock_until as
+ * chunks are stored, at least every AUDEX_TUS_LEASE / 2 seconds, and
+ * releases it (lock_until 0) when it ends.  job_id is set once the file
+ * is complete and its job queued.  The file is recorded in
+ * AUDEX_COLL_UPLOADS too, its active_at renewed by every PATCH.
+ */
+#define AUDEX_COLL_TUS             "tus"
+#define AUDEX_F_TUS_LENGTH         "length"
+#define AUDEX_F_TUS_OFFSET         "offset"
+#define AUDEX_F_TUS_TAIL           "tail"
+#define AUDEX_F_TUS_EXPIRES_AT     "expires_at"
+#define AUDEX_F_TUS_LOCK           "lock"
+#define AUDEX_F_TUS_LOCK_UNTIL     "lock_until"
+#define AUDEX_TUS_LEASE            60
+
 /* the sweeper's Redis lock: one converter at a time sweeps */
 #define AUDEX_LOCK_SWEEP           "audex:lock:sweep"
 

@@ -186,7 +186,8 @@ ngx_http_audex_gridfs_record(mongoc_client_t *client, const char *db,
          ? audex_store_upload_begin(uploads, &file->id, AUDEX_BUCKET_VIDEOS,
                                     &error)
          : (begin == NGX_HTTP_AUDEX_GRIDFS_TOUCH)
-         ? audex_store_upload_touch(uploads, &file->id, &error)
+         ? audex_store_upload_touch(uploads, &file->id, AUDEX_BUCKET_VIDEOS,
+                                    &error)
          : audex_store_upload_end(uploads, &file->id, &error);
 
     mongoc_collection_destroy(uploads);

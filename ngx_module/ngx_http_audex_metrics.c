@@ -56,7 +56,7 @@ static const char  *ngx_http_audex_bounds_text[] = {
 
 static const char  *ngx_http_audex_handler_names[] = {
     "auth", "login", "upload", "download", "jobs", "healthz", "metrics",
-    "logout"
+    "logout", "tus"
 };
 
 static ngx_http_audex_metrics_t  *ngx_http_audex_shm;

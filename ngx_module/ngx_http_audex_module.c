@@ -171,6 +171,20 @@ static ngx_command_t  ngx_http_audex_commands[] = {
       0,
       NULL },
 
+    { ngx_string("audex_tus"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_audex_tus,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("audex_tus_expires"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_audex_loc_conf_t, tus_expires),
+      NULL },
+
     { ngx_string("audex_upload_max_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_off_slot,
@@ -345,6 +359,7 @@ ngx_http_audex_create_loc_conf(ngx_conf_t *cf)
     alcf->auth = NGX_CONF_UNSET_UINT;
     alcf->handler_id = NGX_CONF_UNSET_UINT;
     alcf->upload_max_size = NGX_CONF_UNSET;
+    alcf->tus_expires = NGX_CONF_UNSET;
     alcf->user_max_jobs = NGX_CONF_UNSET;
     alcf->user_max_bytes = NGX_CONF_UNSET;
 
@@ -366,6 +381,8 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              (off_t) 2 * 1024 * 1024 * 1024);
     ngx_conf_merge_value(conf->user_max_jobs, prev->user_max_jobs, 0);
     ngx_conf_merge_off_value(conf->user_max_bytes, prev->user_max_bytes, 0);
+    ngx_conf_merge_sec_value(conf->tus_expires, prev->tus_expires,
+                             AUDEX_UPLOAD_GRACE);
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_audex_module);
 
@@ -383,6 +400,7 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     if ((conf->handler_id == NGX_HTTP_AUDEX_H_UPLOAD
+         || conf->handler_id == NGX_HTTP_AUDEX_H_TUS
          || conf->handler_id == NGX_HTTP_AUDEX_H_JOBS
          || conf->handler_id == NGX_HTTP_AUDEX_H_LOGOUT)
         && conf->auth == NGX_HTTP_AUDEX_AUTH_OFF)
@@ -395,6 +413,9 @@ ngx_http_audex_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     case NGX_HTTP_AUDEX_H_UPLOAD:
         return ngx_http_audex_upload_merge(cf, conf);
+
+    case NGX_HTTP_AUDEX_H_TUS:
+        return ngx_http_audex_tus_merge(cf, conf);
 
     case NGX_HTTP_AUDEX_H_JOBS:
         return ngx_http_audex_jobs_merge(cf, conf);

@@ -86,7 +86,8 @@ typedef struct {
 #define NGX_HTTP_AUDEX_H_HEALTHZ       5
 #define NGX_HTTP_AUDEX_H_METRICS       6
 #define NGX_HTTP_AUDEX_H_LOGOUT        7
-#define NGX_HTTP_AUDEX_NHANDLERS       8
+#define NGX_HTTP_AUDEX_H_TUS           8
+#define NGX_HTTP_AUDEX_NHANDLERS       9
 
 /* counters of ngx_http_audex_metrics_add() */
 #define NGX_HTTP_AUDEX_UPLOAD_BYTES    0
@@ -105,6 +106,7 @@ typedef struct {
     off_t                      upload_max_size;
     ngx_int_t                  user_max_jobs;   /* 0: no limit */
     off_t                      user_max_bytes;  /* 0: no limit */
+    time_t                     tus_expires;     /* audex_tus_expires */
 } ngx_http_audex_loc_conf_t;
 
 
@@ -129,6 +131,12 @@ typedef struct {
     const char                *owner_email;
     char                       sha256[AUDEX_SHA256_HEX_LEN + 1];  /* hex */
 } ngx_http_audex_gridfs_file_t;
+
+
+/* what ngx_http_audex_upload_complete() returns */
+#define NGX_HTTP_AUDEX_COMPLETE_OK     0
+#define NGX_HTTP_AUDEX_COMPLETE_MONGO  1    /* MongoDB failed */
+#define NGX_HTTP_AUDEX_COMPLETE_REDIS  2    /* the stream entry failed */
 
 
 /* a conversion job, as stored in "jobs" and sent on the jobs stream */
@@ -257,6 +265,15 @@ void ngx_http_audex_metrics_add(ngx_uint_t counter, off_t n);
 /* ngx_http_audex_upload.c */
 char *ngx_http_audex_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_audex_upload_merge(ngx_conf_t *cf,
+    ngx_http_audex_loc_conf_t *alcf);
+ngx_int_t ngx_http_audex_upload_complete(ngx_http_audex_main_conf_t *amcf,
+    mongoc_client_t *client, ngx_http_audex_gridfs_file_t *file,
+    ngx_http_audex_job_t *job, const u_char *data, size_t len, char *err,
+    char *undo_err, ngx_uint_t *undo_failed);
+
+/* ngx_http_audex_tus.c */
+char *ngx_http_audex_tus(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_audex_tus_merge(ngx_conf_t *cf,
     ngx_http_audex_loc_conf_t *alcf);
 
 /* ngx_http_audex_gridfs.c: pool threads only */

@@ -91,70 +91,93 @@ ngx_http_audex_upload_work(void *data, ngx_log_t *log)
 }
 
 
-/*
- * The last chunk, the files document, the job, the stream entry; when a
- * step fails, what the steps before it wrote is removed.
- */
-
 static void
 ngx_http_audex_upload_commit(ngx_http_audex_upload_task_t *task,
     mongoc_client_t *client)
 {
+    switch (ngx_http_audex_upload_complete(task->amcf, client, &task->file,
+                                           &task->job, task->data, task->len,
+                                           task->err, task->undo_err,
+                                           &task->undo_failed))
+    {
+    case NGX_HTTP_AUDEX_COMPLETE_OK:
+        task->rc = NGX_HTTP_AUDEX_UPLOAD_OK;
+        break;
+
+    case NGX_HTTP_AUDEX_COMPLETE_REDIS:
+        task->rc = NGX_HTTP_AUDEX_UPLOAD_REDIS;
+        break;
+
+    default:
+        task->rc = NGX_HTTP_AUDEX_UPLOAD_MONGO;
+    }
+}
+
+
+/*
+ * The last chunk (len bytes of data, none when len is 0), the files
+ * document, the job, the stream entry, and the end of the file's upload
+ * record: what makes stored chunks a file with its job, for /upload and
+ * for a resumable upload's last PATCH alike.  When a step fails, what
+ * the steps before it wrote is removed, the file's chunks included;
+ * *undo_failed is set when that failed too (undo_err says why).  Pool
+ * threads only.
+ */
+
+ngx_int_t
+ngx_http_audex_upload_complete(ngx_http_audex_main_conf_t *amcf,
+    mongoc_client_t *client, ngx_http_audex_gridfs_file_t *file,
+    ngx_http_audex_job_t *job, const u_char *data, size_t len, char *err,
+    char *undo_err, ngx_uint_t *undo_failed)
+{
+    ngx_int_t    rc;
     const char  *db;
     char         undo[NGX_HTTP_AUDEX_ERRLEN];
 
-    db = task->amcf->mongo_db;
+    db = amcf->mongo_db;
 
-    if (ngx_http_audex_gridfs_indexes(client, db, task->err) != NGX_OK
-        || (task->file.n == 0
-            && ngx_http_audex_gridfs_record(client, db, &task->file,
-                                            NGX_HTTP_AUDEX_GRIDFS_BEGIN,
-                                            task->err)
+    if (ngx_http_audex_gridfs_indexes(client, db, err) != NGX_OK
+        || (file->n == 0
+            && ngx_http_audex_gridfs_record(client, db, file,
+                                            NGX_HTTP_AUDEX_GRIDFS_BEGIN, err)
                != NGX_OK)
-        || (task->len
-            && ngx_http_audex_gridfs_put_chunk(client, db, &task->file,
-                                               task->data, task->len,
-                                               task->err)
+        || (len
+            && ngx_http_audex_gridfs_put_chunk(client, db, file, data, len,
+                                               err)
                != NGX_OK)
-        || ngx_http_audex_gridfs_put_file(client, db, &task->file, task->err)
-           != NGX_OK
-        || ngx_http_audex_queue_insert(client, db, &task->job, task->err)
-           != NGX_OK)
+        || ngx_http_audex_gridfs_put_file(client, db, file, err) != NGX_OK
+        || ngx_http_audex_queue_insert(client, db, job, err) != NGX_OK)
     {
-        task->rc = NGX_HTTP_AUDEX_UPLOAD_MONGO;
+        rc = NGX_HTTP_AUDEX_COMPLETE_MONGO;
         goto undo_file;
     }
 
-    if (ngx_http_audex_queue_publish(task->amcf, &task->job, task->err)
-        == NGX_OK)
-    {
+    if (ngx_http_audex_queue_publish(amcf, job, err) == NGX_OK) {
         /* complete: a record left by a failure here is only a record */
-        (void) ngx_http_audex_gridfs_record(client, db, &task->file,
+        (void) ngx_http_audex_gridfs_record(client, db, file,
                                             NGX_HTTP_AUDEX_GRIDFS_END, undo);
-        return;
+        return NGX_HTTP_AUDEX_COMPLETE_OK;
     }
 
-    task->rc = NGX_HTTP_AUDEX_UPLOAD_REDIS;
+    rc = NGX_HTTP_AUDEX_COMPLETE_REDIS;
 
-    if (ngx_http_audex_queue_remove(client, db, &task->job, task->undo_err)
-        != NGX_OK)
-    {
-        task->undo_failed = 1;
+    if (ngx_http_audex_queue_remove(client, db, job, undo_err) != NGX_OK) {
+        *undo_failed = 1;
     }
 
 undo_file:
 
-    if (ngx_http_audex_gridfs_remove(client, db, &task->file, undo)
-        != NGX_OK)
-    {
-        if (!task->undo_failed) {
-            task->undo_failed = 1;
-            ngx_memcpy(task->undo_err, undo, NGX_HTTP_AUDEX_ERRLEN);
+    if (ngx_http_audex_gridfs_remove(client, db, file, undo) != NGX_OK) {
+        if (!*undo_failed) {
+            *undo_failed = 1;
+            ngx_memcpy(undo_err, undo, NGX_HTTP_AUDEX_ERRLEN);
         }
 
-        return;
+        return rc;
     }
 
-    (void) ngx_http_audex_gridfs_record(client, db, &task->file,
-                                        NGX_HTTP_AUDEX_GRIDFS_END, undo);
+    (void) ngx_http_audex_gridfs_record(client, db, file,
+                                            NGX_HTTP_AUDEX_GRIDFS_END, undo);
+
+    return rc;
 }

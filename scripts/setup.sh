@@ -34,6 +34,8 @@ packages=(
     python3-yaml python3-aiosmtpd openssl chromium fonts-dejavu-core
     # PyJWT signs RS256/ES256 only with python3-cryptography
     python3-jwt python3-cryptography
+    # pip, for what Debian does not package (below)
+    python3-pip
 )
 
 log() { printf 'audex setup: %s\n' "$*" >&2; }
@@ -63,6 +65,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         >/dev/null
+fi
+
+# tuspy, the tus client t/tus.t drives: not packaged by Debian
+TUSPY_VERSION=1.1.0
+if ! /usr/bin/python3 -c 'import tusclient' 2>/dev/null; then
+    log "installing tuspy $TUSPY_VERSION from PyPI"
+    as_root /usr/bin/python3 -m pip install -q --break-system-packages \
+        "tuspy==$TUSPY_VERSION"
 fi
 
 [ "${1:-}" = "--no-ferretdb" ] && exit 0

@@ -57,6 +57,15 @@ int audex_store_chunk_put(mongoc_collection_t *chunks,
     uint32_t len, bson_error_t *error);
 
 /*
+ * Stores chunk n, replacing whatever is under its _id: for a file whose
+ * chunks past its durable end may be written again with other bytes (a
+ * resumable upload, after a PATCH that was refused or cut).  0 or -1.
+ */
+int audex_store_chunk_replace(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int32_t n, const uint8_t *data,
+    uint32_t len, bson_error_t *error);
+
+/*
  * Reads chunk n into buf (cap bytes): by its derived _id, else (a file
  * another tool wrote) by the specification's {files_id, n}.  Returns its
  * length or one of AUDEX_STORE_ERROR (error set), _MISSING, _CORRUPT.
@@ -88,20 +97,27 @@ int audex_store_upload_begin(mongoc_collection_t *uploads,
 int audex_store_upload_end(mongoc_collection_t *uploads,
     const bson_oid_t *files_id, bson_error_t *error);
 
-/* a sign of life of a long upload, so that no sweep takes it for dead */
-int audex_store_upload_touch(mongoc_collection_t *uploads,
-    const bson_oid_t *files_id, bson_error_t *error);
-
 /* the chunks of a file that has no files document (the probe of
  * audex_store_file_delete), never a files document; 0 or -1 */
 int audex_store_chunks_delete(mongoc_collection_t *chunks,
     const bson_oid_t *files_id, bson_error_t *error);
 
 /*
+ * A sign of life of a file written over a long time (a long upload, a
+ * resumable one), its record made or renewed now: active_at is its last
+ * activity, so the sweeper removes it only once it has been idle that
+ * long.  0 or -1.
+ */
+int audex_store_upload_touch(mongoc_collection_t *uploads,
+    const bson_oid_t *files_id, const char *bucket, bson_error_t *error);
+
+/*
  * The files recorded and silent since before older_than (ms since the
  * epoch): a complete one (its files document exists: only the record
- * was left) keeps its file; of any other the chunks are removed.  Then
- * the record goes.  Returns how many files were removed, -1 on error.
+ * was left) keeps its file; of any other the chunks are removed (never a
+ * files document), and its tus state if it was a resumable upload.
+ * Then the record goes.  The tus states that expired before older_than
+ * go too.  Returns how many files were removed, -1 on error.
  */
 int64_t audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
     bson_error_t *error);
@@ -198,6 +214,29 @@ int audex_store_user_by_id(mongoc_collection_t *users, const bson_oid_t *id,
  */
 int audex_store_user_usage(mongoc_client_t *client, const char *db,
     const char *owner_id, int64_t *jobs, int64_t *bytes,
+    bson_error_t *error);
+
+/*
+ * The state of resumable uploads (AUDEX_COLL_TUS, lib/audex_schema.h).
+ * create inserts doc; get reads the upload id as audex_store_find_one;
+ * lock takes it for a PATCH at offset (the document's offset is offset,
+ * no job yet, any lock expired before now), setting token, a lease of
+ * AUDEX_TUS_LEASE seconds and expires_at (ms); update applies $set to
+ * it, only while token holds it when token is not NULL; delete removes
+ * the document, none being no error.  lock and update return 1 when
+ * done, 0 when the condition did not hold, -1 with error set; create
+ * and delete 0 or -1.
+ */
+int audex_store_tus_create(mongoc_collection_t *tus, const bson_t *doc,
+    bson_error_t *error);
+int audex_store_tus_get(mongoc_collection_t *tus, const bson_oid_t *id,
+    bson_t **doc, bson_error_t *error);
+int audex_store_tus_lock(mongoc_collection_t *tus, const bson_oid_t *id,
+    int64_t offset, const char *token, int64_t now, int64_t expires_at,
+    bson_error_t *error);
+int audex_store_tus_update(mongoc_collection_t *tus, const bson_oid_t *id,
+    const char *token, const bson_t *set, bson_error_t *error);
+int audex_store_tus_delete(mongoc_collection_t *tus, const bson_oid_t *id,
     bson_error_t *error);
 
 /* length and chunk size of a files document; -1 when unusable */

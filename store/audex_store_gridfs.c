@@ -102,6 +102,55 @@ audex_store_chunk_put(mongoc_collection_t *chunks, const bson_oid_t *files_id,
 }
 
 
+int
+audex_store_chunk_replace(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int32_t n, const uint8_t *data, uint32_t len,
+    bson_error_t *error)
+{
+    int         ok, tries;
+    bson_t      doc, filter, opts;
+    bson_oid_t  id;
+
+    audex_store_chunk_id(files_id, n, &id);
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", &id);
+
+    bson_init(&opts);
+    BSON_APPEND_BOOL(&opts, "upsert", true);
+
+    bson_init(&doc);
+    BSON_APPEND_OID(&doc, "_id", &id);
+    BSON_APPEND_OID(&doc, "files_id", files_id);
+    BSON_APPEND_INT32(&doc, "n", n);
+
+    ok = BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, data, len);
+
+    if (!ok) {
+        bson_set_error(error, MONGOC_ERROR_BSON, MONGOC_ERROR_BSON_INVALID,
+                       "chunk %d does not fit in a document", (int) n);
+    }
+
+    tries = 0;
+
+    while (ok) {
+        ok = mongoc_collection_replace_one(chunks, &filter, &doc, &opts,
+                                           NULL, error);
+        if (ok || !audex_store_busy_wait(error, &tries)) {
+            break;
+        }
+
+        ok = 1;
+    }
+
+    bson_destroy(&doc);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+
+    return ok ? 0 : -1;
+}
+
+
 static int
 audex_store_chunk_same(mongoc_collection_t *chunks, const bson_oid_t *id,
     const uint8_t *data, uint32_t len, bson_error_t *error)
@@ -533,25 +582,33 @@ audex_store_upload_begin(mongoc_collection_t *uploads,
 
 int
 audex_store_upload_touch(mongoc_collection_t *uploads,
-    const bson_oid_t *files_id, bson_error_t *error)
+    const bson_oid_t *files_id, const char *bucket, bson_error_t *error)
 {
     int             ok, tries;
-    bson_t         *filter, *update;
+    bson_t         *filter, *update, opts;
     struct timeval  tv;
 
     gettimeofday(&tv, NULL);
 
     filter = BCON_NEW("_id", BCON_OID(files_id));
-    update = BCON_NEW("$set", "{", AUDEX_F_ACTIVE_AT,
-                      BCON_DATE_TIME((int64_t) tv.tv_sec * 1000
-                                     + tv.tv_usec / 1000), "}");
+    update = BCON_NEW("$set", "{",
+                          AUDEX_F_BUCKET, BCON_UTF8(bucket),
+                          AUDEX_F_ACTIVE_AT, BCON_DATE_TIME(
+                              (int64_t) tv.tv_sec * 1000
+                              + tv.tv_usec / 1000),
+                      "}");
+
+    bson_init(&opts);
+    BSON_APPEND_BOOL(&opts, "upsert", true);
+
     tries = 0;
 
     do {
-        ok = mongoc_collection_update_one(uploads, filter, update, NULL,
+        ok = mongoc_collection_update_one(uploads, filter, update, &opts,
                                           NULL, error);
     } while (!ok && audex_store_busy_wait(error, &tries));
 
+    bson_destroy(&opts);
     bson_destroy(update);
     bson_destroy(filter);
 
@@ -595,9 +652,10 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
     const char           *bucket;
     const bson_t         *rec;
     mongoc_cursor_t      *cursor;
-    mongoc_collection_t  *uploads, *files, *chunks;
+    mongoc_collection_t  *uploads, *files, *chunks, *tus;
 
     uploads = mongoc_database_get_collection(db, AUDEX_COLL_UPLOADS);
+    tus = mongoc_database_get_collection(db, AUDEX_COLL_TUS);
     filter = BCON_NEW(AUDEX_F_ACTIVE_AT, "{",
                           "$lt", BCON_DATE_TIME(older_than), "}");
     cursor = mongoc_collection_find_with_opts(uploads, filter, NULL, NULL);
@@ -634,10 +692,13 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
         if (rc == 0) {
             /*
              * no files document: the file never became whole.  Only its
-             * chunks go: a files document written meanwhile (an upload
-             * silent for the whole grace that ends now) is never removed
+             * chunks go (a files document written meanwhile, by an upload
+             * silent for the whole grace that ends now, is never
+             * removed), and its tus state
              */
-            if (audex_store_chunks_delete(chunks, &id, error) != 0) {
+            if (audex_store_chunks_delete(chunks, &id, error) != 0
+                || audex_store_tus_delete(tus, &id, error) != 0)
+            {
                 rc = -1;
             } else {
                 removed++;
@@ -660,7 +721,20 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
         rc = -1;
     }
 
+    /* the state of resumable uploads that ended, or expired, long ago */
+
+    filter = BCON_NEW(AUDEX_F_TUS_EXPIRES_AT, "{",
+                          "$lt", BCON_DATE_TIME(older_than), "}");
+
+    if (rc == 0
+        && !mongoc_collection_delete_many(tus, filter, NULL, NULL, error))
+    {
+        rc = -1;
+    }
+
+    bson_destroy(filter);
     mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(tus);
     mongoc_collection_destroy(uploads);
 
     return rc == 0 ? removed : -1;

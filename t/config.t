@@ -197,3 +197,25 @@ GET /download
 --- error_code: 400
 --- response_body
 {"error":"invalid file id"}
+
+
+
+=== TEST 20: audex_tus without audex_auth: no upload would have an owner
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /files/ { audex_tus; }
+--- must_die
+--- error_log
+audex_tus in location "/files/" needs "audex_auth on": it acts for the token's user
+
+
+
+=== TEST 21: audex_tus_expires takes a time
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /files/ { audex_auth on; audex_tus; audex_tus_expires soon; }
+--- must_die
+--- error_log
+"audex_tus_expires" directive invalid value
