@@ -42,6 +42,12 @@
  */
 int audex_store_busy_wait(const bson_error_t *error, int *tries);
 
+/* insert_one and delete_one, tried again so; 0, or -1 with error set */
+int audex_store_insert(mongoc_collection_t *coll, const bson_t *doc,
+    bson_error_t *error);
+int audex_store_delete(mongoc_collection_t *coll, const bson_t *filter,
+    bson_error_t *error);
+
 
 /* the _id of chunk n of file files_id */
 void audex_store_chunk_id(const bson_oid_t *files_id, int32_t n,

@@ -46,3 +46,39 @@ audex_store_busy_wait(const bson_error_t *error, int *tries)
 
     return 1;
 }
+
+
+int
+audex_store_insert(mongoc_collection_t *coll, const bson_t *doc,
+    bson_error_t *error)
+{
+    int  tries;
+
+    tries = 0;
+
+    while (!mongoc_collection_insert_one(coll, doc, NULL, NULL, error)) {
+        if (!audex_store_busy_wait(error, &tries)) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+audex_store_delete(mongoc_collection_t *coll, const bson_t *filter,
+    bson_error_t *error)
+{
+    int  tries;
+
+    tries = 0;
+
+    while (!mongoc_collection_delete_one(coll, filter, NULL, NULL, error)) {
+        if (!audex_store_busy_wait(error, &tries)) {
+            return -1;
+        }
+    }
+
+    return 0;
+}

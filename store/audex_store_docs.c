@@ -73,17 +73,7 @@ int
 audex_store_job_insert(mongoc_collection_t *jobs, const bson_t *doc,
     bson_error_t *error)
 {
-    int  tries;
-
-    tries = 0;
-
-    while (!mongoc_collection_insert_one(jobs, doc, NULL, NULL, error)) {
-        if (!audex_store_busy_wait(error, &tries)) {
-            return -1;
-        }
-    }
-
-    return 0;
+    return audex_store_insert(jobs, doc, error);
 }
 
 
@@ -117,20 +107,15 @@ int
 audex_store_job_remove(mongoc_collection_t *jobs, const char *job_id,
     bson_error_t *error)
 {
-    int     ok, tries;
+    int     rc;
     bson_t  filter;
 
     bson_init(&filter);
     BSON_APPEND_UTF8(&filter, "_id", job_id);
-    tries = 0;
-
-    do {
-        ok = mongoc_collection_delete_one(jobs, &filter, NULL, NULL, error);
-    } while (!ok && audex_store_busy_wait(error, &tries));
-
+    rc = audex_store_delete(jobs, &filter, error);
     bson_destroy(&filter);
 
-    return ok ? 0 : -1;
+    return rc;
 }
 
 

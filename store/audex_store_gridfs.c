@@ -59,7 +59,7 @@ int
 audex_store_chunk_put(mongoc_collection_t *chunks, const bson_oid_t *files_id,
     int32_t n, const uint8_t *data, uint32_t len, bson_error_t *error)
 {
-    int         ok, tries;
+    int         ok;
     bson_t      doc;
     bson_oid_t  id;
 
@@ -78,12 +78,7 @@ audex_store_chunk_put(mongoc_collection_t *chunks, const bson_oid_t *files_id,
         return -1;
     }
 
-    tries = 0;
-
-    do {
-        ok = mongoc_collection_insert_one(chunks, &doc, NULL, NULL, error);
-    } while (!ok && audex_store_busy_wait(error, &tries));
-
+    ok = (audex_store_insert(chunks, &doc, error) == 0);
     bson_destroy(&doc);
 
     if (ok) {
@@ -260,7 +255,7 @@ audex_store_file_put(mongoc_collection_t *files, const bson_oid_t *files_id,
     int64_t length, const char *filename, const char *content_type,
     const bson_t *metadata, const char *sha256, bson_error_t *error)
 {
-    int             rc, tries;
+    int             rc;
     bson_t          doc, meta;
     struct timeval  tv;
 
@@ -287,13 +282,7 @@ audex_store_file_put(mongoc_collection_t *files, const bson_oid_t *files_id,
     BSON_APPEND_UTF8(&meta, AUDEX_F_SHA256, sha256);
     bson_append_document_end(&doc, &meta);
 
-    tries = 0;
-
-    do {
-        rc = mongoc_collection_insert_one(files, &doc, NULL, NULL, error)
-             ? 0 : -1;
-    } while (rc != 0 && audex_store_busy_wait(error, &tries));
-
+    rc = audex_store_insert(files, &doc, error);
     bson_destroy(&doc);
 
     return rc;
@@ -323,19 +312,9 @@ audex_store_file_delete(mongoc_collection_t *files,
         count = (length + chunk_size - 1) / chunk_size;
     }
 
-    tries = 0;
-
-    if (mongoc_cursor_error(cursor, error)) {
-        ok = 0;
-
-    } else {
-        do {
-            ok = mongoc_collection_delete_one(files, &filter, NULL, NULL,
-                                              error);
-        } while (!ok && audex_store_busy_wait(error, &tries));
-    }
-
-    if (!ok) {
+    if (mongoc_cursor_error(cursor, error)
+        || audex_store_delete(files, &filter, error) != 0)
+    {
         mongoc_cursor_destroy(cursor);
         bson_destroy(&filter);
         return -1;
@@ -555,7 +534,7 @@ int
 audex_store_upload_begin(mongoc_collection_t *uploads,
     const bson_oid_t *files_id, const char *bucket, bson_error_t *error)
 {
-    int             ok, tries;
+    int             rc;
     bson_t          doc;
     struct timeval  tv;
 
@@ -567,16 +546,11 @@ audex_store_upload_begin(mongoc_collection_t *uploads,
     BSON_APPEND_DATE_TIME(&doc, AUDEX_F_ACTIVE_AT,
                           (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000);
 
-    tries = 0;
-
-    do {
-        ok = mongoc_collection_insert_one(uploads, &doc, NULL, NULL, error);
-    } while (!ok && audex_store_busy_wait(error, &tries));
-
+    rc = audex_store_insert(uploads, &doc, error);
     bson_destroy(&doc);
 
     /* the record of a retried first chunk is there already */
-    return (ok || error->code == AUDEX_STORE_DUPLICATE_KEY) ? 0 : -1;
+    return (rc == 0 || error->code == AUDEX_STORE_DUPLICATE_KEY) ? 0 : -1;
 }
 
 
@@ -620,22 +594,15 @@ int
 audex_store_upload_end(mongoc_collection_t *uploads,
     const bson_oid_t *files_id, bson_error_t *error)
 {
-    int     ok, tries;
+    int     rc;
     bson_t  filter;
 
     bson_init(&filter);
     BSON_APPEND_OID(&filter, "_id", files_id);
-
-    tries = 0;
-
-    do {
-        ok = mongoc_collection_delete_one(uploads, &filter, NULL, NULL,
-                                          error);
-    } while (!ok && audex_store_busy_wait(error, &tries));
-
+    rc = audex_store_delete(uploads, &filter, error);
     bson_destroy(&filter);
 
-    return ok ? 0 : -1;
+    return rc;
 }
 
 

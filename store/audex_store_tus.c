@@ -51,15 +51,7 @@ int
 audex_store_tus_create(mongoc_collection_t *tus, const bson_t *doc,
     bson_error_t *error)
 {
-    int  ok, tries;
-
-    tries = 0;
-
-    do {
-        ok = mongoc_collection_insert_one(tus, doc, NULL, NULL, error);
-    } while (!ok && audex_store_busy_wait(error, &tries));
-
-    return ok ? 0 : -1;
+    return audex_store_insert(tus, doc, error);
 }
 
 
@@ -139,19 +131,13 @@ int
 audex_store_tus_delete(mongoc_collection_t *tus, const bson_oid_t *id,
     bson_error_t *error)
 {
-    int     ok, tries;
+    int     rc;
     bson_t  filter;
 
     bson_init(&filter);
     BSON_APPEND_OID(&filter, "_id", id);
-
-    tries = 0;
-
-    do {
-        ok = mongoc_collection_delete_one(tus, &filter, NULL, NULL, error);
-    } while (!ok && audex_store_busy_wait(error, &tries));
-
+    rc = audex_store_delete(tus, &filter, error);
     bson_destroy(&filter);
 
-    return ok ? 0 : -1;
+    return rc;
 }
