@@ -189,6 +189,23 @@ ngx_int_t ngx_http_audex_thread_start(ngx_http_request_t *r, void *data,
     ngx_http_audex_work_pt work, ngx_http_audex_done_pt done,
     const char *what);
 
+/*
+ * ngx_http_audex_body.c: an unbuffered body pumped into a handler's chain
+ * "in"; take() consumes it (NGX_OK, NGX_AGAIN: wait for the task in
+ * flight, NGX_ERROR: failed, its reason set), fail() is told nginx's
+ * status when reading failed (NGX_OK: take() failed), end() runs once the
+ * body is whole and no task is in flight ("busy" is 0).
+ */
+typedef struct {
+    ngx_int_t                (*take)(ngx_http_request_t *r, void *data);
+    void                     (*fail)(ngx_http_request_t *r, void *data,
+                                     ngx_int_t rc);
+    void                     (*end)(ngx_http_request_t *r, void *data);
+} ngx_http_audex_body_t;
+
+void ngx_http_audex_body_pump(ngx_http_request_t *r, ngx_chain_t **in,
+    ngx_uint_t *busy, const ngx_http_audex_body_t *body, void *data);
+
 /* ngx_http_audex_mongo.c */
 char *ngx_http_audex_mongo_set_uri(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

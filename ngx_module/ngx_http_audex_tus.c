@@ -226,6 +226,11 @@ static ngx_int_t ngx_http_audex_tus_read_body(ngx_http_request_t *r,
     ngx_http_audex_tus_t *tus);
 static void ngx_http_audex_tus_body(ngx_http_request_t *r);
 static void ngx_http_audex_tus_read(ngx_http_request_t *r);
+static ngx_int_t ngx_http_audex_tus_body_take(ngx_http_request_t *r,
+    void *data);
+static void ngx_http_audex_tus_read_failed(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static void ngx_http_audex_tus_whole(ngx_http_request_t *r, void *data);
 static void ngx_http_audex_tus_pump(ngx_http_request_t *r,
     ngx_http_audex_tus_t *tus);
 static ngx_int_t ngx_http_audex_tus_take(ngx_http_request_t *r,
@@ -931,69 +936,55 @@ ngx_http_audex_tus_read(ngx_http_request_t *r)
 }
 
 
-/*
- * As /upload's pump: takes what nginx read, reads more, until the socket
- * is empty, a full chunk waits for the one in flight, the body ends or
- * the PATCH fails.
- */
+/* the body into the chunk buffer, as ngx_http_audex_body_pump() drives it */
 
 static void
 ngx_http_audex_tus_pump(ngx_http_request_t *r, ngx_http_audex_tus_t *tus)
 {
-    ngx_int_t                 rc;
-    ngx_chain_t             **ll;
-    ngx_http_request_body_t  *rb;
+    static const ngx_http_audex_body_t  body = {
+        ngx_http_audex_tus_body_take,
+        ngx_http_audex_tus_read_failed,
+        ngx_http_audex_tus_whole
+    };
 
-    rb = r->request_body;
+    ngx_http_audex_body_pump(r, &tus->in, &tus->busy, &body, tus);
+}
 
-    for ( ;; ) {
 
-        if (rb->bufs) {
-            for (ll = &tus->in; *ll; ll = &(*ll)->next) { /* void */ }
+static ngx_int_t
+ngx_http_audex_tus_body_take(ngx_http_request_t *r, void *data)
+{
+    return ngx_http_audex_tus_take(r, data);
+}
 
-            *ll = rb->bufs;
-            rb->bufs = NULL;
-        }
 
-        rc = ngx_http_audex_tus_take(r, tus);
+/* rc: nginx's status when reading failed; NGX_OK: taking did, tus->rc */
 
-        if (rc == NGX_AGAIN) {
-            return;
-        }
+static void
+ngx_http_audex_tus_read_failed(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_audex_tus_t  *tus = data;
 
-        if (rc == NGX_ERROR) {
-            ngx_http_audex_tus_fail(r, tus);
-            return;
-        }
-
-        if (!r->reading_body) {
-            if (!tus->busy) {
-                ngx_http_audex_tus_end(r, tus);
-            }
-
-            /* else the chunk in flight comes back here when stored */
-            return;
-        }
-
-        rc = ngx_http_read_unbuffered_request_body(r);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            tus->rc = (rc == NGX_HTTP_REQUEST_TIME_OUT)
-                      ? NGX_HTTP_AUDEX_TUS_TIMEOUT
-                      : r->connection->error
-                        ? NGX_HTTP_AUDEX_TUS_CLOSED
-                        : NGX_HTTP_AUDEX_TUS_BAD;
-            ngx_cpystrn((u_char *) tus->why,
-                        (u_char *) "malformed request body",
-                        sizeof(tus->why));
-            ngx_http_audex_tus_fail(r, tus);
-            return;
-        }
-
-        if (rb->bufs == NULL && rc == NGX_AGAIN) {
-            return;
-        }
+    if (rc != NGX_OK) {
+        tus->rc = (rc == NGX_HTTP_REQUEST_TIME_OUT)
+                  ? NGX_HTTP_AUDEX_TUS_TIMEOUT
+                  : r->connection->error
+                    ? NGX_HTTP_AUDEX_TUS_CLOSED
+                    : NGX_HTTP_AUDEX_TUS_BAD;
+        ngx_cpystrn((u_char *) tus->why,
+                    (u_char *) "malformed request body",
+                    sizeof(tus->why));
     }
+
+    ngx_http_audex_tus_fail(r, tus);
+}
+
+
+static void
+ngx_http_audex_tus_whole(ngx_http_request_t *r, void *data)
+{
+    ngx_http_audex_tus_end(r, data);
 }
 
 

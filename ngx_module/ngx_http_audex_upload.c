@@ -49,6 +49,11 @@ static void ngx_http_audex_upload_body(ngx_http_request_t *r);
 static void ngx_http_audex_upload_read(ngx_http_request_t *r);
 static void ngx_http_audex_upload_pump(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up);
+static ngx_int_t ngx_http_audex_upload_take(ngx_http_request_t *r,
+    void *data);
+static void ngx_http_audex_upload_read_failed(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static void ngx_http_audex_upload_whole(ngx_http_request_t *r, void *data);
 static ngx_int_t ngx_http_audex_upload_parse(ngx_http_request_t *r,
     ngx_http_audex_upload_t *up);
 static void ngx_http_audex_upload_end(ngx_http_request_t *r,
@@ -506,73 +511,54 @@ ngx_http_audex_upload_read(ngx_http_request_t *r)
 }
 
 
-/*
- * Parses what nginx has read and reads more, until the socket is empty
- * (the read event resumes), a full chunk has to wait for the one being
- * stored (that one's completion resumes), the body ends, or the upload
- * fails.  Runs while a chunk is in flight too: the next one fills the
- * other buffer meanwhile.
- */
+/* the body into the parser, as ngx_http_audex_body_pump() drives it */
 
 static void
 ngx_http_audex_upload_pump(ngx_http_request_t *r, ngx_http_audex_upload_t *up)
 {
-    ngx_int_t                 rc;
-    ngx_chain_t             **ll;
-    ngx_http_request_body_t  *rb;
+    static const ngx_http_audex_body_t  body = {
+        ngx_http_audex_upload_take,
+        ngx_http_audex_upload_read_failed,
+        ngx_http_audex_upload_whole
+    };
 
-    rb = r->request_body;
+    ngx_http_audex_body_pump(r, &up->in, &up->busy, &body, up);
+}
 
-    for ( ;; ) {
 
-        /* nginx does not reuse these buffers until they are parsed */
+static ngx_int_t
+ngx_http_audex_upload_take(ngx_http_request_t *r, void *data)
+{
+    return ngx_http_audex_upload_parse(r, data);
+}
 
-        if (rb->bufs) {
-            for (ll = &up->in; *ll; ll = &(*ll)->next) { /* void */ }
 
-            *ll = rb->bufs;
-            rb->bufs = NULL;
-        }
+/* rc: nginx's status when reading failed; NGX_OK: parsing did, up->rc */
 
-        rc = ngx_http_audex_upload_parse(r, up);
+static void
+ngx_http_audex_upload_read_failed(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_audex_upload_t  *up = data;
 
-        if (rc == NGX_AGAIN) {
-            return;
-        }
-
-        if (rc == NGX_ERROR) {
-            ngx_http_audex_upload_fail(r, up);
-            return;
-        }
-
-        if (!r->reading_body) {
-            if (!up->busy) {
-                ngx_http_audex_upload_end(r, up);
-            }
-
-            /* else the chunk in flight comes back here when stored */
-            return;
-        }
-
-        rc = ngx_http_read_unbuffered_request_body(r);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            up->rc = (rc == NGX_HTTP_REQUEST_TIME_OUT)
-                     ? NGX_HTTP_AUDEX_UPLOAD_TIMEOUT
-                     : r->connection->error
-                       ? NGX_HTTP_AUDEX_UPLOAD_CLOSED
-                       : (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
-                         ? NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE
-                         : NGX_HTTP_AUDEX_UPLOAD_BAD_BODY;
-
-            ngx_http_audex_upload_fail(r, up);
-            return;
-        }
-
-        if (rb->bufs == NULL && rc == NGX_AGAIN) {
-            return;
-        }
+    if (rc != NGX_OK) {
+        up->rc = (rc == NGX_HTTP_REQUEST_TIME_OUT)
+                 ? NGX_HTTP_AUDEX_UPLOAD_TIMEOUT
+                 : r->connection->error
+                   ? NGX_HTTP_AUDEX_UPLOAD_CLOSED
+                   : (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
+                     ? NGX_HTTP_AUDEX_UPLOAD_TOO_LARGE
+                     : NGX_HTTP_AUDEX_UPLOAD_BAD_BODY;
     }
+
+    ngx_http_audex_upload_fail(r, up);
+}
+
+
+static void
+ngx_http_audex_upload_whole(ngx_http_request_t *r, void *data)
+{
+    ngx_http_audex_upload_end(r, data);
 }
 
 
