@@ -53,8 +53,8 @@ as_root() {
 
 missing=()
 for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
-            | grep -q 'install ok installed'; then
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    if [ "$status" != 'install ok installed' ]; then
         missing+=("$p")
     fi
 done
@@ -125,4 +125,5 @@ echo "$want" > "$work/src/build/version/version.txt"
 mkdir -p "$(dirname "$ferretdb")"
 (cd "$work/src" && GOFLAGS=-mod=mod go build -trimpath -o "$ferretdb" \
     ./cmd/ferretdb)
-"$ferretdb" --version | head -n 1 >&2
+built=$("$ferretdb" --version)
+printf '%s\n' "${built%%$'\n'*}" >&2
