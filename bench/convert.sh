@@ -8,12 +8,15 @@
 #   60min-audio.mp4  60 minutes of 48 kHz stereo AAC with 160x90 1 fps
 #                    video: long enough to show memory growth, cheap to make
 # then converts each with
-#   build/bin/audex-converter convert IN OUT
+#   build/bin/audex-converter convert --encoders 1 IN OUT     one encoder
+#   build/bin/audex-converter convert --encoders K IN OUT     K = the cores,
+#                                      segment-parallel (workers/converter/
+#                                      mp3par.c)
 #   ffmpeg -i IN -vn -c:a libmp3lame -b:a 192k OUT
-# and prints wall and CPU (user + system) seconds, the ratios audex/ffmpeg
-# and peak RSS of both.  On a shared machine the wall clock follows the
-# load; the CPU time is the fairer comparison.  The audio is pink noise,
-# the hardest case for an MP3 encoder.
+# and prints wall seconds, the ratios K encoders / one encoder (target:
+# at most 1.15/K) and K encoders / ffmpeg, and the peak RSS of each.  Run
+# it on an otherwise idle machine: the wall clock follows the load.  The
+# audio is pink noise, the hardest case for an MP3 encoder.
 
 set -eu
 
@@ -89,25 +92,36 @@ ratio() {
 make_input "$dir/10min-720p.mp4" 600 1280x720 25
 make_input "$dir/60min-audio.mp4" 3600 160x90 1
 
-printf '%-12s %8s %8s %6s %8s %8s %6s %12s %12s\n' input \
-    audex_s ffmpeg_s ratio audex_cpu ffm_cpu ratio audex_rss ffmpeg_rss
+cores=$(nproc)
+
+printf '%-12s %8s %8s %8s %7s %7s %7s %9s %9s %9s\n' input \
+    one_s "k${cores}_s" ffmpeg_s k/one target k/ffm one_rss k_rss ffm_rss
 
 for input in "$dir/10min-720p.mp4" "$dir/60min-audio.mp4"; do
     name=$(basename "$input" .mp4)
 
-    set -- $(measure "$bin" convert --log-level error "$input" \
-                     "$dir/$name.audex.mp3")
-    a_s=$1 a_cpu=$2 a_rss=$3
+    # one encoder, then one per core (segment-parallel, mp3par.c)
+    set -- $(measure "$bin" convert --log-level error --encoders 1 \
+                     "$input" "$dir/$name.one.mp3")
+    o_s=$1 o_rss=$3
+
+    set -- $(measure "$bin" convert --log-level error --encoders "$cores" \
+                     --parallel-min 0 "$input" "$dir/$name.par.mp3")
+    k_s=$1 k_rss=$3
 
     set -- $(measure ffmpeg -nostdin -hide_banner -loglevel error -y \
                      -i "$input" -vn -c:a libmp3lame -b:a 192k \
                      "$dir/$name.ffmpeg.mp3")
-    f_s=$1 f_cpu=$2 f_rss=$3
+    f_s=$1 f_rss=$3
 
-    printf '%-12s %8s %8s %6s %8s %8s %6s %8s KiB %8s KiB\n' \
-        "$(echo "$name" | cut -c1-12)" "$a_s" "$f_s" "$(ratio "$a_s" "$f_s")" \
-        "$a_cpu" "$f_cpu" "$(ratio "$a_cpu" "$f_cpu")" "$a_rss" "$f_rss"
+    printf '%-12s %8s %8s %8s %7s %7s %7s %5s MiB %5s MiB %5s MiB\n' \
+        "$(echo "$name" | cut -c1-12)" "$o_s" "$k_s" "$f_s" \
+        "$(ratio "$k_s" "$o_s")" \
+        "$(awk -v k="$cores" 'BEGIN { printf "%.2f", 1.15 / k }')" \
+        "$(ratio "$k_s" "$f_s")" \
+        $((o_rss / 1024)) $((k_rss / 1024)) $((f_rss / 1024))
 done
 
-echo "ratio = audex / ffmpeg (below 1: audex is faster); _s wall, _cpu" \
-     "user + system seconds"
+echo "wall seconds; k/one = $cores encoders / one encoder (target: at most" \
+     "1.15/k), k/ffm = $cores encoders / the ffmpeg CLI (below 1: audex" \
+     "is faster); peak RSS"

@@ -22,6 +22,8 @@
 
 
 #define AUDEX_CONVERT_DEFAULT_BITRATE  192
+#define AUDEX_CONVERT_DEFAULT_SEGMENT  60.0
+#define AUDEX_CONVERT_DEFAULT_PARALLEL_MIN  600
 
 
 /*
@@ -82,6 +84,16 @@ typedef struct {
      */
     int                    (*admit)(void *data, double duration, char *msg,
                                size_t len);
+
+    /*
+     * Segment-parallel encoding (mp3par.c): an input whose container says
+     * it lasts at least parallel_min seconds is encoded by this many LAME
+     * encoders at once, in segments of about segment seconds (0: 60).
+     * 0 or 1 encoders: one encoder, as for MP3 copies and short inputs.
+     */
+    int                      encoders;
+    double                   parallel_min;
+    double                   segment;
 } audex_convert_opts_t;
 
 
@@ -95,6 +107,9 @@ typedef struct {
     uint64_t                 bytes_in;
     uint64_t                 bytes_out;
     char                     codec[32];     /* the source audio codec */
+    int                      encoders;      /* 1, or segment-parallel */
+    uint64_t                 segments;
+    uint64_t                 raised;        /* frames raised at joins */
 } audex_convert_result_t;
 
 
@@ -105,6 +120,9 @@ typedef struct {
 int audex_convert(audex_source_t *src, audex_sink_t *sink,
     const audex_convert_opts_t *opts, audex_convert_result_t *res,
     audex_convert_error_t *err);
+
+/* the cores this process may run on: the default number of encoders */
+int audex_convert_cores(void);
 
 /* one-time library setup (FFmpeg log routing); call before threads start */
 void audex_convert_init(void);

@@ -94,6 +94,9 @@ typedef struct {
     int         daily_minutes;
     int         sweep_every;
     int         upload_grace;
+    int         encoders;
+    int         parallel_min;
+    int         segment;
     const char *db;
 } audex_job_conf_t;
 
@@ -300,6 +303,19 @@ static audex_conf_t  audex_job_conf_table[] = {
       &audex_job_conf.sweep_every,
       "seconds between sweeps of unfinished uploads (one converter of "
       "all sweeps); 0 turns it off" },
+
+    { "encoders", "CONVERTER_ENCODERS", AUDEX_CONF_INT, "0", 0, 64,
+      &audex_job_conf.encoders,
+      "LAME encoders one long conversion runs at once (segment-parallel); "
+      "0: one per core, 1: never in parallel" },
+
+    { "parallel-min", "PARALLEL_MIN", AUDEX_CONF_INT, "600", 0, 604800,
+      &audex_job_conf.parallel_min,
+      "seconds of input from which a conversion is segment-parallel" },
+
+    { "segment", "SEGMENT_SECONDS", AUDEX_CONF_INT, "60", 5, 3600,
+      &audex_job_conf.segment,
+      "seconds per segment of a segment-parallel conversion" },
 
     { "upload-grace", "UPLOAD_GRACE", AUDEX_CONF_INT, "3600", 1, 31536000,
       &audex_job_conf.upload_grace,
@@ -942,6 +958,10 @@ audex_job_convert(audex_job_t *job)
     opts.progress = audex_job_progress;
     opts.progress_data = job;
     opts.max_duration = audex_job_conf.max_duration;
+    opts.encoders = audex_job_conf.encoders ? audex_job_conf.encoders
+                                            : audex_convert_cores();
+    opts.parallel_min = audex_job_conf.parallel_min;
+    opts.segment = audex_job_conf.segment;
     opts.admit = audex_job_admit;
 
     rc = audex_convert(src, sink, &opts, &job->res, &job->err);
@@ -1444,6 +1464,9 @@ audex_job_describe(audex_job_t *job)
     BSON_APPEND_INT32(&set, "metadata.sample_rate", job->res.sample_rate);
     BSON_APPEND_INT32(&set, "metadata.channels", job->res.channels);
     BSON_APPEND_BOOL(&set, "metadata.copied", job->res.copied);
+    BSON_APPEND_INT32(&set, "metadata.encoders", job->res.encoders);
+    BSON_APPEND_INT64(&set, "metadata.segments",
+                      (int64_t) job->res.segments);
     bson_append_document_end(&update, &set);
 
     ok = mongoc_collection_update_one(files, &filter, &update, NULL, NULL,

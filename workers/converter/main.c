@@ -67,7 +67,8 @@ main(int argc, char **argv)
 static int
 audex_convert_main(int argc, char **argv)
 {
-    int                      i, rc, bitrate, quality, level;
+    int                      i, rc, bitrate, quality, level, encoders;
+    int                      parallel_min, segment;
     char                     title[1024];
     const char              *in, *out, *arg;
     audex_sink_t            *sink;
@@ -82,6 +83,9 @@ audex_convert_main(int argc, char **argv)
     bitrate = 0;
     quality = -1;
     title[0] = '\0';
+    encoders = audex_convert_cores();
+    parallel_min = AUDEX_CONVERT_DEFAULT_PARALLEL_MIN;
+    segment = (int) AUDEX_CONVERT_DEFAULT_SEGMENT;
 
     for (i = 1; i < argc; i++) {
         arg = argv[i];
@@ -122,6 +126,36 @@ audex_convert_main(int argc, char **argv)
             if (audex_parse_int(argv[++i], 0, 9, &quality) != 0) {
                 fprintf(stderr, "audex-converter: --quality wants 0 (best) "
                         ".. 9, not \"%s\"\n", argv[i]);
+                return AUDEX_EXIT_USAGE;
+            }
+
+            continue;
+        }
+
+        if (strcmp(arg, "--encoders") == 0 && i + 1 < argc) {
+            if (audex_parse_int(argv[++i], 1, 64, &encoders) != 0) {
+                fprintf(stderr, "audex-converter: --encoders wants 1 .. 64, "
+                        "not \"%s\"\n", argv[i]);
+                return AUDEX_EXIT_USAGE;
+            }
+
+            continue;
+        }
+
+        if (strcmp(arg, "--parallel-min") == 0 && i + 1 < argc) {
+            if (audex_parse_int(argv[++i], 0, 604800, &parallel_min) != 0) {
+                fprintf(stderr, "audex-converter: --parallel-min wants "
+                        "seconds, not \"%s\"\n", argv[i]);
+                return AUDEX_EXIT_USAGE;
+            }
+
+            continue;
+        }
+
+        if (strcmp(arg, "--segment") == 0 && i + 1 < argc) {
+            if (audex_parse_int(argv[++i], 1, 3600, &segment) != 0) {
+                fprintf(stderr, "audex-converter: --segment wants seconds, "
+                        "1 .. 3600, not \"%s\"\n", argv[i]);
                 return AUDEX_EXIT_USAGE;
             }
 
@@ -204,6 +238,9 @@ audex_convert_main(int argc, char **argv)
     opts.name = in;
     opts.progress = audex_progress_draw;
     opts.progress_data = &bar;
+    opts.encoders = encoders;
+    opts.parallel_min = parallel_min;
+    opts.segment = segment;
 
     rc = audex_convert(src, sink, &opts, &res, &err);
 
@@ -249,6 +286,8 @@ audex_convert_usage(FILE *f)
     fprintf(f,
         "usage: audex-converter convert IN OUT [--bitrate N | --quality Q]\n"
         "                               [--title T] [-v] [--log-level L]\n"
+        "                               [--encoders N] [--parallel-min S]\n"
+        "                               [--segment S]\n"
         "\n"
         "Converts the best audio stream of IN (any container and codec\n"
         "FFmpeg reads) to an MP3 file OUT with an ID3v2 title (IN's name\n"
@@ -256,6 +295,12 @@ audex_convert_usage(FILE *f)
         "\n"
         "  --bitrate N   CBR at N kbit/s (8 .. 320; default %d)\n"
         "  --quality Q   VBR at LAME quality Q (0 best .. 9 smallest)\n"
+        "  --encoders N  LAME encoders at once for a long input (default:\n"
+        "                the cores, %d here; 1: one encoder)\n"
+        "  --parallel-min S  an input of S seconds or more is long\n"
+        "                (default %d)\n"
+        "  --segment S   seconds per segment a long input is cut into\n"
+        "                (default %d)\n"
         "\n"
         "MP3 audio is copied without re-encoding unless --bitrate or\n"
         "--quality is given.  Rates are kept when MP3 has them (8 .. 48\n"
@@ -265,7 +310,9 @@ audex_convert_usage(FILE *f)
         "exit status: 0 done, 2 usage, 3 file missing, 4 no audio stream,\n"
         "5 unsupported codec, 6 corrupt or truncated input, 7 I/O error,\n"
         "8 internal error, 9 interrupted.  3 .. 6 are permanent.\n",
-        AUDEX_CONVERT_DEFAULT_BITRATE);
+        AUDEX_CONVERT_DEFAULT_BITRATE, audex_convert_cores(),
+        AUDEX_CONVERT_DEFAULT_PARALLEL_MIN,
+        (int) AUDEX_CONVERT_DEFAULT_SEGMENT);
 }
 
 

@@ -166,7 +166,7 @@ audex_mp3_crc16(uint16_t crc, const u_char *p, size_t len)
 
 audex_mp3_enc_t *
 audex_mp3_enc_create(int rate, int channels, int bitrate, int quality,
-    char *err, size_t errlen)
+    int info_frame, char *err, size_t errlen)
 {
     audex_mp3_enc_t    *enc;
     lame_global_flags  *gfp;
@@ -214,8 +214,11 @@ audex_mp3_enc_create(int rate, int channels, int bitrate, int quality,
     /* the ID3v2 tag is ours; ID3v1 is not wanted */
     lame_set_write_id3tag_automatic(gfp, 0);
 
-    /* the Xing/LAME frame carries frame count and delays, for gapless */
-    lame_set_bWriteVbrTag(gfp, 1);
+    /*
+     * the Xing/LAME frame carries frame count and delays, for gapless; a
+     * segment's encoder (mp3par.c) goes without, the joined stream gets one
+     */
+    lame_set_bWriteVbrTag(gfp, info_frame);
 
     if (lame_init_params(gfp) < 0) {
         snprintf(err, errlen, "LAME rejected %d Hz, %d channel(s), %s %d",
@@ -316,6 +319,21 @@ int
 audex_mp3_enc_bitrate(audex_mp3_enc_t *enc)
 {
     return enc->vbr ? 0 : lame_get_brate(enc->gfp);
+}
+
+
+void
+audex_mp3_enc_delays(audex_mp3_enc_t *enc, int *delay, int *padding)
+{
+    *delay = lame_get_encoder_delay(enc->gfp);
+    *padding = lame_get_encoder_padding(enc->gfp);
+}
+
+
+int
+audex_mp3_enc_frame_samples(audex_mp3_enc_t *enc)
+{
+    return lame_get_framesize(enc->gfp);
 }
 
 

@@ -49,10 +49,12 @@ int audex_mp3_bitrate(const audex_mp3_header_t *hdr, int bitrate_index);
 
 /*
  * bitrate > 0: CBR at the nearest bitrate MPEG allows at that rate;
- * otherwise VBR at quality (0 .. 9).  NULL on failure, err says why.
+ * otherwise VBR at quality (0 .. 9).  info_frame: LAME's first frame is
+ * a placeholder for audex_mp3_enc_write_tag().  NULL on failure, err
+ * says why.
  */
 audex_mp3_enc_t *audex_mp3_enc_create(int rate, int channels, int bitrate,
-    int quality, char *err, size_t errlen);
+    int quality, int info_frame, char *err, size_t errlen);
 
 /* right is ignored for mono; returns 0, or -1 after a sink error */
 int audex_mp3_enc_encode(audex_mp3_enc_t *enc, const float *left,
@@ -70,6 +72,12 @@ int audex_mp3_enc_write_tag(audex_mp3_enc_t *enc, audex_sink_t *sink,
 
 /* the CBR bitrate in kbit/s, 0 for VBR */
 int audex_mp3_enc_bitrate(audex_mp3_enc_t *enc);
+
+/* samples of encoder delay and of padding (this one after the flush) */
+void audex_mp3_enc_delays(audex_mp3_enc_t *enc, int *delay, int *padding);
+
+/* samples per frame and channel: 1152, or 576 for MPEG-2 and 2.5 */
+int audex_mp3_enc_frame_samples(audex_mp3_enc_t *enc);
 
 void audex_mp3_enc_free(audex_mp3_enc_t *enc);
 
@@ -105,6 +113,55 @@ void audex_mp3copy_padding(audex_mp3copy_t *cp, int64_t skip_start,
 int audex_mp3copy_finish(audex_mp3copy_t *cp, audex_mp3copy_stats_t *st);
 
 void audex_mp3copy_free(audex_mp3copy_t *cp);
+
+
+/*
+ * Segment-parallel encoding, mp3par.c: the input cut into segments of
+ * about segment seconds, encoders of them at once, each its own LAME
+ * encoder with the settings above, the frames joined into one stream
+ * with an Info/Xing and LAME frame at tag_offset of the sink.  Samples go
+ * in and frames reach the sink on the caller's thread.
+ */
+typedef struct audex_mp3par_s  audex_mp3par_t;
+
+typedef struct {
+    int       rate;
+    int       channels;
+    int       bitrate;      /* > 0: CBR, else VBR at quality */
+    int       quality;
+    int       encoders;     /* threads */
+    double    segment;      /* seconds */
+} audex_mp3par_conf_t;
+
+typedef struct {
+    int       bitrate;      /* CBR kbit/s, 0 for VBR */
+    int       delay;        /* LAME's encoder delay, samples */
+    int       padding;      /* samples after the end */
+    uint64_t  segments;
+    uint64_t  joins;
+    uint64_t  tight_joins;  /* no frame near the join fitted as it was */
+    uint64_t  raised;       /* frames given a higher bitrate to fit */
+} audex_mp3par_stats_t;
+
+audex_mp3par_t *audex_mp3par_create(const audex_mp3par_conf_t *conf,
+    audex_sink_t *sink, int64_t tag_offset, char *err, size_t errlen);
+
+/*
+ * right is ignored for mono; 0 or -1: then audex_mp3par_error() says why,
+ * or when it says nothing, writing to the sink failed
+ */
+int audex_mp3par_encode(audex_mp3par_t *par, const float *left,
+    const float *right, int nsamples);
+
+/* the last segment, the joins, the info frame; 0 or -1 as above */
+int audex_mp3par_finish(audex_mp3par_t *par);
+
+const char *audex_mp3par_error(audex_mp3par_t *par);
+
+void audex_mp3par_stats(audex_mp3par_t *par, audex_mp3par_stats_t *st);
+
+/* stops and waits for the encoder threads */
+void audex_mp3par_free(audex_mp3par_t *par);
 
 
 /* CRC-16 as used by the LAME tag (polynomial 0x8005, reflected) */

@@ -12,9 +12,12 @@
  * frame, so memory does not grow with the length of the input.
  */
 
+#define _GNU_SOURCE     /* sched_getaffinity() */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -69,6 +72,7 @@ typedef struct {
     int                           pcm_size;
 
     audex_mp3_enc_t              *enc;
+    audex_mp3par_t               *par;      /* instead of enc */
     audex_mp3copy_t              *copy;
     int64_t                       tag_offset;
 
@@ -95,6 +99,9 @@ static int audex_transcode_decode(audex_transcode_t *ctx, AVPacket *pkt);
 static int audex_transcode_frame(audex_transcode_t *ctx, AVFrame *frame);
 static int audex_transcode_open_output(audex_transcode_t *ctx,
     AVFrame *frame);
+static int audex_transcode_open_parallel(audex_transcode_t *ctx,
+    int bitrate, int quality);
+static void audex_transcode_parallel_stats(audex_transcode_t *ctx);
 static int audex_transcode_setup_swr(audex_transcode_t *ctx, AVFrame *frame);
 static int audex_transcode_convert(audex_transcode_t *ctx,
     const uint8_t **in, int nb);
@@ -104,6 +111,7 @@ static int audex_transcode_copy_finish(audex_transcode_t *ctx);
 static int audex_transcode_check_length(audex_transcode_t *ctx);
 static int audex_transcode_progress(audex_transcode_t *ctx, AVPacket *pkt);
 static void audex_transcode_cleanup(audex_transcode_t *ctx);
+static int audex_transcode_encode_failed(audex_transcode_t *ctx);
 static int audex_transcode_io_failed(audex_transcode_t *ctx,
     const char *what);
 static int audex_transcode_fail(audex_transcode_t *ctx,
@@ -134,6 +142,27 @@ static const char  *audex_convert_status_names[] = {
     "too_long",
     "daily_limit"
 };
+
+
+int
+audex_convert_cores(void)
+{
+    long       n;
+    cpu_set_t  set;
+
+    if (sched_getaffinity(0, sizeof(cpu_set_t), &set) == 0) {
+        n = CPU_COUNT(&set);
+
+    } else {
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    }
+
+    if (n < 1) {
+        return 1;
+    }
+
+    return (n > 64) ? 64 : (int) n;
+}
 
 
 void
@@ -702,7 +731,9 @@ audex_transcode_frame(audex_transcode_t *ctx, AVFrame *frame)
         return 0;
     }
 
-    if (ctx->enc == NULL && audex_transcode_open_output(ctx, frame) != 0) {
+    if (ctx->enc == NULL && ctx->par == NULL
+        && audex_transcode_open_output(ctx, frame) != 0)
+    {
         return -1;
     }
 
@@ -745,9 +776,20 @@ audex_transcode_open_output(audex_transcode_t *ctx, AVFrame *frame)
         bitrate = AUDEX_CONVERT_DEFAULT_BITRATE;
     }
 
+    if (quality >= 0) {
+        bitrate = 0;
+    }
+
+    ctx->res->encoders = 1;
+
+    if (ctx->opts->encoders > 1 && ctx->expected > 0
+        && ctx->expected >= ctx->opts->parallel_min)
+    {
+        return audex_transcode_open_parallel(ctx, bitrate, quality);
+    }
+
     ctx->enc = audex_mp3_enc_create(ctx->out_rate, ctx->out_channels,
-                                    quality >= 0 ? 0 : bitrate, quality,
-                                    e, sizeof(e));
+                                    bitrate, quality, 1, e, sizeof(e));
     if (ctx->enc == NULL) {
         return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL, "%s", e);
     }
@@ -767,6 +809,68 @@ audex_transcode_open_output(audex_transcode_t *ctx, AVFrame *frame)
     }
 
     return 0;
+}
+
+
+/*
+ * A long input is encoded in segments by several encoders at once: its
+ * length comes from the container, so an input that does not state one
+ * takes one encoder.
+ */
+
+static int
+audex_transcode_open_parallel(audex_transcode_t *ctx, int bitrate,
+    int quality)
+{
+    char                  e[160];
+    audex_mp3par_conf_t   conf;
+    audex_mp3par_stats_t  st;
+
+    conf.rate = ctx->out_rate;
+    conf.channels = ctx->out_channels;
+    conf.bitrate = bitrate;
+    conf.quality = quality;
+    conf.encoders = ctx->opts->encoders;
+    conf.segment = ctx->opts->segment > 0 ? ctx->opts->segment
+                                          : AUDEX_CONVERT_DEFAULT_SEGMENT;
+
+    ctx->par = audex_mp3par_create(&conf, ctx->sink, ctx->tag_offset,
+                                   e, sizeof(e));
+    if (ctx->par == NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL, "%s", e);
+    }
+
+    audex_mp3par_stats(ctx->par, &st);
+
+    ctx->res->sample_rate = ctx->out_rate;
+    ctx->res->channels = ctx->out_channels;
+    ctx->res->bitrate = st.bitrate;
+    ctx->res->quality = quality;
+    ctx->res->encoders = conf.encoders;
+
+    audex_log(AUDEX_LOG_DEBUG, NULL, "%.0f s of audio: %d encoders on "
+              "%.0f s segments", ctx->expected, conf.encoders, conf.segment);
+
+    return 0;
+}
+
+
+static void
+audex_transcode_parallel_stats(audex_transcode_t *ctx)
+{
+    audex_mp3par_stats_t  st;
+
+    audex_mp3par_stats(ctx->par, &st);
+
+    ctx->res->segments = st.segments;
+    ctx->res->raised = st.raised;
+
+    audex_log(AUDEX_LOG_DEBUG, NULL, "%llu segments, %llu joins, %llu "
+              "without a frame that fitted as encoded, %llu frames raised",
+              (unsigned long long) st.segments,
+              (unsigned long long) st.joins,
+              (unsigned long long) st.tight_joins,
+              (unsigned long long) st.raised);
 }
 
 
@@ -865,12 +969,15 @@ audex_transcode_convert(audex_transcode_t *ctx, const uint8_t **in, int nb)
         }
 
         if (n > 0) {
-            if (audex_mp3_enc_encode(ctx->enc, (const float *) ctx->pcm[0],
-                                     (const float *) ctx->pcm[1], n,
-                                     ctx->sink)
+            if ((ctx->par
+                 ? audex_mp3par_encode(ctx->par, (const float *) ctx->pcm[0],
+                                       (const float *) ctx->pcm[1], n)
+                 : audex_mp3_enc_encode(ctx->enc, (const float *) ctx->pcm[0],
+                                        (const float *) ctx->pcm[1], n,
+                                        ctx->sink))
                 != 0)
             {
-                return audex_transcode_io_failed(ctx, "writing the output");
+                return audex_transcode_encode_failed(ctx);
             }
 
             ctx->out_samples += n;
@@ -887,7 +994,7 @@ audex_transcode_convert(audex_transcode_t *ctx, const uint8_t **in, int nb)
 static int
 audex_transcode_flush(audex_transcode_t *ctx)
 {
-    if (ctx->enc == NULL) {
+    if (ctx->enc == NULL && ctx->par == NULL) {
         return audex_transcode_fail(ctx, AUDEX_CONVERT_CORRUPT,
                    "corrupt input: the %s audio stream has no decodable "
                    "audio (%d packets)", ctx->res->codec, ctx->packets);
@@ -897,8 +1004,17 @@ audex_transcode_flush(audex_transcode_t *ctx)
         return -1;
     }
 
-    if (audex_mp3_enc_flush(ctx->enc, ctx->sink) != 0
-        || audex_mp3_enc_write_tag(ctx->enc, ctx->sink, ctx->tag_offset) != 0)
+    if (ctx->par) {
+        if (audex_mp3par_finish(ctx->par) != 0) {
+            return audex_transcode_encode_failed(ctx);
+        }
+
+        audex_transcode_parallel_stats(ctx);
+
+    } else if (audex_mp3_enc_flush(ctx->enc, ctx->sink) != 0
+               || audex_mp3_enc_write_tag(ctx->enc, ctx->sink,
+                                          ctx->tag_offset)
+                  != 0)
     {
         return audex_transcode_io_failed(ctx, "writing the output");
     }
@@ -1046,6 +1162,7 @@ audex_transcode_cleanup(audex_transcode_t *ctx)
 {
     audex_mp3copy_free(ctx->copy);
     audex_mp3_enc_free(ctx->enc);
+    audex_mp3par_free(ctx->par);
     av_freep(&ctx->pcm[0]);
     av_channel_layout_uninit(&ctx->swr_layout);
     swr_free(&ctx->swr);
@@ -1062,6 +1179,24 @@ audex_transcode_cleanup(audex_transcode_t *ctx)
 
 
 /* a failed source or sink: its status decides permanent or transient */
+
+/* an encoder of a long input failed, or writing its frames did */
+
+static int
+audex_transcode_encode_failed(audex_transcode_t *ctx)
+{
+    const char  *msg;
+
+    msg = ctx->par ? audex_mp3par_error(ctx->par) : NULL;
+
+    if (msg != NULL) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "encoding in segments: %s", msg);
+    }
+
+    return audex_transcode_io_failed(ctx, "writing the output");
+}
+
 
 static int
 audex_transcode_io_failed(audex_transcode_t *ctx, const char *what)

@@ -30,7 +30,7 @@ use File::Temp ();
 use JSON::PP qw(decode_json);
 
 our @EXPORT_OK = qw(make_media probe decoded_seconds mp3val mp4_top_boxes
-                    run_cmd);
+                    run_cmd slurp);
 
 my %layouts = (1 => 'mono', 2 => 'stereo', 6 => '5.1');
 
@@ -161,6 +161,15 @@ sub mp4_top_boxes {
     }
     close $fh;
     return @boxes;
+}
+
+
+# a file's bytes
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or die "$path: $!";
+    local $/;
+    return scalar <$fh>;
 }
 
 
