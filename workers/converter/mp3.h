@@ -116,11 +116,53 @@ void audex_mp3copy_free(audex_mp3copy_t *cp);
 
 
 /*
+ * Segments joined into one stream, mp3join.c.  Each segment is what one
+ * LAME encoder (settings as above, no info frame) wrote after it was fed
+ * the input's samples from start on (a multiple of frame_samples, and
+ * AUDEX_MP3JOIN_PREROLL frames before nominal, the first sample the
+ * segment stands for, or 0) to end, which is AUDEX_MP3JOIN_POSTROLL
+ * frames past the next segment's nominal; the last segment is fed to the
+ * input's end, and its delay and padding are its encoder's.
+ */
+#define AUDEX_MP3JOIN_PREROLL   24
+#define AUDEX_MP3JOIN_POSTROLL  12
+
+typedef struct audex_mp3join_s  audex_mp3join_t;
+
+typedef struct {
+    int       delay;        /* LAME's encoder delay, samples */
+    int       padding;      /* samples after the end */
+    uint64_t  joins;
+    uint64_t  tight_joins;  /* no frame near the join fitted as it was */
+    uint64_t  raised;       /* frames given a higher bitrate to fit */
+} audex_mp3join_stats_t;
+
+/* frames go to sink, the Info/Xing and LAME frame at tag_offset */
+audex_mp3join_t *audex_mp3join_create(int rate, int frame_samples,
+    audex_sink_t *sink, int64_t tag_offset);
+
+/*
+ * The next segment, in order; data is malloc()ed and the joiner frees it,
+ * also on failure.  0, or -1: audex_mp3join_error() says why, or when it
+ * says nothing, writing to the sink failed.
+ */
+int audex_mp3join_add(audex_mp3join_t *jn, u_char *data, size_t len,
+    int64_t start, int64_t nominal, int64_t end, int last, int delay,
+    int padding);
+
+/* after the last segment: checks the length, writes the info frame */
+int audex_mp3join_finish(audex_mp3join_t *jn);
+
+const char *audex_mp3join_error(audex_mp3join_t *jn);
+void audex_mp3join_stats(audex_mp3join_t *jn, audex_mp3join_stats_t *st);
+void audex_mp3join_free(audex_mp3join_t *jn);
+
+
+/*
  * Segment-parallel encoding, mp3par.c: the input cut into segments of
  * about segment seconds, encoders of them at once, each its own LAME
- * encoder with the settings above, the frames joined into one stream
- * with an Info/Xing and LAME frame at tag_offset of the sink.  Samples go
- * in and frames reach the sink on the caller's thread.
+ * encoder in a thread, joined by mp3join.c.  Samples go in and frames
+ * reach the sink on the caller's thread.
  */
 typedef struct audex_mp3par_s  audex_mp3par_t;
 
@@ -135,12 +177,12 @@ typedef struct {
 
 typedef struct {
     int       bitrate;      /* CBR kbit/s, 0 for VBR */
-    int       delay;        /* LAME's encoder delay, samples */
-    int       padding;      /* samples after the end */
+    int       delay;
+    int       padding;
     uint64_t  segments;
     uint64_t  joins;
-    uint64_t  tight_joins;  /* no frame near the join fitted as it was */
-    uint64_t  raised;       /* frames given a higher bitrate to fit */
+    uint64_t  tight_joins;
+    uint64_t  raised;
 } audex_mp3par_stats_t;
 
 audex_mp3par_t *audex_mp3par_create(const audex_mp3par_conf_t *conf,
@@ -157,7 +199,6 @@ int audex_mp3par_encode(audex_mp3par_t *par, const float *left,
 int audex_mp3par_finish(audex_mp3par_t *par);
 
 const char *audex_mp3par_error(audex_mp3par_t *par);
-
 void audex_mp3par_stats(audex_mp3par_t *par, audex_mp3par_stats_t *st);
 
 /* stops and waits for the encoder threads */
