@@ -103,6 +103,27 @@
 #define AUDEX_STREAM_DEAD_SUFFIX   ":dead"
 
 /*
+ * Segment jobs (converters with --distribute, workers/converter/
+ * segments.c): a long job's segments are entries on "<video stream>"
+ * AUDEX_STREAM_SEGMENTS_SUFFIX for the converters' group, with job_id,
+ * video_fid, filename, bitrate, quality and AUDEX_F_SEG_*: the plan (how
+ * the job was cut), the index and the samples start .. end (-1: the
+ * input's end) to encode.  Each segment's frames go to bucket
+ * AUDEX_BUCKET_SEGMENTS under an id derived from job id and index; their
+ * states to the hash AUDEX_SEGMENTS_KEY_PREFIX "<job_id>": field "plan",
+ * and per index "queued", "ok <samples> <delay> <padding> <consumer>" or
+ * "failed <why>".  The converter that cut the job removes both when it
+ * is done.
+ */
+#define AUDEX_STREAM_SEGMENTS_SUFFIX  ".segments"
+#define AUDEX_BUCKET_SEGMENTS      "segments"
+#define AUDEX_SEGMENTS_KEY_PREFIX  "audex:segments:"
+#define AUDEX_F_SEG_PLAN           "plan"
+#define AUDEX_F_SEG_INDEX          "index"
+#define AUDEX_F_SEG_START          "start"
+#define AUDEX_F_SEG_END            "end"
+
+/*
  * Minutes converted per user and UTC day, kept by the converters in
  * Redis: a hash AUDEX_USAGE_KEY_PREFIX "<owner_id>:<yyyymmdd>" with one
  * field per job (its minutes, so a job tried again is counted once) and

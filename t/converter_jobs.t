@@ -2,7 +2,9 @@
 # (Audex::Backend): GridFS in and out, job documents, the MP3 stream,
 # permanent failures, the dead-letter stream, reclaiming jobs other
 # consumers left idle, Redis and MongoDB going away, SIGTERM releasing or
-# finishing a job, metrics and the configuration order.
+# finishing a job, metrics, long jobs cut into segment jobs that two
+# converters share (--distribute; one killed mid-segment) and the
+# configuration order.
 
 use strict;
 use warnings;
@@ -12,6 +14,7 @@ use lib 't/lib';
 use Test::More;
 use Audex::Backend;
 use Audex::Media qw(make_media probe decoded_seconds mp3val run_cmd);
+use Audex::Joins qw(make_source decode frames join_failures);
 
 use File::Temp qw(tempdir);
 use JSON::PP qw(decode_json);
@@ -374,6 +377,117 @@ subtest '--user-daily-minutes: the day\'s minutes are counted per user' => sub {
 };
 
 
+subtest '--distribute: a long job as segment jobs over two converters' => sub {
+    my $c = { rate => 44100, ch => 2, secs => 50 };
+    my $src = make_source($dir, $c);
+    my $fid = upload_derived($src, 'lecture.wav');
+    my @seg = ('--distribute', 1, '--encoders', 1, '--parallel-min', 0,
+               '--segment', 10);
+    my @ports = (free_port(), free_port());
+    my @c = map { converter(@seg, '--metrics-port', $_) } @ports;
+
+    add_job(job_id => 'j-seg', video_fid => $fid, filename => 'lecture.wav',
+            quality => 2);
+    my $d = wait_state('j-seg', 'done', 120);
+    is($d->{state}, 'done', 'the job is done')
+        or diag(join "\n", map { log_of($_) } @c);
+    is($d->{progress}, 100, 'progress 100');
+
+    my $logs = join '', map { log_of($_) } @c;
+    like($logs, qr/cut into 4 segments of 10\.0 s/, 'cut into 4 segments');
+    my @ok = map { scalar(() = log_of($_) =~ /segment \d: ok /g) } @c;
+    ok($ok[0] > 0 && $ok[1] > 0, "both converters encoded segments (@ok)");
+    is($ok[0] + $ok[1], 4, 'each segment once');
+    my @m = map { metrics_at($_) =~ /converter_segments_total\{result="ok"\} (\d+)/
+                  ? $1 : -1 } @ports;
+    is("@m", "@ok", 'converter_segments_total{result="ok"} says so');
+
+    my $meta = decode_json(py("d = db['mp3s.files'].find_one({'_id': "
+        . "ObjectId('$d->{mp3_fid}')})['metadata']; print(json.dumps("
+        . "{'segments': d['segments'], 'encoders': d['encoders']}))"));
+    is($meta->{segments}, 4, 'metadata.segments: 4');
+    is($meta->{encoders}, 2, 'metadata.encoders: the two converters');
+
+    my $one = "$dir/seg-one.mp3";
+    my ($rc, $err) = run_cmd($bin, 'convert', $src, $one, '--quality', 2,
+                             '--encoders', 1);
+    is($rc, 0, 'one encoder converts the same input') or diag($err);
+    my $par = download($d->{mp3_fid}, "$dir/seg-par.mp3");
+
+    my ($bad, $report) = mp3val($par);
+    is($bad, 0, 'mp3val is happy') or diag($report);
+    is(frames($par), frames($one), "frame count as one encoder's");
+    my ($ds, $d1, $dp) = map { decode($_, $c) } $src, $one, $par;
+    is(length($dp), length($ds), 'decoded length is the source\'s, to the '
+       . 'sample');
+
+    my @joins;
+    push @joins, $1 * $2 while $logs =~ /join at frame (\d+) of (\d+) samples/g;
+    is(scalar(@joins), 3, 'three joins');
+    my @fail = join_failures(\@joins, $c, $ds, $d1, $dp);
+    ok(!@fail, 'the joins pass the measure (Audex::Joins)')
+        or diag(join "\n", @fail[0 .. ($#fail > 9 ? 9 : $#fail)]);
+
+    is(py("print(db['segments.files'].count_documents({}),"
+          . " db['segments.chunks'].count_documents({}))") =~ s/\s+$//r,
+       '0 0', 'the segment files are removed');
+    is(redis('EXISTS', 'audex:segments:j-seg') =~ s/\s+$//r, '0',
+       'and their record');
+    stop($_) for @c;
+};
+
+
+subtest '--distribute: a converter killed mid-segment costs that segment' => sub {
+    my $c = { rate => 44100, ch => 2, secs => 120 };
+    my $src = make_source($dir, $c);
+    my $fid = upload_derived($src, 'long.wav');
+    my @seg = ('--distribute', 1, '--encoders', 1, '--parallel-min', 0,
+               '--segment', 30, '--claim-idle-ms', 2000);
+
+    # b takes the job and cuts it; a comes later and only takes segments
+    my $b = converter(@seg, '--metrics-port', free_port());
+    add_job(job_id => 'j-segkill', video_fid => $fid, filename => 'long.wav',
+            quality => 0);
+    ok(wait_until(sub { log_of($b) =~ /cut into 4 segments/ }, 60),
+       'b cut the job') or diag(log_of($b));
+
+    my $a = converter(@seg, '--metrics-port', free_port());
+    my ($index, $entry);
+    wait_until(sub {
+        ($index, $entry) = log_of($a) =~
+            /encoding segment (\d) \(entry (\S+), delivery 1\)/;
+        return defined $index;
+    }, 60, 0.02);
+    ok(defined $index, 'a took a segment') or diag(log_of($a));
+    kill 'KILL', $a->{pid};
+    waitpid($a->{pid}, 0);
+    $a->{status} = -9;
+    is(redis('HGET', 'audex:segments:j-segkill', $index) =~ s/\s+$//r,
+       'queued', "a was killed in the middle of segment $index");
+
+    my $d = wait_state('j-segkill', 'done', 180);
+    is($d->{state}, 'done', 'the job is done all the same')
+        or diag(log_of($b));
+    is($d->{attempts}, 1, 'on its first delivery: the job never failed');
+    like(log_of($b), qr/encoding segment $index \(entry \Q$entry\E, delivery 2\)/,
+         'b took the killed segment over');
+
+    my %times;
+    my $logs = log_of($a) . log_of($b);
+    $times{$1}++ while $logs =~ /encoding segment (\d) /g;
+    is(join(' ', map { $times{$_} // 0 } 0 .. 3),
+       join(' ', map { $_ == $index ? 2 : 1 } 0 .. 3),
+       'that segment was encoded twice, every other once');
+
+    my $par = download($d->{mp3_fid}, "$dir/segkill.mp3");
+    my ($bad, $report) = mp3val($par);
+    is($bad, 0, 'mp3val is happy') or diag($report);
+    is(length(decode($par, $c)), length(decode($src, $c)),
+       'decoded length is the source\'s');
+    stop($b);
+};
+
+
 subtest 'configuration: defaults < environment < flags, --help' => sub {
     my ($rc, $err, $out) = run_cmd($bin, '--help');
     is($rc, 0, '--help exits 0');
@@ -457,12 +571,12 @@ sub log_of {
 
 
 sub wait_until {
-    my ($cond, $timeout) = @_;
+    my ($cond, $timeout, $every) = @_;
     my $deadline = time + ($timeout // 30);
     while (time < $deadline) {
         my $v = $cond->();
         return $v if $v;
-        sleep 0.2;
+        sleep($every // 0.2);
     }
     return;
 }
@@ -521,9 +635,13 @@ sub entry_job {
 }
 
 
-sub metrics {
+sub metrics { metrics_at($metrics_port) }
+
+
+sub metrics_at {
+    my ($port) = @_;
     my ($rc, $err, $out) = run_cmd('curl', '-s',
-        "http://127.0.0.1:$metrics_port/metrics");
+        "http://127.0.0.1:$port/metrics");
     return $out;
 }
 
@@ -561,6 +679,33 @@ sub upload {
 fs = gridfs.GridFS(db, collection='videos')
 with open(sys.argv[3], 'rb') as f:
     print(fs.put(f, filename=sys.argv[4], chunk_size=int(sys.argv[5])))
+PY
+    chomp $out;
+    return $out;
+}
+
+
+# as nginx's /upload stores a file: chunk _ids derived from (files_id, n)
+# (lib/audex_schema.h), so each chunk is one lookup by _id on FerretDB; a
+# file pymongo stores is read by {files_id, n}, a scan of the bucket
+sub upload_derived {
+    my ($path, $name) = @_;
+    my $out = py(<<'PY', $path, $name);
+import datetime, hashlib, struct
+fid, n, length = ObjectId(), 0, 0
+with open(sys.argv[3], 'rb') as f:
+    while True:
+        data = f.read(261120)
+        if not data:
+            break
+        cid = hashlib.sha256(fid.binary + struct.pack('>i', n)).digest()[:12]
+        db['videos.chunks'].insert_one({'_id': ObjectId(cid),
+            'files_id': fid, 'n': n, 'data': data})
+        n, length = n + 1, length + len(data)
+db['videos.files'].insert_one({'_id': fid, 'length': length,
+    'chunkSize': 261120, 'uploadDate': datetime.datetime.utcnow(),
+    'filename': sys.argv[4]})
+print(fid)
 PY
     chomp $out;
     return $out;

@@ -110,7 +110,34 @@ typedef struct {
     int                      encoders;      /* 1, or segment-parallel */
     uint64_t                 segments;
     uint64_t                 raised;        /* frames raised at joins */
+
+    /* audex_convert_range(): samples encoded, LAME's delay and padding */
+    int64_t                  samples;
+    int                      delay;
+    int                      padding;
 } audex_convert_result_t;
+
+
+/*
+ * Segment jobs (segments.c) cut a long input into segments that
+ * converters anywhere encode: audex_convert_probe() says whether an input
+ * can be cut so, audex_convert_range() encodes one segment.  Positions
+ * are samples of the output, which for such an input are the input's.
+ */
+typedef struct {
+    double                   duration;      /* stated, seconds; 0: none */
+    int                      rate;          /* the output's */
+    int                      channels;      /* the output's */
+    int                      copied;        /* would be copied, not encoded */
+    /* the rate is kept and the timestamps count samples exactly */
+    int                      segmentable;
+    char                     codec[32];
+} audex_convert_probe_t;
+
+typedef struct {
+    int64_t                  start;         /* a frame boundary */
+    int64_t                  end;           /* -1: the input's end */
+} audex_convert_range_t;
 
 
 /*
@@ -120,6 +147,21 @@ typedef struct {
 int audex_convert(audex_source_t *src, audex_sink_t *sink,
     const audex_convert_opts_t *opts, audex_convert_result_t *res,
     audex_convert_error_t *err);
+
+/* opens and probes src without decoding; 0, or -1 and err */
+int audex_convert_probe(audex_source_t *src,
+    const audex_convert_opts_t *opts, audex_convert_probe_t *info,
+    audex_convert_error_t *err);
+
+/*
+ * Encodes samples range->start .. range->end of src with one LAME encoder
+ * and no info frame, into sink: the frames mp3join.c joins.  Seeks to a
+ * little before the start.  res->samples, delay and padding say what was
+ * encoded.  0 or -1, as audex_convert().
+ */
+int audex_convert_range(audex_source_t *src, audex_sink_t *sink,
+    const audex_convert_opts_t *opts, const audex_convert_range_t *range,
+    audex_convert_result_t *res, audex_convert_error_t *err);
 
 /* the cores this process may run on: the default number of encoders */
 int audex_convert_cores(void);

@@ -52,6 +52,7 @@
 #include "id3.h"
 #include "log.h"
 #include "main.h"
+#include "segments.h"
 #include "sweep.h"
 #include "metrics.h"
 #include "redis_stream.h"
@@ -79,6 +80,7 @@ typedef struct {
     char       *video_queue;
     char       *mp3_queue;
     char       *dead_queue;
+    char       *segment_queue;
     char       *group;
     char       *consumer;
     char       *mongodb_uri;
@@ -97,6 +99,7 @@ typedef struct {
     int         encoders;
     int         parallel_min;
     int         segment;
+    int         distribute;
     const char *db;
 } audex_job_conf_t;
 
@@ -176,6 +179,9 @@ static audex_job_result_e audex_job_process(audex_job_t *job);
 static int audex_job_parse(audex_job_t *job, char *err, size_t errlen);
 static int audex_job_is_done(audex_job_t *job);
 static int audex_job_convert(audex_job_t *job);
+static int audex_job_encoders(void);
+static int audex_job_distributed(audex_job_t *job, audex_source_t *src,
+    audex_sink_t *sink, audex_convert_opts_t *opts);
 static int audex_job_progress(void *data, double done);
 static int audex_job_admit(void *data, double duration, char *msg,
     size_t len);
@@ -309,6 +315,11 @@ static audex_conf_t  audex_job_conf_table[] = {
       "LAME encoders one long conversion runs at once (segment-parallel); "
       "0: one per core, 1: never in parallel" },
 
+    { "distribute", "DISTRIBUTE", AUDEX_CONF_INT, "0", 0, 1,
+      &audex_job_conf.distribute,
+      "1: cut long jobs into segment jobs that the converters of every "
+      "host take (and take them, with --encoders threads)" },
+
     { "parallel-min", "PARALLEL_MIN", AUDEX_CONF_INT, "600", 0, 604800,
       &audex_job_conf.parallel_min,
       "seconds of input from which a conversion is segment-parallel" },
@@ -396,6 +407,29 @@ audex_job_main(int argc, char **argv)
     /* the job threads leave signals to this one, which pause()s */
     audex_signals_block(&old);
 
+    if (audex_job_conf.distribute) {
+        audex_segments_conf_t  sc;
+
+        sc.stream = audex_job_conf.segment_queue;
+        sc.group = audex_job_conf.group;
+        sc.db = audex_job_conf.db;
+        sc.consumer = audex_job_conf.consumer;
+        sc.claim_idle_ms = audex_job_conf.claim_idle_ms;
+        sc.max_deliveries = audex_job_conf.max_deliveries;
+        sc.segment = audex_job_conf.segment;
+        sc.pool = audex_job_service.mongo_pool;
+
+        if (audex_segments_start(&sc, audex_job_encoders(),
+                                 audex_job_conf.redis_url)
+            != 0)
+        {
+            audex_stop = SIGTERM;
+        }
+
+        audex_log(AUDEX_LOG_INFO, NULL, "segment jobs on %s: %d thread(s)",
+                  audex_job_conf.segment_queue, audex_job_encoders());
+    }
+
     for (i = 0; i < audex_job_conf.jobs; i++) {
         if (pthread_create(&workers[i].thread, NULL, audex_job_thread,
                            &workers[i])
@@ -419,6 +453,8 @@ audex_job_main(int argc, char **argv)
     for (i = 0; i < audex_job_conf.jobs; i++) {
         pthread_join(workers[i].thread, NULL);
     }
+
+    audex_segments_stop();
 
     rc = 0;
 
@@ -448,6 +484,9 @@ audex_job_check(char *err, size_t errlen)
          && audex_conf_derive(&audex_job_conf.dead_queue,
                               "%s" AUDEX_STREAM_DEAD_SUFFIX,
                               audex_job_conf.video_queue) != 0)
+        || audex_conf_derive(&audex_job_conf.segment_queue,
+                             "%s" AUDEX_STREAM_SEGMENTS_SUFFIX,
+                             audex_job_conf.video_queue) != 0
         || audex_service_consumer(&audex_job_conf.consumer, "converter") != 0)
     {
         snprintf(err, errlen, "out of memory");
@@ -958,16 +997,97 @@ audex_job_convert(audex_job_t *job)
     opts.progress = audex_job_progress;
     opts.progress_data = job;
     opts.max_duration = audex_job_conf.max_duration;
-    opts.encoders = audex_job_conf.encoders ? audex_job_conf.encoders
-                                            : audex_convert_cores();
+    opts.encoders = audex_job_encoders();
     opts.parallel_min = audex_job_conf.parallel_min;
     opts.segment = audex_job_conf.segment;
     opts.admit = audex_job_admit;
 
-    rc = audex_convert(src, sink, &opts, &job->res, &job->err);
+    rc = 1;
+
+    if (audex_job_conf.distribute) {
+        rc = audex_job_distributed(job, src, sink, &opts);
+    }
+
+    if (rc == 1) {
+        rc = audex_convert(src, sink, &opts, &job->res, &job->err);
+    }
 
     sink->close(sink);
     src->close(src);
+
+    return rc;
+}
+
+
+static int
+audex_job_encoders(void)
+{
+    return audex_job_conf.encoders ? audex_job_conf.encoders
+                                   : audex_convert_cores();
+}
+
+
+/*
+ * A long input whose timestamps count samples is cut into segment jobs
+ * (segments.c); 1 when this one is not, and src is back at its start.
+ */
+
+static int
+audex_job_distributed(audex_job_t *job, audex_source_t *src,
+    audex_sink_t *sink, audex_convert_opts_t *opts)
+{
+    int                     rc;
+    char                    msg[256];
+    audex_convert_probe_t   info;
+    audex_segments_job_t    sj;
+
+    rc = audex_convert_probe(src, opts, &info, &job->err);
+
+    if (src->seek(src, 0, SEEK_SET) != 0) {
+        job->err.status = AUDEX_CONVERT_IO;
+        snprintf(job->err.message, sizeof(job->err.message), "%s",
+                 src->error);
+        return -1;
+    }
+
+    if (rc != 0 || info.copied || !info.segmentable
+        || info.duration < audex_job_conf.parallel_min
+        || info.duration < 2.0 * audex_job_conf.segment)
+    {
+        /* audex_convert() says the same failure again, or converts */
+        return 1;
+    }
+
+    if (audex_job_conf.max_duration > 0
+        && info.duration > audex_job_conf.max_duration)
+    {
+        return 1;
+    }
+
+    rc = audex_job_admit(job, info.duration, msg, sizeof(msg));
+    if (rc != 0) {
+        job->err.status = (rc > 0) ? AUDEX_CONVERT_QUOTA : AUDEX_CONVERT_IO;
+        snprintf(job->err.message, sizeof(job->err.message), "%s", msg);
+        sink->abort(sink);
+        return -1;
+    }
+
+    sj.redis = job->w->redis;
+    sj.mongo = job->mongo;
+    sj.job_id = job->job_id;
+    sj.video_fid = &job->video_fid;
+    sj.filename = job->filename;
+    sj.title = job->title;
+    sj.bitrate = job->bitrate;
+    sj.quality = job->quality;
+    sj.progress = audex_job_progress;
+    sj.progress_data = job;
+
+    rc = audex_segments_convert(&sj, &info, sink, &job->res, &job->err);
+
+    if (rc != 0) {
+        sink->abort(sink);
+    }
 
     return rc;
 }
@@ -1547,7 +1667,7 @@ static void
 audex_job_render(audex_metrics_buf_t *b, void *data)
 {
     int                   i;
-    uint64_t              v, count;
+    uint64_t              v, count, seg[3];
     audex_job_metrics_t  *m = &audex_job_metrics;
 
     audex_metrics_printf(b,
@@ -1616,6 +1736,18 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         (unsigned long long) __atomic_load_n(&m->bytes_written,
                                              __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->swept, __ATOMIC_RELAXED));
+
+    audex_segments_counts(&seg[0], &seg[1], &seg[2]);
+
+    audex_metrics_printf(b,
+        "# HELP converter_segments_total Segment jobs this converter "
+        "encoded (--distribute), by result; retry: left for another try.\n"
+        "# TYPE converter_segments_total counter\n"
+        "converter_segments_total{result=\"ok\"} %llu\n"
+        "converter_segments_total{result=\"failed\"} %llu\n"
+        "converter_segments_total{result=\"retry\"} %llu\n",
+        (unsigned long long) seg[0], (unsigned long long) seg[1],
+        (unsigned long long) seg[2]);
 }
 
 

@@ -76,6 +76,11 @@ typedef struct {
     audex_mp3copy_t              *copy;
     int64_t                       tag_offset;
 
+    /* audex_convert_range(): the next output sample's position */
+    const audex_convert_range_t  *range;
+    int64_t                       range_pos;
+    int                           range_done;
+
     int                           packets;
     int                           bad_packets;
     int                           short_packets;
@@ -86,6 +91,14 @@ typedef struct {
 } audex_transcode_t;
 
 
+static int audex_transcode_seek(audex_transcode_t *ctx);
+static int audex_transcode_range_start(audex_transcode_t *ctx,
+    AVFrame *frame);
+static int audex_transcode_range_encode(audex_transcode_t *ctx, int n);
+static int audex_transcode_start(audex_transcode_t *ctx, audex_source_t *src,
+    audex_sink_t *sink, const audex_convert_opts_t *opts,
+    audex_convert_result_t *res, audex_convert_error_t *err);
+static int audex_transcode_end(audex_transcode_t *ctx, int rc);
 static int audex_transcode_open_input(audex_transcode_t *ctx);
 static int audex_transcode_find_stream(audex_transcode_t *ctx);
 static int audex_transcode_admit(audex_transcode_t *ctx);
@@ -213,24 +226,7 @@ audex_convert(audex_source_t *src, audex_sink_t *sink,
     int                rc;
     audex_transcode_t  ctx;
 
-    memset(&ctx, 0, sizeof(audex_transcode_t));
-    memset(res, 0, sizeof(audex_convert_result_t));
-    memset(err, 0, sizeof(audex_convert_error_t));
-
-    ctx.src = src;
-    ctx.sink = sink;
-    ctx.opts = opts;
-    ctx.res = res;
-    ctx.err = err;
-    ctx.expected = -1;
-    res->quality = -1;
-
-    audex_av_log_count = 0;
-
-    rc = audex_transcode_open_input(&ctx);
-    if (rc == 0) {
-        rc = audex_transcode_find_stream(&ctx);
-    }
+    rc = audex_transcode_start(&ctx, src, sink, opts, res, err);
 
     if (rc == 0) {
         rc = audex_transcode_admit(&ctx);
@@ -257,20 +253,214 @@ audex_convert(audex_source_t *src, audex_sink_t *sink,
         rc = audex_transcode_check_length(&ctx);
     }
 
-    if (rc == 0 && sink->finish(sink) != 0) {
-        rc = audex_transcode_io_failed(&ctx, "finishing the output");
-    }
+    return audex_transcode_end(&ctx, rc);
+}
 
-    res->bytes_in = src->bytes_read;
-    res->bytes_out = sink->bytes_written;
 
-    if (rc != 0) {
-        sink->abort(sink);
+int
+audex_convert_probe(audex_source_t *src, const audex_convert_opts_t *opts,
+    audex_convert_probe_t *info, audex_convert_error_t *err)
+{
+    int                       rc;
+    AVRational                tb;
+    audex_transcode_t         ctx;
+    audex_convert_result_t    res;
+    const AVCodecParameters  *par;
+
+    memset(info, 0, sizeof(audex_convert_probe_t));
+
+    rc = audex_transcode_start(&ctx, src, NULL, opts, &res, err);
+
+    if (rc == 0) {
+        par = ctx.st->codecpar;
+        tb = ctx.st->time_base;
+
+        info->duration = ctx.expected > 0 ? ctx.expected : 0;
+        info->rate = audex_mp3_rate(par->sample_rate);
+        info->channels = (par->ch_layout.nb_channels == 1) ? 1 : 2;
+        info->copied = res.copied;
+        snprintf(info->codec, sizeof(info->codec), "%s", res.codec);
+
+        /* a timestamp names a sample when the time base divides it */
+        info->segmentable = (info->rate == par->sample_rate && tb.num == 1
+                             && tb.den % par->sample_rate == 0);
     }
 
     audex_transcode_cleanup(&ctx);
 
     return rc;
+}
+
+
+int
+audex_convert_range(audex_source_t *src, audex_sink_t *sink,
+    const audex_convert_opts_t *opts, const audex_convert_range_t *range,
+    audex_convert_result_t *res, audex_convert_error_t *err)
+{
+    int                rc;
+    audex_transcode_t  ctx;
+
+    rc = audex_transcode_start(&ctx, src, sink, opts, res, err);
+
+    ctx.range = range;
+    ctx.range_pos = -1;
+
+    /* a segment is always encoded: it is cut from an encoded whole */
+    res->copied = 0;
+
+    if (rc == 0) {
+        rc = audex_transcode_open_decoder(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_seek(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_read(&ctx);
+    }
+
+    if (rc == 0) {
+        rc = audex_transcode_flush(&ctx);
+    }
+
+    return audex_transcode_end(&ctx, rc);
+}
+
+
+/* the context, the input opened and its audio stream chosen: 0 or -1 */
+
+static int
+audex_transcode_start(audex_transcode_t *ctx, audex_source_t *src,
+    audex_sink_t *sink, const audex_convert_opts_t *opts,
+    audex_convert_result_t *res, audex_convert_error_t *err)
+{
+    int  rc;
+
+    memset(ctx, 0, sizeof(audex_transcode_t));
+    memset(res, 0, sizeof(audex_convert_result_t));
+    memset(err, 0, sizeof(audex_convert_error_t));
+
+    ctx->src = src;
+    ctx->sink = sink;
+    ctx->opts = opts;
+    ctx->res = res;
+    ctx->err = err;
+    ctx->expected = -1;
+    res->quality = -1;
+
+    audex_av_log_count = 0;
+
+    rc = audex_transcode_open_input(ctx);
+    if (rc == 0) {
+        rc = audex_transcode_find_stream(ctx);
+    }
+
+    return rc;
+}
+
+
+/* the output finished (rc 0) or dropped, the counts, the context freed */
+
+static int
+audex_transcode_end(audex_transcode_t *ctx, int rc)
+{
+    if (rc == 0 && ctx->sink->finish(ctx->sink) != 0) {
+        rc = audex_transcode_io_failed(ctx, "finishing the output");
+    }
+
+    ctx->res->bytes_in = ctx->src->bytes_read;
+    ctx->res->bytes_out = ctx->sink->bytes_written;
+
+    if (rc != 0) {
+        ctx->sink->abort(ctx->sink);
+    }
+
+    audex_transcode_cleanup(ctx);
+
+    return rc;
+}
+
+
+/*
+ * To two seconds before the segment: the decoder's own pre-roll (AAC's
+ * overlap, an MP3 decoder's reservoir) is over well before the segment.
+ * Where the demuxer cannot seek, the input is read from its start.
+ */
+
+static int
+audex_transcode_seek(audex_transcode_t *ctx)
+{
+    int      rate;
+    int64_t  target, origin, ts;
+
+    rate = ctx->st->codecpar->sample_rate;
+    target = ctx->range->start - 2 * (int64_t) rate;
+
+    if (target <= 0) {
+        return 0;
+    }
+
+    origin = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
+                                                     : 0;
+    ts = origin + av_rescale_q(target, (AVRational) { 1, rate },
+                               ctx->st->time_base);
+
+    if (av_seek_frame(ctx->fmt, ctx->st->index, ts, AVSEEK_FLAG_BACKWARD)
+        < 0)
+    {
+        audex_log(AUDEX_LOG_INFO, NULL, "cannot seek in the input: reading "
+                  "it from the start");
+        return 0;
+    }
+
+    avcodec_flush_buffers(ctx->dec);
+
+    return 0;
+}
+
+
+/* where the first frame decoded for a range is, from its timestamp */
+
+static int
+audex_transcode_range_start(audex_transcode_t *ctx, AVFrame *frame)
+{
+    int64_t     pts, origin, pos;
+    AVRational  tb, rate;
+
+    pts = frame->best_effort_timestamp;
+    if (pts == AV_NOPTS_VALUE) {
+        pts = frame->pts;
+    }
+
+    if (pts == AV_NOPTS_VALUE) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                                    "a segment needs timestamps");
+    }
+
+    origin = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
+                                                     : 0;
+    tb = ctx->st->time_base;
+    rate = (AVRational) { 1, frame->sample_rate };
+    pos = av_rescale_q(pts - origin, tb, rate);
+
+    if (av_rescale_q(pos, rate, tb) != pts - origin
+        || frame->sample_rate != ctx->out_rate)
+    {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                   "timestamps of the input do not count samples");
+    }
+
+    if (pos > ctx->range->start) {
+        return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL,
+                   "the input starts decoding at sample %lld, after the "
+                   "segment's %lld", (long long) pos,
+                   (long long) ctx->range->start);
+    }
+
+    ctx->range_pos = pos;
+
+    return 0;
 }
 
 
@@ -651,6 +841,11 @@ audex_transcode_read(audex_transcode_t *ctx)
         if (rc != 0) {
             return rc;
         }
+
+        /* a segment's end: the rest is another segment's */
+        if (ctx->range_done) {
+            return 0;
+        }
     }
 
     /* a read error at the end looks like EOF to the demuxer */
@@ -737,6 +932,12 @@ audex_transcode_frame(audex_transcode_t *ctx, AVFrame *frame)
         return -1;
     }
 
+    if (ctx->range && ctx->range_pos < 0
+        && audex_transcode_range_start(ctx, frame) != 0)
+    {
+        return -1;
+    }
+
     /* streams may change rate or layout midway (TS, broadcast AC-3) */
     if (frame->sample_rate != ctx->swr_rate
         || frame->format != ctx->swr_format
@@ -782,14 +983,15 @@ audex_transcode_open_output(audex_transcode_t *ctx, AVFrame *frame)
 
     ctx->res->encoders = 1;
 
-    if (ctx->opts->encoders > 1 && ctx->expected > 0
+    if (ctx->range == NULL && ctx->opts->encoders > 1 && ctx->expected > 0
         && ctx->expected >= ctx->opts->parallel_min)
     {
         return audex_transcode_open_parallel(ctx, bitrate, quality);
     }
 
     ctx->enc = audex_mp3_enc_create(ctx->out_rate, ctx->out_channels,
-                                    bitrate, quality, 1, e, sizeof(e));
+                                    bitrate, quality, ctx->range == NULL,
+                                    e, sizeof(e));
     if (ctx->enc == NULL) {
         return audex_transcode_fail(ctx, AUDEX_CONVERT_INTERNAL, "%s", e);
     }
@@ -968,7 +1170,12 @@ audex_transcode_convert(audex_transcode_t *ctx, const uint8_t **in, int nb)
                        "swr_convert: %s", audex_av_err(n, e, sizeof(e)));
         }
 
-        if (n > 0) {
+        if (n > 0 && ctx->range) {
+            if (audex_transcode_range_encode(ctx, n) != 0) {
+                return -1;
+            }
+
+        } else if (n > 0) {
             if ((ctx->par
                  ? audex_mp3par_encode(ctx->par, (const float *) ctx->pcm[0],
                                        (const float *) ctx->pcm[1], n)
@@ -991,6 +1198,50 @@ audex_transcode_convert(audex_transcode_t *ctx, const uint8_t **in, int nb)
 }
 
 
+/* the part of n resampled samples that lies in the range, encoded */
+
+static int
+audex_transcode_range_encode(audex_transcode_t *ctx, int n)
+{
+    int64_t       lo, hi;
+    const float  *r;
+
+    lo = ctx->range->start - ctx->range_pos;
+    hi = n;
+
+    if (ctx->range->end >= 0 && ctx->range->end - ctx->range_pos < hi) {
+        hi = ctx->range->end - ctx->range_pos;
+    }
+
+    ctx->range_pos += n;
+
+    if (ctx->range->end >= 0 && ctx->range_pos >= ctx->range->end) {
+        ctx->range_done = 1;
+    }
+
+    if (lo < 0) {
+        lo = 0;
+    }
+
+    if (hi <= lo) {
+        return 0;
+    }
+
+    r = ctx->pcm[1] ? (const float *) ctx->pcm[1] + lo : NULL;
+
+    if (audex_mp3_enc_encode(ctx->enc, (const float *) ctx->pcm[0] + lo, r,
+                             (int) (hi - lo), ctx->sink)
+        != 0)
+    {
+        return audex_transcode_io_failed(ctx, "writing the output");
+    }
+
+    ctx->out_samples += hi - lo;
+
+    return 0;
+}
+
+
 static int
 audex_transcode_flush(audex_transcode_t *ctx)
 {
@@ -1004,7 +1255,16 @@ audex_transcode_flush(audex_transcode_t *ctx)
         return -1;
     }
 
-    if (ctx->par) {
+    if (ctx->range) {
+        if (audex_mp3_enc_flush(ctx->enc, ctx->sink) != 0) {
+            return audex_transcode_io_failed(ctx, "writing the output");
+        }
+
+        audex_mp3_enc_delays(ctx->enc, &ctx->res->delay,
+                             &ctx->res->padding);
+        ctx->res->samples = ctx->out_samples;
+
+    } else if (ctx->par) {
         if (audex_mp3par_finish(ctx->par) != 0) {
             return audex_transcode_encode_failed(ctx);
         }

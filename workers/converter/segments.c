@@ -1,0 +1,1145 @@
+/*
+ * audex-converter: segment jobs, a long conversion spread over the
+ * converters of every host (--distribute).
+ *
+ * The converter that takes a long job cuts it (its coordinator):
+ *
+ *   hash  audex:segments:<job_id>   plan, then per segment "queued"
+ *   XADD  <video stream>.segments   one entry per segment
+ *   ...   waits: each segment becomes "ok ..." or "failed ..."
+ *   GridFS segments/<derived id> x n -> mp3join.c -> GridFS mp3s/<mp3 id>
+ *   DEL   the hash and the segment files
+ *
+ * and every converter's segment threads (--encoders of them) take
+ * segment entries from that stream in the converters' consumer group,
+ * under the rules whole jobs have: an entry left idle --claim-idle-ms is
+ * taken over (XAUTOCLAIM), a running segment keeps its claim alive, after
+ * --max-deliveries it fails.  Each segment is read from the video in
+ * GridFS by seeking (audex_convert_range()), encoded with its own LAME
+ * encoder from AUDEX_MP3JOIN_PREROLL frames before it to
+ * AUDEX_MP3JOIN_POSTROLL frames past it, and written to GridFS under an
+ * id derived from the job and the index, so a retry overwrites it.  A
+ * converter killed mid-segment costs that segment; a coordinator killed
+ * costs nothing done: the job comes back to another converter, which
+ * finds the plan and the finished segments in the hash and waits for the
+ * rest.
+ *
+ * Only inputs whose timestamps count samples and whose rate MP3 keeps are
+ * cut so (audex_convert_probe()): a segment must know to the sample where
+ * it is.  The others, and short ones, are converted in one place, with
+ * mp3par.c's threads.
+ */
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "audex_schema.h"
+#include "audex_store.h"
+#include "gridfs.h"
+#include "id3.h"
+#include "log.h"
+#include "mp3.h"
+#include "segments.h"
+#include "signals.h"
+
+
+#define AUDEX_SEGMENTS_BLOCK_MS  1000
+#define AUDEX_SEGMENTS_POLL_US   250000
+
+/* the hash outlives a job that nobody finishes by a week */
+#define AUDEX_SEGMENTS_TTL       "604800"
+
+
+typedef struct {
+    pthread_t                thread;
+    int                      index;
+    char                     consumer[224];
+    audex_redis_t           *redis;
+    char                     cursor[48];
+    double                   next_autoclaim;
+    double                   backoff;
+} audex_segments_worker_t;
+
+
+/* one segment entry being encoded: for the claim's keep-alive */
+typedef struct {
+    audex_segments_worker_t *w;
+    const char              *id;
+    double                   last_touch;
+    int                      lost;
+} audex_segments_task_t;
+
+
+static audex_segments_conf_t     audex_segments_conf;
+static audex_segments_worker_t  *audex_segments_workers;
+static int                       audex_segments_nworkers;
+static uint64_t                  audex_segments_count[3];
+
+
+static void *audex_segments_thread(void *arg);
+static int audex_segments_take(audex_segments_worker_t *w,
+    audex_stream_entry_t *e);
+static void audex_segments_process(audex_segments_worker_t *w,
+    audex_stream_entry_t *e);
+static int audex_segments_encode(audex_segments_worker_t *w,
+    audex_stream_entry_t *e, const char *key, const char *index,
+    audex_convert_result_t *res, audex_convert_error_t *err);
+static int audex_segments_touch(void *data, double done);
+static int audex_segments_wait(const audex_segments_job_t *sj,
+    const char *key, int n, char **states, audex_convert_error_t *err);
+static int audex_segments_join(const audex_segments_job_t *sj,
+    const audex_convert_probe_t *info, int64_t len, int n, char **states,
+    audex_sink_t *sink, audex_convert_result_t *res,
+    audex_convert_error_t *err);
+static void audex_segments_cleanup(const audex_segments_job_t *sj,
+    const char *key, int n);
+static u_char *audex_segments_read(mongoc_client_t *mongo,
+    const bson_oid_t *id, size_t *len, char *err, size_t errlen);
+static void audex_segments_id(const char *job_id, int index, bson_oid_t *oid);
+static char *audex_segments_hget(audex_redis_t *r, const char *key,
+    const char *field, int *rc);
+static int audex_segments_cmd(audex_redis_t *r, int argc, const char **argv);
+static int audex_segments_fail(audex_convert_error_t *err,
+    audex_convert_status_e status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static double audex_segments_now(void);
+
+
+int
+audex_segments_start(const audex_segments_conf_t *conf, int threads,
+    const char *redis_url)
+{
+    int                       i;
+    char                      err[256];
+    audex_segments_worker_t  *w;
+
+    audex_segments_conf = *conf;
+
+    audex_segments_workers = calloc(threads, sizeof(audex_segments_worker_t));
+    if (audex_segments_workers == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < threads; i++) {
+        w = &audex_segments_workers[i];
+        w->index = i;
+        w->backoff = 0.5;
+        snprintf(w->cursor, sizeof(w->cursor), "0-0");
+        snprintf(w->consumer, sizeof(w->consumer), "%s-seg%d",
+                 conf->consumer, i);
+
+        w->redis = audex_redis_new(redis_url, err, sizeof(err));
+        if (w->redis == NULL) {
+            audex_log(AUDEX_LOG_ERROR, NULL, "REDIS_URL: %s", err);
+            break;
+        }
+
+        if (pthread_create(&w->thread, NULL, audex_segments_thread, w) != 0)
+        {
+            audex_redis_free(w->redis);
+            audex_log(AUDEX_LOG_ERROR, NULL, "pthread_create failed");
+            break;
+        }
+
+        audex_segments_nworkers++;
+    }
+
+    return (audex_segments_nworkers == threads) ? 0 : -1;
+}
+
+
+void
+audex_segments_stop(void)
+{
+    int  i;
+
+    for (i = 0; i < audex_segments_nworkers; i++) {
+        pthread_join(audex_segments_workers[i].thread, NULL);
+        audex_redis_free(audex_segments_workers[i].redis);
+    }
+
+    free(audex_segments_workers);
+    audex_segments_workers = NULL;
+    audex_segments_nworkers = 0;
+}
+
+
+void
+audex_segments_counts(uint64_t *ok, uint64_t *failed, uint64_t *retry)
+{
+    *ok = __atomic_load_n(&audex_segments_count[0], __ATOMIC_RELAXED);
+    *failed = __atomic_load_n(&audex_segments_count[1], __ATOMIC_RELAXED);
+    *retry = __atomic_load_n(&audex_segments_count[2], __ATOMIC_RELAXED);
+}
+
+
+static void *
+audex_segments_thread(void *arg)
+{
+    int                       rc;
+    audex_segments_worker_t  *w = arg;
+    audex_stream_entry_t      e;
+
+    memset(&e, 0, sizeof(audex_stream_entry_t));
+
+    while (!audex_stop) {
+        if (!audex_redis_connected(w->redis)
+            && (audex_redis_connect(w->redis) != 0
+                || audex_stream_group_create(w->redis,
+                                             audex_segments_conf.stream,
+                                             audex_segments_conf.group)
+                   != 0))
+        {
+            audex_log(AUDEX_LOG_WARN, NULL, "%s: redis: %s", w->consumer,
+                      audex_redis_error(w->redis));
+            usleep((useconds_t) (w->backoff * 1e6));
+            w->backoff = (w->backoff < 8) ? w->backoff * 2 : 8;
+            continue;
+        }
+
+        rc = audex_segments_take(w, &e);
+
+        if (rc < 0) {
+            audex_log(AUDEX_LOG_WARN, NULL, "%s: %s", w->consumer,
+                      audex_redis_error(w->redis));
+
+            /* an error reply (NOGROUP after a FLUSHALL...) needs setup */
+            if (audex_redis_connected(w->redis)) {
+                (void) audex_stream_group_create(w->redis,
+                                                 audex_segments_conf.stream,
+                                                 audex_segments_conf.group);
+            }
+
+            usleep((useconds_t) (w->backoff * 1e6));
+            w->backoff = (w->backoff < 8) ? w->backoff * 2 : 8;
+            continue;
+        }
+
+        w->backoff = 0.5;
+
+        if (rc == 1) {
+            audex_segments_process(w, &e);
+        }
+
+        audex_stream_entry_clear(&e);
+    }
+
+    if (audex_redis_connected(w->redis)) {
+        audex_stream_consumer_forget(w->redis, audex_segments_conf.stream,
+                                     audex_segments_conf.group, w->consumer);
+    }
+
+    return NULL;
+}
+
+
+/* segments other consumers left idle first, then new ones */
+
+static int
+audex_segments_take(audex_segments_worker_t *w, audex_stream_entry_t *e)
+{
+    int     rc;
+    double  now;
+
+    now = audex_segments_now();
+
+    if (now >= w->next_autoclaim) {
+        rc = audex_stream_autoclaim(w->redis, audex_segments_conf.stream,
+                                    audex_segments_conf.group, w->consumer,
+                                    audex_segments_conf.claim_idle_ms,
+                                    w->cursor, e);
+        if (rc != 0) {
+            return rc;
+        }
+
+        if (strcmp(w->cursor, "0-0") == 0) {
+            w->next_autoclaim = now
+                                + audex_segments_conf.claim_idle_ms / 4000.0;
+        }
+    }
+
+    return audex_stream_read(w->redis, audex_segments_conf.stream,
+                             audex_segments_conf.group, w->consumer,
+                             AUDEX_SEGMENTS_BLOCK_MS, e);
+}
+
+
+static void
+audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
+{
+    int                      rc, got;
+    char                     key[256], state[512], *plan, *done;
+    long long                deliveries;
+    const char              *job_id, *index, *want;
+    const char              *argv[4];
+    audex_convert_error_t    err;
+    audex_convert_result_t   res;
+
+    job_id = audex_stream_field(e, AUDEX_F_JOB_ID);
+    index = audex_stream_field(e, AUDEX_F_SEG_INDEX);
+    want = audex_stream_field(e, AUDEX_F_SEG_PLAN);
+
+    if (job_id == NULL || index == NULL || want == NULL
+        || strlen(job_id) > 128)
+    {
+        audex_log(AUDEX_LOG_ERROR, NULL, "entry %s is not a segment: "
+                  "dropped", e->id);
+        (void) audex_stream_ack(w->redis, audex_segments_conf.stream,
+                                audex_segments_conf.group, e->id);
+        return;
+    }
+
+    audex_log_job = job_id;
+    snprintf(key, sizeof(key), AUDEX_SEGMENTS_KEY_PREFIX "%s", job_id);
+
+    deliveries = audex_stream_deliveries(w->redis,
+                                         audex_segments_conf.stream,
+                                         audex_segments_conf.group,
+                                         w->consumer, e->id);
+    if (deliveries <= 0) {
+        /* taken over meanwhile, or Redis away: not ours now */
+        audex_log_job = NULL;
+        return;
+    }
+
+    /* a job finished, failed or cut again meanwhile: nothing to do */
+    plan = audex_segments_hget(w->redis, key, AUDEX_F_SEG_PLAN, &got);
+    if (got < 0) {
+        audex_log_job = NULL;
+        return;
+    }
+
+    if (plan == NULL || strcmp(plan, want) != 0) {
+        free(plan);
+        audex_log(AUDEX_LOG_INFO, NULL, "segment %s of a job no longer cut "
+                  "so: dropped", index);
+        (void) audex_stream_ack(w->redis, audex_segments_conf.stream,
+                                audex_segments_conf.group, e->id);
+        audex_log_job = NULL;
+        return;
+    }
+
+    free(plan);
+
+    /* encoded already: an entry queued twice, or acknowledged too late */
+    done = audex_segments_hget(w->redis, key, index, &got);
+    if (got < 0) {
+        audex_log_job = NULL;
+        return;
+    }
+
+    if (done != NULL && strncmp(done, "ok ", 3) == 0) {
+        free(done);
+        (void) audex_stream_ack(w->redis, audex_segments_conf.stream,
+                                audex_segments_conf.group, e->id);
+        audex_log_job = NULL;
+        return;
+    }
+
+    free(done);
+
+    if (deliveries > audex_segments_conf.max_deliveries) {
+        snprintf(state, sizeof(state), "failed gave up on segment %s after "
+                 "%lld deliveries", index, deliveries - 1);
+        rc = -1;
+
+    } else {
+        audex_log(AUDEX_LOG_INFO, NULL, "encoding segment %s (entry %s, "
+                  "delivery %lld)", index, e->id, deliveries);
+
+        rc = audex_segments_encode(w, e, key, index, &res, &err);
+
+        if (rc == 0) {
+            snprintf(state, sizeof(state), "ok %lld %d %d %s",
+                     (long long) res.samples, res.delay, res.padding,
+                     w->consumer);
+
+        } else if (rc == 1) {
+            /* passing trouble, or the claim was lost: it comes back */
+            __atomic_add_fetch(&audex_segments_count[2], 1,
+                               __ATOMIC_RELAXED);
+            audex_log(AUDEX_LOG_WARN, NULL, "segment %s: %s (left for a "
+                      "retry)", index, err.message);
+            audex_log_job = NULL;
+            return;
+
+        } else {
+            snprintf(state, sizeof(state), "failed segment %s: %s [%s]",
+                     index, err.message,
+                     audex_convert_status_name(err.status));
+        }
+    }
+
+    argv[0] = "HSET";
+    argv[1] = key;
+    argv[2] = index;
+    argv[3] = state;
+
+    if (audex_segments_cmd(w->redis, 4, argv) != 0
+        || audex_stream_ack(w->redis, audex_segments_conf.stream,
+                            audex_segments_conf.group, e->id)
+           != 0)
+    {
+        audex_log(AUDEX_LOG_WARN, NULL, "segment %s: recording: %s", index,
+                  audex_redis_error(w->redis));
+        audex_log_job = NULL;
+        return;
+    }
+
+    __atomic_add_fetch(&audex_segments_count[rc == 0 ? 0 : 1], 1,
+                       __ATOMIC_RELAXED);
+
+    audex_log(rc == 0 ? AUDEX_LOG_INFO : AUDEX_LOG_WARN, NULL,
+              "segment %s: %s", index, state);
+    audex_log_job = NULL;
+}
+
+
+/* 0 encoded; 1 worth a retry; -1 a permanent failure */
+
+static int
+audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
+    const char *key, const char *index, audex_convert_result_t *res,
+    audex_convert_error_t *err)
+{
+    int                      rc, i;
+    char                     name[300], msg[256];
+    long long                v[4];
+    bson_t                   meta;
+    bson_oid_t               video, seg;
+    const char              *f[4], *s, *fid;
+    audex_sink_t            *sink;
+    audex_source_t          *src;
+    mongoc_client_t         *mongo;
+    audex_io_status_e        status;
+    audex_convert_opts_t     opts;
+    audex_convert_range_t    range;
+    audex_segments_task_t    task;
+
+    memset(err, 0, sizeof(audex_convert_error_t));
+
+    f[0] = AUDEX_F_SEG_START;
+    f[1] = AUDEX_F_SEG_END;
+    f[2] = AUDEX_F_BITRATE;
+    f[3] = AUDEX_F_QUALITY;
+
+    for (i = 0; i < 4; i++) {
+        s = audex_stream_field(e, f[i]);
+        if (s == NULL || sscanf(s, "%lld", &v[i]) != 1) {
+            audex_segments_fail(err, AUDEX_CONVERT_INTERNAL, "no %s", f[i]);
+            return -1;
+        }
+    }
+
+    fid = audex_stream_field(e, AUDEX_F_VIDEO_FID);
+    if (fid == NULL || !bson_oid_is_valid(fid, strlen(fid))) {
+        audex_segments_fail(err, AUDEX_CONVERT_INTERNAL, "no video_fid");
+        return -1;
+    }
+
+    bson_oid_init_from_string(&video, fid);
+    audex_segments_id(audex_stream_field(e, AUDEX_F_JOB_ID), atoi(index),
+                      &seg);
+
+    mongo = mongoc_client_pool_pop(audex_segments_conf.pool);
+
+    src = audex_gridfs_source_open(mongo, audex_segments_conf.pool,
+                                   audex_segments_conf.db,
+                                   AUDEX_BUCKET_VIDEOS, &video, &status,
+                                   msg, sizeof(msg));
+    if (src == NULL) {
+        mongoc_client_pool_push(audex_segments_conf.pool, mongo);
+        audex_segments_fail(err, status == AUDEX_IO_TRANSIENT
+                                 ? AUDEX_CONVERT_IO : AUDEX_CONVERT_NOT_FOUND,
+                            "%s", msg);
+        return (status == AUDEX_IO_TRANSIENT) ? 1 : -1;
+    }
+
+    snprintf(name, sizeof(name), "%s.%s.mp3", key, index);
+
+    bson_init(&meta);
+    BSON_APPEND_UTF8(&meta, AUDEX_F_JOB_ID,
+                     audex_stream_field(e, AUDEX_F_JOB_ID));
+    BSON_APPEND_UTF8(&meta, AUDEX_F_SEG_INDEX, index);
+
+    sink = audex_gridfs_sink_open(mongo, audex_segments_conf.db,
+                                  AUDEX_BUCKET_SEGMENTS, &seg, name, &meta,
+                                  &status, msg, sizeof(msg));
+    bson_destroy(&meta);
+
+    if (sink == NULL) {
+        src->close(src);
+        mongoc_client_pool_push(audex_segments_conf.pool, mongo);
+        audex_segments_fail(err, AUDEX_CONVERT_IO, "%s", msg);
+        return 1;
+    }
+
+    task.w = w;
+    task.id = e->id;
+    task.last_touch = audex_segments_now();
+    task.lost = 0;
+
+    memset(&opts, 0, sizeof(audex_convert_opts_t));
+    opts.bitrate = (int) v[2];
+    opts.quality = (int) v[3];
+    opts.name = audex_stream_field(e, AUDEX_F_FILENAME);
+    opts.progress = audex_segments_touch;
+    opts.progress_data = &task;
+
+    range.start = v[0];
+    range.end = v[1];
+
+    rc = audex_convert_range(src, sink, &opts, &range, res, err);
+
+    sink->close(sink);
+    src->close(src);
+    mongoc_client_pool_push(audex_segments_conf.pool, mongo);
+
+    if (rc == 0) {
+        return 0;
+    }
+
+    if (task.lost || err->status == AUDEX_CONVERT_CANCELLED
+        || !audex_convert_status_permanent(err->status))
+    {
+        return (err->status == AUDEX_CONVERT_INTERNAL && !task.lost) ? -1 : 1;
+    }
+
+    return -1;
+}
+
+
+/* keeps the segment's claim alive; a stop or a lost claim cancels */
+
+static int
+audex_segments_touch(void *data, double done)
+{
+    int                     rc;
+    double                  now;
+    audex_segments_task_t  *t = data;
+
+    if (audex_stop) {
+        return 1;
+    }
+
+    now = audex_segments_now();
+
+    if (now - t->last_touch < audex_segments_conf.claim_idle_ms / 3000.0) {
+        return 0;
+    }
+
+    t->last_touch = now;
+
+    rc = audex_stream_touch(t->w->redis, audex_segments_conf.stream,
+                            audex_segments_conf.group, t->w->consumer,
+                            t->id);
+    if (rc == 0) {
+        t->lost = 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+int
+audex_segments_convert(const audex_segments_job_t *sj,
+    const audex_convert_probe_t *info, audex_sink_t *sink,
+    audex_convert_result_t *res, audex_convert_error_t *err)
+{
+    int          i, n, fs, frames, got, rc, old_failed;
+    char         key[256], plan[128], num[16], start[24], end[24];
+    char         br[16], q[16], fid[25], *old, **states;
+    int64_t      len, nominal, first;
+    const char  *argv[8], *keys[10], *values[10];
+
+    memset(res, 0, sizeof(audex_convert_result_t));
+    memset(err, 0, sizeof(audex_convert_error_t));
+
+    fs = (info->rate >= 32000) ? 1152 : 576;
+    frames = (int) (audex_segments_conf.segment * info->rate / fs + 0.5);
+    if (frames < 8 * AUDEX_MP3JOIN_PREROLL) {
+        frames = 8 * AUDEX_MP3JOIN_PREROLL;
+    }
+
+    len = (int64_t) frames * fs;
+
+    /* the last segment takes the rest: between one and two lengths */
+    n = (int) (info->duration * info->rate / len);
+    if (n < 2) {
+        return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
+                                   "too short to cut");
+    }
+
+    snprintf(key, sizeof(key), AUDEX_SEGMENTS_KEY_PREFIX "%s", sj->job_id);
+    snprintf(plan, sizeof(plan), "%lld/%d/%d/%d/%d", (long long) len, n,
+             info->rate, sj->bitrate, sj->quality);
+
+    /* a plan of an earlier attempt with other settings is void */
+    old = audex_segments_hget(sj->redis, key, AUDEX_F_SEG_PLAN, &got);
+    if (got < 0) {
+        return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
+                                   audex_redis_error(sj->redis));
+    }
+
+    if (old == NULL || strcmp(old, plan) != 0) {
+        argv[0] = "DEL";
+        argv[1] = key;
+        rc = audex_segments_cmd(sj->redis, 2, argv);
+
+        argv[0] = "HSET";
+        argv[2] = AUDEX_F_SEG_PLAN;
+        argv[3] = plan;
+        if (rc == 0) {
+            rc = audex_segments_cmd(sj->redis, 4, argv);
+        }
+
+        argv[0] = "EXPIRE";
+        argv[2] = AUDEX_SEGMENTS_TTL;
+        if (rc == 0) {
+            rc = audex_segments_cmd(sj->redis, 3, argv);
+        }
+
+        if (rc != 0) {
+            free(old);
+            return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
+                                       audex_redis_error(sj->redis));
+        }
+    }
+
+    free(old);
+
+    bson_oid_to_string(sj->video_fid, fid);
+    snprintf(br, sizeof(br), "%d", sj->bitrate);
+    snprintf(q, sizeof(q), "%d", sj->quality);
+
+    keys[0] = AUDEX_F_JOB_ID;            values[0] = sj->job_id;
+    keys[1] = AUDEX_F_VIDEO_FID;         values[1] = fid;
+    keys[2] = AUDEX_F_SEG_PLAN;          values[2] = plan;
+    keys[3] = AUDEX_F_SEG_INDEX;         values[3] = num;
+    keys[4] = AUDEX_F_SEG_START;         values[4] = start;
+    keys[5] = AUDEX_F_SEG_END;           values[5] = end;
+    keys[6] = AUDEX_F_BITRATE;           values[6] = br;
+    keys[7] = AUDEX_F_QUALITY;           values[7] = q;
+    keys[8] = AUDEX_F_FILENAME;          values[8] = sj->filename
+                                                     ? sj->filename : "";
+
+    /* queued once; a segment that failed in an earlier attempt again */
+    for (i = 0; i < n; i++) {
+        snprintf(num, sizeof(num), "%d", i);
+
+        old = audex_segments_hget(sj->redis, key, num, &got);
+        if (got < 0) {
+            return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
+                                       audex_redis_error(sj->redis));
+        }
+
+        if (old != NULL && strncmp(old, "failed", 6) != 0) {
+            free(old);
+            continue;
+        }
+
+        old_failed = (old != NULL);
+        free(old);
+
+        nominal = (int64_t) i * len;
+        first = nominal - (int64_t) AUDEX_MP3JOIN_PREROLL * fs;
+        snprintf(start, sizeof(start), "%lld",
+                 (long long) (first < 0 ? 0 : first));
+        snprintf(end, sizeof(end), "%lld", (i == n - 1) ? -1LL
+                 : (long long) (nominal + len
+                                + (int64_t) AUDEX_MP3JOIN_POSTROLL * fs));
+
+        /*
+         * A failed segment is marked queued before its new entry, so no
+         * "failed" is read after it; a new one after its entry, and only
+         * if its encoder has not said "ok" already.  A coordinator dying
+         * in between leaves the segment unmarked, and the next one queues
+         * it again: an entry too many, which the thread that takes it
+         * finds "ok" and drops, never an entry too few.
+         */
+        argv[1] = key;
+        argv[2] = num;
+        argv[3] = "queued";
+        rc = 0;
+
+        if (old_failed) {
+            argv[0] = "HSET";
+            rc = audex_segments_cmd(sj->redis, 4, argv);
+        }
+
+        if (rc == 0) {
+            rc = audex_stream_add(sj->redis, audex_segments_conf.stream, 9,
+                                  keys, values);
+        }
+
+        if (rc == 0 && !old_failed) {
+            argv[0] = "HSETNX";
+            rc = audex_segments_cmd(sj->redis, 4, argv);
+        }
+
+        if (rc != 0) {
+            return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
+                                       audex_redis_error(sj->redis));
+        }
+    }
+
+    audex_log(AUDEX_LOG_INFO, NULL, "cut into %d segments of %.1f s on %s",
+              n, (double) len / info->rate, audex_segments_conf.stream);
+
+    states = calloc(n, sizeof(char *));
+    if (states == NULL) {
+        return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
+                                   "out of memory");
+    }
+
+    rc = audex_segments_wait(sj, key, n, states, err);
+
+    if (rc == 0) {
+        rc = audex_segments_join(sj, info, len, n, states, sink, res, err);
+    }
+
+    /* a cancelled job comes back and finds what was done; others not */
+    if (rc == 0 || err->status != AUDEX_CONVERT_CANCELLED) {
+        audex_segments_cleanup(sj, key, n);
+    }
+
+    for (i = 0; i < n; i++) {
+        free(states[i]);
+    }
+
+    free(states);
+
+    return rc;
+}
+
+
+/* until every segment is "ok" (states filled), or one failed */
+
+static int
+audex_segments_wait(const audex_segments_job_t *sj, const char *key, int n,
+    char **states, audex_convert_error_t *err)
+{
+    int          i, ok;
+    size_t       k;
+    redisReply  *r;
+    const char  *argv[2];
+
+    argv[0] = "HGETALL";
+    argv[1] = key;
+
+    for ( ;; ) {
+        r = audex_redis_cmd(sj->redis, 2, argv);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+            if (r) {
+                freeReplyObject(r);
+            }
+
+            /* Redis away: keep the claim and try again */
+            audex_redis_connect(sj->redis);
+            ok = -1;
+
+        } else {
+            ok = 0;
+
+            for (k = 0; k + 1 < r->elements; k += 2) {
+                const char  *f = r->element[k]->str;
+                const char  *v = r->element[k + 1]->str;
+
+                if (f == NULL || v == NULL || f[0] < '0' || f[0] > '9') {
+                    continue;
+                }
+
+                i = atoi(f);
+                if (i < 0 || i >= n) {
+                    continue;
+                }
+
+                if (strncmp(v, "failed", 6) == 0) {
+                    audex_segments_fail(err, strstr(v, "[corrupt]")
+                                             ? AUDEX_CONVERT_CORRUPT
+                                             : AUDEX_CONVERT_INTERNAL,
+                                        "%s", v + 7);
+                    freeReplyObject(r);
+                    return -1;
+                }
+
+                if (strncmp(v, "ok ", 3) == 0) {
+                    if (states[i] == NULL) {
+                        states[i] = strdup(v + 3);
+                        if (states[i] == NULL) {
+                            freeReplyObject(r);
+                            return audex_segments_fail(err,
+                                       AUDEX_CONVERT_INTERNAL,
+                                       "out of memory");
+                        }
+                    }
+
+                    ok++;
+                }
+            }
+
+            if (r->elements == 0) {
+                freeReplyObject(r);
+                return audex_segments_fail(err, AUDEX_CONVERT_IO, "the "
+                           "segments' record is gone");
+            }
+
+            freeReplyObject(r);
+
+            if (ok == n) {
+                return 0;
+            }
+        }
+
+        if (sj->progress(sj->progress_data,
+                         0.95 * (ok < 0 ? 0 : ok) / n) != 0)
+        {
+            return audex_segments_fail(err, AUDEX_CONVERT_CANCELLED,
+                                       "cancelled");
+        }
+
+        usleep(AUDEX_SEGMENTS_POLL_US);
+    }
+}
+
+
+/* the ID3 tag, then the segments' frames through the joiner */
+
+static int
+audex_segments_join(const audex_segments_job_t *sj,
+    const audex_convert_probe_t *info, int64_t len, int n, char **states,
+    audex_sink_t *sink, audex_convert_result_t *res,
+    audex_convert_error_t *err)
+{
+    int                     i, j, k, fs, delay, padding, encoders;
+    char                    msg[256], who[8][64], c[64];
+    u_char                  tag[AUDEX_ID3_TAG_MAX], *data;
+    size_t                  tlen, dlen;
+    int64_t                 nominal, first, samples, end;
+    long long               s;
+    bson_oid_t              id;
+    const char             *e;
+    audex_mp3join_t        *jn;
+    audex_mp3_enc_t        *probe;
+    audex_mp3join_stats_t   st;
+
+    fs = (info->rate >= 32000) ? 1152 : 576;
+
+    probe = audex_mp3_enc_create(info->rate, info->channels,
+                                 sj->quality >= 0 ? 0
+                                 : sj->bitrate > 0 ? sj->bitrate
+                                 : AUDEX_CONVERT_DEFAULT_BITRATE,
+                                 sj->quality, 0, msg, sizeof(msg));
+    if (probe == NULL) {
+        return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL, "%s", msg);
+    }
+
+    res->bitrate = audex_mp3_enc_bitrate(probe);
+    audex_mp3_enc_free(probe);
+
+    tlen = audex_id3_build(tag, sizeof(tag), sj->title, "audex");
+
+    if (tlen > 0 && sink->write(sink, tag, tlen) != 0) {
+        return audex_segments_fail(err, AUDEX_CONVERT_IO, "writing the "
+                                   "output: %s", sink->error);
+    }
+
+    jn = audex_mp3join_create(info->rate, fs, sink, (int64_t) tlen);
+    if (jn == NULL) {
+        return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
+                                   "out of memory");
+    }
+
+    samples = 0;
+    encoders = 0;
+
+    for (i = 0; i < n; i++) {
+        if (sscanf(states[i], "%lld %d %d %63s", &s, &delay, &padding, c)
+            != 4)
+        {
+            audex_mp3join_free(jn);
+            return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
+                                       "segment %d: bad record", i);
+        }
+
+        /* which converters took part, for the job's metadata */
+        for (j = 0; j < encoders && strcmp(who[j], c) != 0; j++) {
+            /* void */
+        }
+
+        if (j == encoders && encoders < 8) {
+            snprintf(who[encoders++], sizeof(who[0]), "%s", c);
+        }
+
+        audex_segments_id(sj->job_id, i, &id);
+
+        data = audex_segments_read(sj->mongo, &id, &dlen, msg, sizeof(msg));
+        if (data == NULL) {
+            audex_mp3join_free(jn);
+            return audex_segments_fail(err, AUDEX_CONVERT_IO, "segment %d: "
+                                       "%s", i, msg);
+        }
+
+        nominal = (int64_t) i * len;
+        first = nominal - (int64_t) AUDEX_MP3JOIN_PREROLL * fs;
+        if (first < 0) {
+            first = 0;
+        }
+
+        end = (i == n - 1) ? first + s
+              : nominal + len + (int64_t) AUDEX_MP3JOIN_POSTROLL * fs;
+        samples = end;
+
+        if (audex_mp3join_add(jn, data, dlen, first, nominal, end,
+                              i == n - 1, delay, padding)
+            != 0)
+        {
+            e = audex_mp3join_error(jn);
+            k = audex_segments_fail(err, e ? AUDEX_CONVERT_INTERNAL
+                                           : AUDEX_CONVERT_IO,
+                                    "joining segment %d: %s", i,
+                                    e ? e : sink->error);
+            audex_mp3join_free(jn);
+            return k;
+        }
+
+        if (sj->progress(sj->progress_data, 0.95 + 0.05 * (i + 1) / n) != 0)
+        {
+            audex_mp3join_free(jn);
+            return audex_segments_fail(err, AUDEX_CONVERT_CANCELLED,
+                                       "cancelled");
+        }
+    }
+
+    if (audex_mp3join_finish(jn) != 0 || sink->finish(sink) != 0) {
+        e = audex_mp3join_error(jn);
+        k = audex_segments_fail(err, e ? AUDEX_CONVERT_INTERNAL
+                                       : AUDEX_CONVERT_IO,
+                                "joining: %s", e ? e : sink->error);
+        audex_mp3join_free(jn);
+        return k;
+    }
+
+    audex_mp3join_stats(jn, &st);
+    audex_mp3join_free(jn);
+
+    res->sample_rate = info->rate;
+    res->channels = info->channels;
+    res->quality = sj->quality;
+    res->duration = (double) samples / info->rate;
+    res->bytes_out = sink->bytes_written;
+    res->encoders = encoders;
+    res->segments = n;
+    res->raised = st.raised;
+    snprintf(res->codec, sizeof(res->codec), "%s", info->codec);
+
+    audex_log(AUDEX_LOG_INFO, NULL, "joined %d segments from %d "
+              "converter thread(s), %llu frames raised to fit", n, encoders,
+              (unsigned long long) st.raised);
+
+    return 0;
+}
+
+
+static void
+audex_segments_cleanup(const audex_segments_job_t *sj, const char *key,
+    int n)
+{
+    int                   i;
+    bson_oid_t            id;
+    bson_error_t          error;
+    const char           *argv[2];
+    mongoc_collection_t  *files, *chunks;
+
+    files = mongoc_client_get_collection(sj->mongo, audex_segments_conf.db,
+                                         AUDEX_BUCKET_SEGMENTS ".files");
+    chunks = mongoc_client_get_collection(sj->mongo, audex_segments_conf.db,
+                                          AUDEX_BUCKET_SEGMENTS ".chunks");
+
+    for (i = 0; i < n; i++) {
+        audex_segments_id(sj->job_id, i, &id);
+
+        if (audex_store_file_delete(files, chunks, &id, &error) != 0) {
+            audex_log(AUDEX_LOG_WARN, NULL, "removing segment %d: %s", i,
+                      error.message);
+        }
+    }
+
+    mongoc_collection_destroy(chunks);
+    mongoc_collection_destroy(files);
+
+    argv[0] = "DEL";
+    argv[1] = key;
+    (void) audex_segments_cmd(sj->redis, 2, argv);
+}
+
+
+static u_char *
+audex_segments_read(mongoc_client_t *mongo, const bson_oid_t *id,
+    size_t *len, char *err, size_t errlen)
+{
+    size_t              size;
+    ssize_t             n;
+    u_char             *data, *p;
+    audex_source_t     *src;
+    audex_io_status_e   status;
+
+    src = audex_gridfs_source_open(mongo, audex_segments_conf.pool,
+                                   audex_segments_conf.db,
+                                   AUDEX_BUCKET_SEGMENTS, id, &status, err,
+                                   errlen);
+    if (src == NULL) {
+        return NULL;
+    }
+
+    size = 1 << 20;
+    data = malloc(size);
+    *len = 0;
+
+    while (data != NULL) {
+        if (*len == size) {
+            p = realloc(data, size * 2);
+            if (p == NULL) {
+                break;
+            }
+
+            data = p;
+            size *= 2;
+        }
+
+        n = src->read(src, data + *len, size - *len);
+
+        if (n == 0) {
+            src->close(src);
+            return data;
+        }
+
+        if (n < 0) {
+            snprintf(err, errlen, "%s", src->error);
+            src->close(src);
+            free(data);
+            return NULL;
+        }
+
+        *len += n;
+    }
+
+    snprintf(err, errlen, "out of memory");
+    src->close(src);
+    free(data);
+
+    return NULL;
+}
+
+
+/* the first 12 bytes of SHA-256("audex-segment:" job_id ":" index) */
+
+static void
+audex_segments_id(const char *job_id, int index, bson_oid_t *oid)
+{
+    char          num[16];
+    u_char        md[EVP_MAX_MD_SIZE];
+    unsigned      len;
+    EVP_MD_CTX   *ctx;
+
+    memset(md, 0, sizeof(md));
+    snprintf(num, sizeof(num), ":%d", index);
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx != NULL) {
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        EVP_DigestUpdate(ctx, "audex-segment:", 14);
+        EVP_DigestUpdate(ctx, job_id, strlen(job_id));
+        EVP_DigestUpdate(ctx, num, strlen(num));
+        EVP_DigestFinal_ex(ctx, md, &len);
+        EVP_MD_CTX_free(ctx);
+    }
+
+    bson_oid_init_from_data(oid, md);
+}
+
+
+/* HGET: the value (the caller frees it) or NULL; *rc 0, or -1 on error */
+
+static char *
+audex_segments_hget(audex_redis_t *r, const char *key, const char *field,
+    int *rc)
+{
+    char        *v;
+    redisReply  *reply;
+    const char  *argv[3];
+
+    argv[0] = "HGET";
+    argv[1] = key;
+    argv[2] = field;
+
+    reply = audex_redis_cmd(r, 3, argv);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) {
+            freeReplyObject(reply);
+        }
+
+        *rc = -1;
+        return NULL;
+    }
+
+    *rc = 0;
+    v = (reply->type == REDIS_REPLY_STRING) ? strdup(reply->str) : NULL;
+    freeReplyObject(reply);
+
+    return v;
+}
+
+
+static int
+audex_segments_cmd(audex_redis_t *r, int argc, const char **argv)
+{
+    int          rc;
+    redisReply  *reply;
+
+    reply = audex_redis_cmd(r, argc, argv);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    rc = (reply->type == REDIS_REPLY_ERROR) ? -1 : 0;
+    freeReplyObject(reply);
+
+    return rc;
+}
+
+
+static int
+audex_segments_fail(audex_convert_error_t *err,
+    audex_convert_status_e status, const char *fmt, ...)
+{
+    va_list  args;
+
+    err->status = status;
+
+    va_start(args, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, args);
+    va_end(args);
+
+    return -1;
+}
+
+
+static double
+audex_segments_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
