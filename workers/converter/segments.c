@@ -54,6 +54,9 @@
 #define AUDEX_SEGMENTS_BLOCK_MS  1000
 #define AUDEX_SEGMENTS_POLL_US   250000
 
+/* converter threads named in an MP3's metadata.encoders, at most */
+#define AUDEX_SEGMENTS_WHO       64
+
 /* the hash outlives a job that nobody finishes by a week */
 #define AUDEX_SEGMENTS_TTL       "604800"
 
@@ -78,6 +81,22 @@ typedef struct {
 } audex_segments_task_t;
 
 
+/* a coordinator's join, segment after segment as they are done */
+typedef struct {
+    const audex_segments_job_t   *sj;
+    const audex_convert_probe_t  *info;
+    audex_sink_t                 *sink;
+    audex_mp3join_t              *jn;
+    int64_t                       len;          /* samples per segment */
+    int64_t                       samples;      /* joined so far */
+    int                           n;
+    int                           fs;
+    int                           next;         /* to be joined */
+    int                           encoders;
+    char                          who[AUDEX_SEGMENTS_WHO][64];
+} audex_segments_joining_t;
+
+
 static audex_segments_conf_t     audex_segments_conf;
 static audex_segments_worker_t  *audex_segments_workers;
 static int                       audex_segments_nworkers;
@@ -93,12 +112,14 @@ static int audex_segments_encode(audex_segments_worker_t *w,
     audex_stream_entry_t *e, const char *key, const char *index,
     audex_convert_result_t *res, audex_convert_error_t *err);
 static int audex_segments_touch(void *data, double done);
-static int audex_segments_wait(const audex_segments_job_t *sj,
-    const char *key, int n, char **states, audex_convert_error_t *err);
-static int audex_segments_join(const audex_segments_job_t *sj,
-    const audex_convert_probe_t *info, int64_t len, int n, char **states,
-    audex_sink_t *sink, audex_convert_result_t *res,
-    audex_convert_error_t *err);
+static int audex_segments_wait(audex_segments_joining_t *j, const char *key,
+    char **states, audex_convert_error_t *err);
+static int audex_segments_join_start(audex_segments_joining_t *j,
+    audex_convert_result_t *res, audex_convert_error_t *err);
+static int audex_segments_join_next(audex_segments_joining_t *j,
+    const char *state, audex_convert_error_t *err);
+static int audex_segments_join_finish(audex_segments_joining_t *j,
+    audex_convert_result_t *res, audex_convert_error_t *err);
 static void audex_segments_cleanup(const audex_segments_job_t *sj,
     const char *key, int n);
 static u_char *audex_segments_read(mongoc_client_t *mongo,
@@ -555,11 +576,13 @@ audex_segments_convert(const audex_segments_job_t *sj,
     const audex_convert_probe_t *info, audex_sink_t *sink,
     audex_convert_result_t *res, audex_convert_error_t *err)
 {
-    int          i, n, fs, frames, got, rc, old_failed;
-    char         key[256], plan[128], num[16], start[24], end[24];
-    char         br[16], q[16], fid[25], *old, **states;
-    int64_t      len, nominal, first;
-    const char  *argv[8], *keys[10], *values[10];
+    int                        i, n, fs, frames, got, rc, old_failed;
+    char                       key[256], plan[128], num[16], start[24];
+    char                       end[24], br[16], q[16], fid[25], *old;
+    char                     **states;
+    int64_t                    len, nominal, first;
+    const char                *argv[8], *keys[10], *values[10];
+    audex_segments_joining_t   j;
 
     memset(res, 0, sizeof(audex_convert_result_t));
     memset(err, 0, sizeof(audex_convert_error_t));
@@ -701,11 +724,25 @@ audex_segments_convert(const audex_segments_job_t *sj,
                                    "out of memory");
     }
 
-    rc = audex_segments_wait(sj, key, n, states, err);
+    memset(&j, 0, sizeof(audex_segments_joining_t));
+    j.sj = sj;
+    j.info = info;
+    j.sink = sink;
+    j.len = len;
+    j.n = n;
+    j.fs = fs;
+
+    rc = audex_segments_join_start(&j, res, err);
 
     if (rc == 0) {
-        rc = audex_segments_join(sj, info, len, n, states, sink, res, err);
+        rc = audex_segments_wait(&j, key, states, err);
     }
+
+    if (rc == 0) {
+        rc = audex_segments_join_finish(&j, res, err);
+    }
+
+    audex_mp3join_free(j.jn);
 
     /* a cancelled job comes back and finds what was done; others not */
     if (rc == 0 || err->status != AUDEX_CONVERT_CANCELLED) {
@@ -722,16 +759,21 @@ audex_segments_convert(const audex_segments_job_t *sj,
 }
 
 
-/* until every segment is "ok" (states filled), or one failed */
+/*
+ * Until every segment is "ok" and joined, or one failed: each segment is
+ * joined as soon as it and those before it are done, so that the join
+ * runs while the later segments are encoded.
+ */
 
 static int
-audex_segments_wait(const audex_segments_job_t *sj, const char *key, int n,
+audex_segments_wait(audex_segments_joining_t *j, const char *key,
     char **states, audex_convert_error_t *err)
 {
-    int          i, ok;
-    size_t       k;
-    redisReply  *r;
-    const char  *argv[2];
+    int                          i, ok;
+    size_t                       k;
+    redisReply                  *r;
+    const char                  *argv[2];
+    const audex_segments_job_t  *sj = j->sj;
 
     argv[0] = "HGETALL";
     argv[1] = key;
@@ -759,7 +801,7 @@ audex_segments_wait(const audex_segments_job_t *sj, const char *key, int n,
                 }
 
                 i = atoi(f);
-                if (i < 0 || i >= n) {
+                if (i < 0 || i >= j->n) {
                     continue;
                 }
 
@@ -795,13 +837,20 @@ audex_segments_wait(const audex_segments_job_t *sj, const char *key, int n,
 
             freeReplyObject(r);
 
-            if (ok == n) {
+            while (j->next < j->n && states[j->next] != NULL) {
+                if (audex_segments_join_next(j, states[j->next], err) != 0)
+                {
+                    return -1;
+                }
+            }
+
+            if (j->next == j->n) {
                 return 0;
             }
         }
 
         if (sj->progress(sj->progress_data,
-                         0.95 * (ok < 0 ? 0 : ok) / n) != 0)
+                         0.98 * (ok < 0 ? 0 : ok) / j->n) != 0)
         {
             return audex_segments_fail(err, AUDEX_CONVERT_CANCELLED,
                                        "cancelled");
@@ -812,29 +861,19 @@ audex_segments_wait(const audex_segments_job_t *sj, const char *key, int n,
 }
 
 
-/* the ID3 tag, then the segments' frames through the joiner */
+/* the bitrate the segments have, the ID3 tag, the joiner */
 
 static int
-audex_segments_join(const audex_segments_job_t *sj,
-    const audex_convert_probe_t *info, int64_t len, int n, char **states,
-    audex_sink_t *sink, audex_convert_result_t *res,
-    audex_convert_error_t *err)
+audex_segments_join_start(audex_segments_joining_t *j,
+    audex_convert_result_t *res, audex_convert_error_t *err)
 {
-    int                     i, j, k, fs, delay, padding, encoders;
-    char                    msg[256], who[8][64], c[64];
-    u_char                  tag[AUDEX_ID3_TAG_MAX], *data;
-    size_t                  tlen, dlen;
-    int64_t                 nominal, first, samples, end;
-    long long               s;
-    bson_oid_t              id;
-    const char             *e;
-    audex_mp3join_t        *jn;
-    audex_mp3_enc_t        *probe;
-    audex_mp3join_stats_t   st;
+    char                         msg[256];
+    u_char                       tag[AUDEX_ID3_TAG_MAX];
+    size_t                       tlen;
+    audex_mp3_enc_t             *probe;
+    const audex_segments_job_t  *sj = j->sj;
 
-    fs = (info->rate >= 32000) ? 1152 : 576;
-
-    probe = audex_mp3_enc_create(info->rate, info->channels,
+    probe = audex_mp3_enc_create(j->info->rate, j->info->channels,
                                  sj->quality >= 0 ? 0
                                  : sj->bitrate > 0 ? sj->bitrate
                                  : AUDEX_CONVERT_DEFAULT_BITRATE,
@@ -848,103 +887,117 @@ audex_segments_join(const audex_segments_job_t *sj,
 
     tlen = audex_id3_build(tag, sizeof(tag), sj->title, "audex");
 
-    if (tlen > 0 && sink->write(sink, tag, tlen) != 0) {
+    if (tlen > 0 && j->sink->write(j->sink, tag, tlen) != 0) {
         return audex_segments_fail(err, AUDEX_CONVERT_IO, "writing the "
-                                   "output: %s", sink->error);
+                                   "output: %s", j->sink->error);
     }
 
-    jn = audex_mp3join_create(info->rate, fs, sink, (int64_t) tlen);
-    if (jn == NULL) {
+    j->jn = audex_mp3join_create(j->info->rate, j->fs, j->sink,
+                                 (int64_t) tlen);
+    if (j->jn == NULL) {
         return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
                                    "out of memory");
     }
 
-    samples = 0;
-    encoders = 0;
+    return 0;
+}
 
-    for (i = 0; i < n; i++) {
-        if (sscanf(states[i], "%lld %d %d %63s", &s, &delay, &padding, c)
-            != 4)
-        {
-            audex_mp3join_free(jn);
-            return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
-                                       "segment %d: bad record", i);
-        }
 
-        /* which converters took part, for the job's metadata */
-        for (j = 0; j < encoders && strcmp(who[j], c) != 0; j++) {
-            /* void */
-        }
+/* segment j->next, whose state is "<samples> <delay> <padding> <who>" */
 
-        if (j == encoders && encoders < 8) {
-            snprintf(who[encoders++], sizeof(who[0]), "%s", c);
-        }
+static int
+audex_segments_join_next(audex_segments_joining_t *j, const char *state,
+    audex_convert_error_t *err)
+{
+    int          i, w, delay, padding;
+    char         msg[256], who[64];
+    u_char      *data;
+    size_t       dlen;
+    int64_t      nominal, first, end;
+    long long    s;
+    bson_oid_t   id;
+    const char  *e;
 
-        audex_segments_id(sj->job_id, i, &id);
+    i = j->next;
 
-        data = audex_segments_read(sj->mongo, &id, &dlen, msg, sizeof(msg));
-        if (data == NULL) {
-            audex_mp3join_free(jn);
-            return audex_segments_fail(err, AUDEX_CONVERT_IO, "segment %d: "
-                                       "%s", i, msg);
-        }
-
-        nominal = (int64_t) i * len;
-        first = nominal - (int64_t) AUDEX_MP3JOIN_PREROLL * fs;
-        if (first < 0) {
-            first = 0;
-        }
-
-        end = (i == n - 1) ? first + s
-              : nominal + len + (int64_t) AUDEX_MP3JOIN_POSTROLL * fs;
-        samples = end;
-
-        if (audex_mp3join_add(jn, data, dlen, first, nominal, end,
-                              i == n - 1, delay, padding)
-            != 0)
-        {
-            e = audex_mp3join_error(jn);
-            k = audex_segments_fail(err, e ? AUDEX_CONVERT_INTERNAL
-                                           : AUDEX_CONVERT_IO,
-                                    "joining segment %d: %s", i,
-                                    e ? e : sink->error);
-            audex_mp3join_free(jn);
-            return k;
-        }
-
-        if (sj->progress(sj->progress_data, 0.95 + 0.05 * (i + 1) / n) != 0)
-        {
-            audex_mp3join_free(jn);
-            return audex_segments_fail(err, AUDEX_CONVERT_CANCELLED,
-                                       "cancelled");
-        }
+    if (sscanf(state, "%lld %d %d %63s", &s, &delay, &padding, who) != 4) {
+        return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
+                                   "segment %d: bad record", i);
     }
 
-    if (audex_mp3join_finish(jn) != 0 || sink->finish(sink) != 0) {
-        e = audex_mp3join_error(jn);
-        k = audex_segments_fail(err, e ? AUDEX_CONVERT_INTERNAL
-                                       : AUDEX_CONVERT_IO,
-                                "joining: %s", e ? e : sink->error);
-        audex_mp3join_free(jn);
-        return k;
+    /* which converter threads took part, for the MP3's metadata */
+    for (w = 0; w < j->encoders && strcmp(j->who[w], who) != 0; w++) {
+        /* void */
     }
 
-    audex_mp3join_stats(jn, &st);
-    audex_mp3join_free(jn);
+    if (w == j->encoders && j->encoders < AUDEX_SEGMENTS_WHO) {
+        snprintf(j->who[j->encoders++], sizeof(j->who[0]), "%s", who);
+    }
 
-    res->sample_rate = info->rate;
-    res->channels = info->channels;
-    res->quality = sj->quality;
-    res->duration = (double) samples / info->rate;
-    res->bytes_out = sink->bytes_written;
-    res->encoders = encoders;
-    res->segments = n;
+    audex_segments_id(j->sj->job_id, i, &id);
+
+    data = audex_segments_read(j->sj->mongo, &id, &dlen, msg, sizeof(msg));
+    if (data == NULL) {
+        return audex_segments_fail(err, AUDEX_CONVERT_IO, "segment %d: %s",
+                                   i, msg);
+    }
+
+    nominal = (int64_t) i * j->len;
+    first = nominal - (int64_t) AUDEX_MP3JOIN_PREROLL * j->fs;
+    if (first < 0) {
+        first = 0;
+    }
+
+    end = (i == j->n - 1) ? first + s
+          : nominal + j->len + (int64_t) AUDEX_MP3JOIN_POSTROLL * j->fs;
+    j->samples = end;
+
+    if (audex_mp3join_add(j->jn, data, dlen, first, nominal, end,
+                          i == j->n - 1, delay, padding)
+        != 0)
+    {
+        e = audex_mp3join_error(j->jn);
+        return audex_segments_fail(err, e ? AUDEX_CONVERT_INTERNAL
+                                          : AUDEX_CONVERT_IO,
+                                   "joining segment %d: %s", i,
+                                   e ? e : j->sink->error);
+    }
+
+    j->next++;
+
+    return 0;
+}
+
+
+static int
+audex_segments_join_finish(audex_segments_joining_t *j,
+    audex_convert_result_t *res, audex_convert_error_t *err)
+{
+    const char             *e;
+    audex_mp3join_stats_t   st;
+
+    if (audex_mp3join_finish(j->jn) != 0 || j->sink->finish(j->sink) != 0) {
+        e = audex_mp3join_error(j->jn);
+        return audex_segments_fail(err, e ? AUDEX_CONVERT_INTERNAL
+                                          : AUDEX_CONVERT_IO,
+                                   "joining: %s", e ? e : j->sink->error);
+    }
+
+    audex_mp3join_stats(j->jn, &st);
+
+    res->sample_rate = j->info->rate;
+    res->channels = j->info->channels;
+    res->quality = j->sj->quality;
+    res->duration = (double) j->samples / j->info->rate;
+    res->bytes_out = j->sink->bytes_written;
+    res->encoders = j->encoders;
+    res->segments = j->n;
     res->raised = st.raised;
-    snprintf(res->codec, sizeof(res->codec), "%s", info->codec);
+    snprintf(res->codec, sizeof(res->codec), "%s", j->info->codec);
 
     audex_log(AUDEX_LOG_INFO, NULL, "joined %d segments from %d "
-              "converter thread(s), %llu frames raised to fit", n, encoders,
-              (unsigned long long) st.raised);
+              "converter thread(s), %llu frames raised to fit", j->n,
+              j->encoders, (unsigned long long) st.raised);
 
     return 0;
 }
