@@ -219,6 +219,29 @@ subtest 'Redis away: the consumer reconnects' => sub {
 };
 
 
+subtest 'progress follows the work and never goes back' => sub {
+    my $fid = upload_derived($long, 'progress.mka');
+    my $c = converter();
+    add_job(job_id => 'j-progress', video_fid => $fid,
+            filename => 'progress.mka', quality => 0);
+
+    my (@seen, $d);
+    wait_until(sub {
+        $d = job('j-progress');
+        push @seen, $d->{progress}
+            if $d && $d->{state} eq 'converting'
+               && (!@seen || $seen[-1] != $d->{progress});
+        return $d && $d->{state} eq 'done';
+    }, 120, 0.1);
+    is($d->{state}, 'done', 'the job is done') or diag(log_of($c));
+    my @back = grep { $seen[$_] < $seen[$_ - 1] } 1 .. $#seen;
+    ok(!@back, "progress never went back (@seen)");
+    ok((grep { $_ > 0 && $_ < 100 } @seen), 'and was seen between 0 and '
+       . '100 (the document is written about once a second)');
+    stop($c);
+};
+
+
 subtest 'SIGTERM releases a long job, the next consumer finishes it' => sub {
     my $c = converter('--stop-grace', 0);
     add_job(job_id => 'j-long', video_fid => $long_fid,
