@@ -157,6 +157,7 @@ typedef struct {
     int64_t                        offset;
     int64_t                        expires_at;  /* ms */
     ngx_uint_t                     done;        /* a job was queued */
+    ngx_uint_t                     removed;     /* completion failed */
     char                           job_id[25];
     u_char                         filename[AUDEX_UPLOAD_FILENAME_MAX + 1];
     const char                    *option;      /* AUDEX_F_BITRATE, ... */
@@ -183,6 +184,7 @@ struct ngx_http_audex_tus_s {
 
     off_t                          length;      /* Upload-Length */
     off_t                          received;    /* this request's bytes */
+    off_t                          durable;     /* the offset, as stored */
     ngx_chain_t                   *in;          /* body not stored yet */
 
     u_char                        *chunk;       /* the chunk being filled */
@@ -243,6 +245,8 @@ static void ngx_http_audex_tus_fail(ngx_http_request_t *r,
     ngx_http_audex_tus_t *tus);
 static void ngx_http_audex_tus_work(void *data, ngx_log_t *log);
 static void ngx_http_audex_tus_done(ngx_http_request_t *r, void *data);
+static void ngx_http_audex_tus_count(ngx_http_audex_tus_t *tus,
+    ngx_http_audex_tus_task_t *task);
 static ngx_int_t ngx_http_audex_tus_answer(ngx_http_request_t *r,
     ngx_http_audex_tus_t *tus);
 static ngx_int_t ngx_http_audex_tus_error(ngx_http_request_t *r,
@@ -1170,6 +1174,8 @@ ngx_http_audex_tus_done(ngx_http_request_t *r, void *data)
     tus = task->tus;
     tus->busy = 0;
 
+    ngx_http_audex_tus_count(tus, task);
+
     switch (task->op) {
 
     case NGX_HTTP_AUDEX_TUS_CREATE:
@@ -1246,6 +1252,65 @@ ngx_http_audex_tus_done(ngx_http_request_t *r, void *data)
         }
 
         ngx_http_finalize_request(r, ngx_http_audex_tus_answer(r, tus));
+        return;
+    }
+}
+
+
+/*
+ * The metrics of a step that came back: uploads by how they began and
+ * ended, and the bytes by which this request advanced the durable
+ * offset (a tail saved counts; a chunk stored past the offset, while a
+ * checksum is pending, does not).
+ */
+
+static void
+ngx_http_audex_tus_count(ngx_http_audex_tus_t *tus,
+    ngx_http_audex_tus_task_t *task)
+{
+    if (task->rc != NGX_HTTP_AUDEX_TUS_OK) {
+        if (task->removed) {
+            ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_FAILED, 1);
+        }
+
+        return;
+    }
+
+    switch (task->op) {
+
+    case NGX_HTTP_AUDEX_TUS_CREATE:
+        ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_CREATED, 1);
+        tus->durable = 0;
+        return;
+
+    case NGX_HTTP_AUDEX_TUS_LOCK:
+        tus->durable = task->offset;
+        return;
+
+    case NGX_HTTP_AUDEX_TUS_CHUNK:
+    case NGX_HTTP_AUDEX_TUS_SAVE:
+
+        if (task->offset > tus->durable) {
+            ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_BYTES,
+                                       task->offset - tus->durable);
+            tus->durable = task->offset;
+        }
+
+        if (task->op == NGX_HTTP_AUDEX_TUS_SAVE && task->done) {
+            ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_COMPLETED, 1);
+        }
+
+        return;
+
+    case NGX_HTTP_AUDEX_TUS_DELETE:
+
+        if (!task->done) {
+            ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_TERMINATED, 1);
+        }
+
+        return;
+
+    default: /* STATE, UNLOCK */
         return;
     }
 }
@@ -1948,6 +2013,7 @@ ngx_http_audex_tus_complete(ngx_http_audex_tus_task_t *task,
         task->rc = (rc == NGX_HTTP_AUDEX_COMPLETE_REDIS)
                    ? NGX_HTTP_AUDEX_TUS_REDIS : NGX_HTTP_AUDEX_TUS_MONGO;
         (void) audex_store_tus_delete(coll, &task->id, &error);
+        task->removed = 1;
         goto done;
     }
 
