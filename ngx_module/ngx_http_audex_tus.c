@@ -32,9 +32,12 @@
  *
  * When the last byte is stored, the file is completed by
  * ngx_http_audex_upload_complete(), as /upload completes one: files
- * document (with the SHA-256 of the whole file, read back from its
- * chunks), job, stream entry; then job_id is set in the state under the
- * lock, which no later PATCH can take, so the job is queued once.
+ * document (with the SHA-256 of the whole file), job, stream entry; then
+ * job_id is set in the state under the lock, which no later PATCH can
+ * take, so the job is queued once.  The SHA-256 is computed as chunks
+ * are stored, its state (lib/audex_sha256.h) saved with the offset, so
+ * any PATCH on any nginx goes on from it and completion hashes only the
+ * last chunk.
  */
 
 
@@ -43,6 +46,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "audex_sha256.h"
 #include "audex_sniff.h"
 #include "audex_upload_opts.h"
 
@@ -163,6 +167,9 @@ typedef struct {
     const char                    *option;      /* AUDEX_F_BITRATE, ... */
     ngx_uint_t                     value;
 
+    audex_sha256_t                 sha;         /* of the chunks before n */
+    ngx_uint_t                     sha_ok;      /* known: not read back */
+
     u_char                        *data;        /* a chunk buffer */
     size_t                         len;
     u_char                        *scratch;     /* the other one */
@@ -278,6 +285,8 @@ static void ngx_http_audex_tus_delete(ngx_http_audex_tus_task_t *task,
     mongoc_client_t *client);
 static ngx_int_t ngx_http_audex_tus_hold(ngx_http_audex_tus_task_t *task,
     mongoc_collection_t *coll);
+static void ngx_http_audex_tus_sha_set(ngx_http_audex_tus_task_t *task,
+    bson_t *set);
 static ngx_int_t ngx_http_audex_tus_set(ngx_http_audex_tus_task_t *task,
     mongoc_collection_t *coll, bson_t *set);
 static void ngx_http_audex_tus_backend(ngx_http_audex_tus_task_t *task,
@@ -1629,11 +1638,16 @@ ngx_http_audex_tus_create_state(ngx_http_audex_tus_task_t *task,
     bson_error_t                   error;
     mongoc_collection_t           *coll;
     ngx_http_audex_gridfs_file_t   file;
+    uint8_t                        sha[AUDEX_SHA256_STATE_LEN];
 
     now = ngx_http_audex_tus_now();
 
     task->offset = 0;
     task->len = 0;
+
+    audex_sha256_init(&task->sha);
+    (void) audex_sha256_save(&task->sha, sha);
+    task->sha_ok = 1;
     task->expires_at = now + task->expires_in;
     task->renewed = now;
 
@@ -1654,6 +1668,8 @@ ngx_http_audex_tus_create_state(ngx_http_audex_tus_task_t *task,
                    AUDEX_F_TUS_OFFSET, BCON_INT64(0),
                    AUDEX_F_TUS_TAIL, BCON_BIN(BSON_SUBTYPE_BINARY,
                                               (uint8_t *) "", 0),
+                   AUDEX_F_TUS_SHA256, BCON_BIN(BSON_SUBTYPE_BINARY, sha,
+                                                sizeof(sha)),
                    AUDEX_F_TUS_EXPIRES_AT, BCON_DATE_TIME(task->expires_at),
                    AUDEX_F_TUS_LOCK, BCON_UTF8(task->token),
                    AUDEX_F_TUS_LOCK_UNTIL,
@@ -1762,6 +1778,23 @@ ngx_http_audex_tus_read_state(ngx_http_audex_tus_task_t *task,
     if (!task->done && task->expires_at < ngx_http_audex_tus_now()) {
         task->rc = NGX_HTTP_AUDEX_TUS_GONE;
         goto done;
+    }
+
+    /* the digest of the chunks stored, if it was kept, and is theirs */
+
+    task->sha_ok = 0;
+
+    if (bson_iter_init_find(&it, doc, AUDEX_F_TUS_SHA256)
+        && BSON_ITER_HOLDS_BINARY(&it))
+    {
+        bson_iter_binary(&it, &sub, &len, &bin);
+
+        task->sha_ok = (len == AUDEX_SHA256_STATE_LEN
+                        && audex_sha256_load(&task->sha, bin) == 0
+                        && audex_sha256_count(&task->sha)
+                           == (uint64_t) (task->offset
+                                          - task->offset
+                                            % AUDEX_GRIDFS_CHUNK));
     }
 
     /* the bytes of the next chunk, back into the buffer for a PATCH */
@@ -1890,6 +1923,12 @@ ngx_http_audex_tus_chunk(ngx_http_audex_tus_task_t *task,
         goto done;
     }
 
+    /* hashed in the file's order; kept only with the offset past it */
+
+    if (task->sha_ok) {
+        audex_sha256_update(&task->sha, task->data, task->len);
+    }
+
     if (!task->advance) {
         goto done;
     }
@@ -1900,6 +1939,7 @@ ngx_http_audex_tus_chunk(ngx_http_audex_tus_task_t *task,
                    AUDEX_F_TUS_TAIL, BCON_BIN(BSON_SUBTYPE_BINARY,
                                               (uint8_t *) "", 0));
 
+    ngx_http_audex_tus_sha_set(task, set);
     (void) ngx_http_audex_tus_set(task, coll, set);
 
     bson_destroy(set);
@@ -1939,6 +1979,7 @@ ngx_http_audex_tus_save(ngx_http_audex_tus_task_t *task,
                                               (uint32_t) task->len),
                    AUDEX_F_TUS_LOCK_UNTIL, BCON_DATE_TIME(0));
 
+    ngx_http_audex_tus_sha_set(task, set);
     (void) ngx_http_audex_tus_set(task, coll, set);
 
     bson_destroy(set);
@@ -2051,9 +2092,12 @@ done:
 
 
 /*
- * The whole file's SHA-256 and format, read back from its chunks: the
- * PATCHes that brought them may have run on other servers.  The scratch
- * buffer is the request's idle second chunk buffer.
+ * The whole file's SHA-256 and format.  The digest of the chunks before
+ * the last was kept from PATCH to PATCH (they may have run on other
+ * servers): only the last chunk is added, and the first read back for
+ * its format.  An upload without that state (begun by an audex that did
+ * not keep one) is read back whole.  The scratch buffer is the
+ * request's idle second chunk buffer.
  */
 
 static ngx_int_t
@@ -2061,21 +2105,23 @@ ngx_http_audex_tus_digest(ngx_http_audex_tus_task_t *task,
     mongoc_client_t *client, ngx_http_audex_gridfs_file_t *file)
 {
     u_char               *p;
-    int32_t               i;
+    int32_t               i, n;
     ssize_t               len;
     ngx_int_t             rc;
-    EVP_MD_CTX           *md;
-    unsigned int          dlen;
     bson_error_t          error;
+    audex_sha256_t        sha;
     audex_sniff_type_t    type;
     mongoc_collection_t  *chunks;
-    u_char                digest[EVP_MAX_MD_SIZE];
+    u_char                digest[AUDEX_SHA256_LEN];
 
-    md = EVP_MD_CTX_new();
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(md);
-        task->rc = NGX_HTTP_AUDEX_TUS_INTERNAL;
-        return NGX_ERROR;
+    if (task->sha_ok) {
+        sha = task->sha;
+        audex_sha256_update(&sha, task->data, task->len);
+        n = ngx_min(file->n, 1);
+
+    } else {
+        audex_sha256_init(&sha);
+        n = file->n;
     }
 
     chunks = mongoc_client_get_collection(client, task->amcf->mongo_db,
@@ -2083,7 +2129,7 @@ ngx_http_audex_tus_digest(ngx_http_audex_tus_task_t *task,
     type = AUDEX_SNIFF_UNKNOWN;
     rc = NGX_OK;
 
-    for (i = 0; i < file->n; i++) {
+    for (i = 0; i < n; i++) {
         len = audex_store_chunk_get(chunks, &file->id, i, task->scratch,
                                     AUDEX_GRIDFS_CHUNK, &error);
 
@@ -2106,21 +2152,20 @@ ngx_http_audex_tus_digest(ngx_http_audex_tus_task_t *task,
             type = audex_sniff(task->scratch, len, 1);
         }
 
-        (void) EVP_DigestUpdate(md, task->scratch, len);
+        if (!task->sha_ok) {
+            audex_sha256_update(&sha, task->scratch, len);
+        }
     }
 
     mongoc_collection_destroy(chunks);
 
-    if (rc == NGX_OK && EVP_DigestFinal_ex(md, digest, &dlen) == 1) {
-        p = ngx_hex_dump((u_char *) file->sha256, digest, dlen);
-        *p = '\0';
-    }
-
-    EVP_MD_CTX_free(md);
-
     if (rc != NGX_OK) {
         return rc;
     }
+
+    audex_sha256_final(&sha, digest);
+    p = ngx_hex_dump((u_char *) file->sha256, digest, sizeof(digest));
+    *p = '\0';
 
     if (type == AUDEX_SNIFF_UNKNOWN || type == AUDEX_SNIFF_NEED_MORE) {
         task->rc = NGX_HTTP_AUDEX_TUS_FORMAT;
@@ -2131,6 +2176,20 @@ ngx_http_audex_tus_digest(ngx_http_audex_tus_task_t *task,
     file->format = audex_sniff_name(type);
 
     return NGX_OK;
+}
+
+
+/* the digest of the stored chunks, to be saved with their offset */
+
+static void
+ngx_http_audex_tus_sha_set(ngx_http_audex_tus_task_t *task, bson_t *set)
+{
+    uint8_t  state[AUDEX_SHA256_STATE_LEN];
+
+    if (task->sha_ok && audex_sha256_save(&task->sha, state) == 0) {
+        BSON_APPEND_BINARY(set, AUDEX_F_TUS_SHA256, BSON_SUBTYPE_BINARY,
+                           state, sizeof(state));
+    }
 }
 
 

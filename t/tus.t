@@ -512,3 +512,35 @@ is($m->{'audex_tus_uploads_total{result="failed"}'}, 1, 'failed: C');
 is($m->{audex_tus_bytes_total}, $len + 501_000 + ($len - 10),
    'bytes: what the offsets advanced by (not the refused PATCH, not the failed last one)');
 --- no_check_alerts
+
+
+
+=== TEST 12: the digest kept from PATCH to PATCH; an upload without it is read back
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /files/ { audex_auth on; audex_tus; }
+location = /healthz { audex_healthz; }
+--- request
+GET /healthz
+--- error_code: 200
+--- check
+my $len = length $::big;
+for my $kept (1, 0) {
+    my $loc = ::create('ann', $len);
+    is(::patch($loc, 'ann', 0, substr($::big, 0, 600_000))->{code}, 204,
+       'two chunks and a tail');
+    my $fid = ::fid($loc);
+    my $st = mongo_eval(<<"PY");
+from bson import ObjectId
+s = db.tus.find_one({'_id': ObjectId('$fid')})
+print(len(s['sha256_state']) if 'sha256_state' in s else 'none')
+if not $kept:
+    db.tus.update_one({'_id': ObjectId('$fid')}, {'\$unset': {'sha256_state': 1}})
+PY
+    chomp $st;
+    is($st, 40, 'the state holds the digest of the stored chunks');
+    is(::patch($loc, 'ann', 600_000, substr($::big, 600_000))->{code}, 204,
+       'the rest');
+    ::check_complete($loc, $::big, $kept ? 'digest kept' : 'digest read back');
+}
