@@ -12,6 +12,11 @@
 #
 # For each: throughput as curl saw it, and how much the worker's peak RSS
 # (VmHWM) grew during the upload.  Prints the ratios audex/reference.
+# Then the same body as a resumable upload (tus, `audex_tus`) to the same
+# nginx: POST, then PATCHes of TUS_PIECE_MB (default 64) each, as curl
+# sends them; the time is the sum of their times (the last one includes
+# completion: the file's SHA-256 read back from its chunks), and the
+# ratio tus / POST /upload says what resumability costs.
 # Then the same upload to audex over TLS (a self-signed certificate made
 # here), with HTTP/1.1 and with HTTP/2 (`listen ... ssl http2`): the
 # ratio HTTP/2 / HTTP/1.1 says whether the protocol costs anything.
@@ -19,10 +24,12 @@
 # mean anything.
 #
 # usage: bench/upload.sh [MEGABYTES]     (needs build/ngx_http_audex_module.so)
+#        TUS_PIECE_MB=16 bench/upload.sh 256
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 mb=${1:-1024}
+tus_piece_mb=${TUS_PIECE_MB:-64}
 module=${AUDEX_MODULE:-$top/build/ngx_http_audex_module.so}
 nginx=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 py=/usr/bin/python3
@@ -202,17 +209,73 @@ measure() {
     echo "${out#* } $((after - before))"
 }
 
+# a tus upload of $1 to $2: POST, then PATCHes of the pieces in $work;
+# prints "seconds" (the sum of curl's times) or fails
+tus_upload() {
+    local path=$1 base=$2 piece out code loc off=0 secs=0 t
+
+    out=$(curl -sS -D "$work/tus.head" -o /dev/null -w '%{http_code}' \
+               -X POST "${tus[@]}" -H "Upload-Length: $(stat -c %s "$path")" \
+               -H "Upload-Metadata: filename $(printf bench.mp4 | base64)" \
+               "$base/files/")
+    loc=$(awk 'tolower($1) == "location:" { print $2 }' "$work/tus.head" \
+          | tr -d '\r')
+    if [ "$out" != 201 ] || [ -z "$loc" ]; then
+        echo "bench: tus POST answered $out" >&2
+        exit 1
+    fi
+
+    rm -f "$work"/piece.*
+    split -b $((tus_piece_mb * 1024 * 1024)) -d -a 4 "$path" "$work/piece."
+
+    for piece in "$work"/piece.*; do
+        out=$(curl -sS -o "$work/answer" -w '%{http_code} %{time_total}' \
+                   -X PATCH "${tus[@]}" -H "Upload-Offset: $off" \
+                   -H 'Content-Type: application/offset+octet-stream' \
+                   -T "$piece" "$base$loc")
+        code=${out%% *}
+        t=${out#* }
+        if [ "$code" != 204 ]; then
+            echo "bench: tus PATCH at $off answered $code" >&2
+            tail -n 5 "$work/nginx/logs/error.log" >&2
+            exit 1
+        fi
+        secs=$(awk -v a="$secs" -v b="$t" 'BEGIN { print a + b }')
+        off=$((off + $(stat -c %s "$piece")))
+    done
+
+    rm -f "$work"/piece.*
+    echo "$secs"
+}
+
+# prints "seconds kB_growth" for a tus upload of the body
+measure_tus() {
+    local before after secs
+
+    tus_upload "$work/head.mp4" "$1" > /dev/null      # warm up
+    before=$(hwm)
+    secs=$(tus_upload "$work/body.mp4" "$1")
+    after=$(hwm)
+
+    echo "$secs $((after - before))"
+}
+
 upload=(-H "Authorization: Bearer $token" -H 'Content-Type: video/mp4')
+tus=(-H "Authorization: Bearer $token" -H 'Tus-Resumable: 1.0.0')
 start_nginx "location = /upload { audex_auth on; audex_upload;
-                                  audex_upload_max_size 0; }"
+                                  audex_upload_max_size 0; }
+             location /files/ { audex_auth on; audex_tus;
+                                audex_upload_max_size 0; }"
 measure POST "http://127.0.0.1:$port/upload?filename=bench.mp4" \
     "${upload[@]}" > "$work/audex.txt"
+measure_tus "http://127.0.0.1:$port" > "$work/tus.txt"
 measure POST "https://127.0.0.1:$tls_port/upload?filename=bench.mp4" \
     "${upload[@]}" -k --http1.1 > "$work/tls1.txt"
 measure POST "https://127.0.0.1:$tls_port/upload?filename=bench.mp4" \
     "${upload[@]}" -k --http2 > "$work/tls2.txt"
 stop_nginx
 read -r a_secs a_kb < "$work/audex.txt"
+read -r tus_secs tus_kb < "$work/tus.txt"
 read -r t1_secs t1_kb < "$work/tls1.txt"
 read -r t2_secs t2_kb < "$work/tls2.txt"
 
@@ -240,7 +303,8 @@ EOF
 
 awk -v size="$size" -v bm="$b_mbs" -v as="$a_secs" -v ak="$a_kb" -v rs="$r_secs" \
     -v rk="$r_kb" -v t1="$t1_secs" -v t2="$t2_secs" -v t1k="$t1_kb" \
-    -v t2k="$t2_kb" 'BEGIN {
+    -v t2k="$t2_kb" -v ts="$tus_secs" -v tk="$tus_kb" -v tp="$tus_piece_mb" \
+    'BEGIN {
     am = size / as / 1048576; rm = size / rs / 1048576
     printf "body: %.0f MB\n", size / 1048576
     printf "%-10s %10s %14s\n", "", "MB/s", "peak RSS +kB"
@@ -254,4 +318,8 @@ awk -v size="$size" -v bm="$b_mbs" -v as="$a_secs" -v ak="$a_kb" -v rs="$r_secs"
     printf "audex over TLS: HTTP/1.1 %.1f MB/s (+%d kB), HTTP/2 %.1f MB/s " \
            "(+%d kB)\n", h1, t1k, h2, t2k
     printf "throughput ratio HTTP/2 / HTTP/1.1: %.2f\n", h2 / h1
+    tm = size / ts / 1048576
+    printf "tus (PATCHes of %d MB): %.1f MB/s (+%d kB), POST /upload " \
+           "%.1f MB/s\n", tp, tm, tk, am
+    printf "throughput ratio tus / POST /upload: %.2f\n", tm / am
 }'

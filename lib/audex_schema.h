@@ -42,7 +42,7 @@
  * Resumable uploads (tus, ngx_http_audex_tus.c): one document each in
  * AUDEX_COLL_TUS, whose _id is the id of the GridFS file being written
  * in AUDEX_BUCKET_VIDEOS: {_id, owner_id, owner_email, filename,
- * bitrate or quality, length, offset, tail, expires_at, lock,
+ * bitrate or quality, length, offset, tail, sha256_state, expires_at, lock,
  * lock_until, job_id, created_at}.  offset counts what is durable: the
  * chunks stored (offset / AUDEX_GRIDFS_CHUNK of them) and tail, the
  * bytes of the next chunk so far (fewer than a chunk), in the document
@@ -53,6 +53,9 @@
  * releases it (lock_until 0) when it ends.  job_id is set once the file
  * is complete and its job queued.  The file is recorded in
  * AUDEX_COLL_UPLOADS too, its active_at renewed by every PATCH.
+ * sha256_state is the SHA-256 state (lib/audex_sha256.h) after the stored
+ * chunks, saved with the offset, so that completion hashes only the last
+ * chunk; an upload without one is hashed by reading its chunks back.
  */
 #define AUDEX_COLL_TUS             "tus"
 #define AUDEX_F_TUS_LENGTH         "length"
@@ -61,6 +64,7 @@
 #define AUDEX_F_TUS_EXPIRES_AT     "expires_at"
 #define AUDEX_F_TUS_LOCK           "lock"
 #define AUDEX_F_TUS_LOCK_UNTIL     "lock_until"
+#define AUDEX_F_TUS_SHA256         "sha256_state"
 #define AUDEX_TUS_LEASE            60
 
 /* the sweeper's Redis lock: one converter at a time sweeps */

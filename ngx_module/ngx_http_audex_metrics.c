@@ -5,7 +5,9 @@
  * adds to the same numbers and a scrape sees their sum; they survive a
  * reload.  Requests are counted in the log phase for every location
  * with an audex handler or audex_auth, by handler and status; durations
- * go into a histogram by handler.  The jobs stream's length and pending
+ * go into a histogram by handler; uploads, downloads, refusals and
+ * resumable uploads are counted where they happen
+ * (ngx_http_audex_metrics_add).  The jobs stream's length and pending
  * count are read from Redis, in a pool thread, at scrape time.
  */
 
@@ -392,6 +394,25 @@ ngx_http_audex_metrics_done(ngx_http_request_t *r, void *data)
             m->counters[NGX_HTTP_AUDEX_REFUSED_SIZE],
             m->counters[NGX_HTTP_AUDEX_REFUSED_JOBS],
             m->counters[NGX_HTTP_AUDEX_REFUSED_BYTES]);
+
+    p = ngx_slprintf(p, end,
+            "# HELP audex_tus_uploads_total Resumable uploads created, "
+            "and how they ended: completed (job queued), terminated "
+            "(DELETE), failed (removed when completion failed).\n"
+            "# TYPE audex_tus_uploads_total counter\n"
+            "audex_tus_uploads_total{result=\"created\"} %uA\n"
+            "audex_tus_uploads_total{result=\"completed\"} %uA\n"
+            "audex_tus_uploads_total{result=\"terminated\"} %uA\n"
+            "audex_tus_uploads_total{result=\"failed\"} %uA\n"
+            "# HELP audex_tus_bytes_total Bytes of resumable uploads made "
+            "durable by PATCH (what Upload-Offset advanced by).\n"
+            "# TYPE audex_tus_bytes_total counter\n"
+            "audex_tus_bytes_total %uA\n",
+            m->counters[NGX_HTTP_AUDEX_TUS_CREATED],
+            m->counters[NGX_HTTP_AUDEX_TUS_COMPLETED],
+            m->counters[NGX_HTTP_AUDEX_TUS_TERMINATED],
+            m->counters[NGX_HTTP_AUDEX_TUS_FAILED],
+            m->counters[NGX_HTTP_AUDEX_TUS_BYTES]);
 
     /* an unreadable gauge is left out rather than reported as zero */
 

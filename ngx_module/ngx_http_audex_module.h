@@ -96,7 +96,12 @@ typedef struct {
 #define NGX_HTTP_AUDEX_REFUSED_SIZE    3    /* audex_upload_max_size */
 #define NGX_HTTP_AUDEX_REFUSED_JOBS    4    /* audex_user_max_jobs */
 #define NGX_HTTP_AUDEX_REFUSED_BYTES   5    /* audex_user_max_bytes */
-#define NGX_HTTP_AUDEX_NCOUNTERS       6
+#define NGX_HTTP_AUDEX_TUS_CREATED     6    /* resumable uploads, by end */
+#define NGX_HTTP_AUDEX_TUS_COMPLETED   7
+#define NGX_HTTP_AUDEX_TUS_TERMINATED  8
+#define NGX_HTTP_AUDEX_TUS_FAILED      9
+#define NGX_HTTP_AUDEX_TUS_BYTES       10   /* made durable by PATCHes */
+#define NGX_HTTP_AUDEX_NCOUNTERS       11
 
 
 typedef struct {

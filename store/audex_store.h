@@ -117,16 +117,23 @@ int audex_store_chunks_delete(mongoc_collection_t *chunks,
 int audex_store_upload_touch(mongoc_collection_t *uploads,
     const bson_oid_t *files_id, const char *bucket, bson_error_t *error);
 
+/* what a sweep removed: unfinished files, by how they were written */
+typedef struct {
+    int64_t    uploads;         /* by one request (POST /upload) */
+    int64_t    tus;             /* resumable uploads, with their state */
+} audex_store_swept_t;
+
 /*
  * The files recorded and silent since before older_than (ms since the
  * epoch): a complete one (its files document exists: only the record
  * was left) keeps its file; of any other the chunks are removed (never a
  * files document), and its tus state if it was a resumable upload.
  * Then the record goes.  The tus states that expired before older_than
- * go too.  Returns how many files were removed, -1 on error.
+ * go too.  swept counts the files removed (added to, so that it may
+ * hold what a sweep removed before an error); 0, or -1 on error.
  */
-int64_t audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
-    bson_error_t *error);
+int audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
+    audex_store_swept_t *swept, bson_error_t *error);
 
 /*
  * Removes a file: its files document first (readers never see a file

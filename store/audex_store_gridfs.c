@@ -606,14 +606,13 @@ audex_store_upload_end(mongoc_collection_t *uploads,
 }
 
 
-int64_t
+int
 audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
-    bson_error_t *error)
+    audex_store_swept_t *swept, bson_error_t *error)
 {
-    int                   rc;
+    int                   rc, resumable;
     char                  name[128];
     bson_t               *filter, *doc;
-    int64_t               removed;
     bson_oid_t            id;
     bson_iter_t           it;
     const char           *bucket;
@@ -628,7 +627,6 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
     cursor = mongoc_collection_find_with_opts(uploads, filter, NULL, NULL);
     bson_destroy(filter);
 
-    removed = 0;
     rc = 0;
 
     while (rc == 0 && mongoc_cursor_next(cursor, &rec)) {
@@ -661,14 +659,26 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
              * no files document: the file never became whole.  Only its
              * chunks go (a files document written meanwhile, by an upload
              * silent for the whole grace that ends now, is never
-             * removed), and its tus state
+             * removed), and its tus state, when it has one
              */
-            if (audex_store_chunks_delete(chunks, &id, error) != 0
-                || audex_store_tus_delete(tus, &id, error) != 0)
+            resumable = audex_store_tus_get(tus, &id, &doc, error);
+
+            if (resumable == 1) {
+                bson_destroy(doc);
+            }
+
+            if (resumable < 0
+                || audex_store_chunks_delete(chunks, &id, error) != 0
+                || (resumable
+                    && audex_store_tus_delete(tus, &id, error) != 0))
             {
                 rc = -1;
+
+            } else if (resumable) {
+                swept->tus++;
+
             } else {
-                removed++;
+                swept->uploads++;
             }
 
         } else if (rc == 1) {
@@ -704,5 +714,5 @@ audex_store_upload_sweep(mongoc_database_t *db, int64_t older_than,
     mongoc_collection_destroy(tus);
     mongoc_collection_destroy(uploads);
 
-    return rc == 0 ? removed : -1;
+    return rc;
 }

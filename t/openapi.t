@@ -6,15 +6,15 @@
 # openapi_check.py, JSON Schema 2020-12 with jsonschema).  At the end
 # every documented operation must have been exercised.
 #
-# POST /upload and GET /metrics are checked when the module has their
-# directives (audex_upload, audex_metrics); until then they are skipped,
-# saying why.
+# POST /upload, the tus endpoints and GET /metrics are checked when the
+# module has their directives (audex_upload, audex_tus, audex_metrics);
+# until then they are skipped, saying why.
 
 use lib 't/lib';
 use Audex::Test;
 use Audex::Web::OpenAPI;
 use Audex::Media qw(make_media);
-use Digest::SHA qw(hmac_sha256);
+use Digest::SHA qw(hmac_sha256 sha1);
 use File::Copy qw(copy);
 use JSON::PP qw(decode_json);
 use MIME::Base64 qw(encode_base64);
@@ -95,9 +95,22 @@ EOF_LOC
 
 our $metrics_loc = 'location = /metrics { audex_metrics; }';
 our $upload_loc = 'location = /upload { audex_auth on; audex_upload; client_max_body_size 10m; }';
+our $tus_loc = 'location /files { audex_auth on; audex_tus; }';
 
 our (@login, @jobs, @download, @health, @metrics, @down_mongo, @down_redis,
-     @upload, @upload_big, @upload_down);
+     @upload, @upload_big, @upload_down, @tus);
+
+# the tus upload's state, changed as another nginx or the clock would
+sub tus_state {
+    my ($path, $set) = @_;
+    my ($fid) = $path =~ m{([0-9a-f]{24})$} or die "no upload in $path";
+    Audex::Test::mongo_eval(<<"PY");
+import datetime
+from bson import ObjectId
+now = datetime.datetime.now(datetime.timezone.utc)
+db.tus.update_one({'_id': ObjectId('$fid')}, {'\$set': $set})
+PY
+}
 
 run_tests(setup => sub {
     my $root = $ENV{TEST_NGINX_SERVROOT};
@@ -143,10 +156,12 @@ run_tests(setup => sub {
 
     $skip{upload} = Audex::Web::OpenAPI::directive_missing('audex_auth on; audex_upload;');
     $skip{metrics} = Audex::Web::OpenAPI::directive_missing('audex_metrics;');
+    $skip{tus} = Audex::Web::OpenAPI::directive_missing('audex_auth on; audex_tus;')
+                 // $skip{upload};
 
     # every documented handler exists: one that nginx -t refuses is a
     # broken build, not a reason to skip quietly
-    for my $f (qw(upload metrics)) {
+    for my $f (qw(upload metrics tus)) {
         ok(!$skip{$f}, "the module takes the $f directive")
             or diag($skip{$f});
     }
@@ -395,12 +410,104 @@ PY
         { name => 'redis down: upload', req => "POST /upload\n$body",
           hdr => "$ann\n$mp", code => 503 },
     );
+
+    # tus: an upload in two halves, one created with its first half, and
+    # each refusal; the lock of another nginx and the expiry are made in
+    # the upload's state
+    my $tr = 'Tus-Resumable: 1.0.0';
+    my $oct = 'Content-Type: application/offset+octet-stream';
+    my $meta = 'Upload-Metadata: filename ' . encode_base64('clip.mp4', '');
+    my $len = length $video;
+    my $half = int($len / 2);
+    my ($first, $rest) = (substr($video, 0, $half), substr($video, $half));
+    my $loc = sub {
+        my ($name) = @_;
+        return sub {
+            ($ENV{"TEST_NGINX_$name"}) = ($_[0]{headers}{location}[0] // '')
+                =~ m{^(/files/[0-9a-f]{24})$};
+        };
+    };
+    my $at = sub { "$ann\n$tr\n$oct\nUpload-Offset: $_[0]" . ($_[1] // '') };
+
+    @tus = (
+        { name => 'tus: OPTIONS', req => 'OPTIONS /files', hdr => $ann,
+          code => 204 },
+        { name => 'tus: OPTIONS without a token', req => 'OPTIONS /files',
+          hdr => '', code => 401 },
+        { name => 'tus: create', req => 'POST /files',
+          hdr => "$ann\n$tr\nUpload-Length: $len\n$meta", code => 201,
+          then => $loc->('TUS') },
+        { name => 'tus: create with the first half', req => "POST /files/\n$first",
+          hdr => "$ann\n$tr\nUpload-Length: $len\n$meta\n$oct", code => 201,
+          then => $loc->('TUS2') },
+        { name => 'tus: created with text', req => "POST /files\n" . ('not a video ' x 20),
+          hdr => "$ann\n$tr\nUpload-Length: 240\n$oct", code => 415 },
+        { name => 'tus: created with a checksum mismatch', req => "POST /files\n$first",
+          hdr => "$ann\n$tr\nUpload-Length: $len\n$oct\nUpload-Checksum: sha1 "
+                 . encode_base64(sha1('other'), ''), code => 460 },
+        { name => 'tus: no Upload-Length', req => 'POST /files',
+          hdr => "$ann\n$tr", code => 400 },
+        { name => 'tus: past Tus-Max-Size', req => 'POST /files',
+          hdr => "$ann\n$tr\nUpload-Length: 99999999999", code => 413 },
+        { name => 'tus: no Tus-Resumable', req => 'POST /files',
+          hdr => "$ann\nUpload-Length: $len", code => 412 },
+        { name => 'tus: GET /files', req => 'GET /files', hdr => "$ann\n$tr",
+          code => 405 },
+        { name => 'tus: HEAD', req => 'HEAD $TEST_NGINX_TUS',
+          hdr => "$ann\n$tr", code => 200 },
+        { name => "tus: carol's HEAD", req => 'HEAD $TEST_NGINX_TUS',
+          hdr => "$carol\n$tr", code => 404 },
+        { name => 'tus: no such upload', req => 'HEAD /files/64b0000000000000000000ff',
+          hdr => "$ann\n$tr", code => 404 },
+        { name => 'tus: GET an upload', req => 'GET $TEST_NGINX_TUS',
+          hdr => "$ann\n$tr", code => 405 },
+        { name => 'tus: PATCH without Tus-Resumable', req => "PATCH \$TEST_NGINX_TUS\n$first",
+          hdr => "$ann\n$oct\nUpload-Offset: 0", code => 412 },
+        { name => 'tus: a wrong offset', req => "PATCH \$TEST_NGINX_TUS\n$first",
+          hdr => $at->(7), code => 409 },
+        { name => 'tus: a malformed offset', req => "PATCH \$TEST_NGINX_TUS\n$first",
+          hdr => $at->('x'), code => 400 },
+        { name => 'tus: not offset+octet-stream', req => "PATCH \$TEST_NGINX_TUS\n$first",
+          hdr => "$ann\n$tr\nContent-Type: video/mp4\nUpload-Offset: 0",
+          code => 415 },
+        { name => 'tus: a checksum mismatch', req => "PATCH \$TEST_NGINX_TUS\n$first",
+          hdr => $at->(0, "\nUpload-Checksum: sha1 "
+                          . encode_base64(sha1('other'), '')), code => 460 },
+        { name => 'tus: the first half', req => "PATCH \$TEST_NGINX_TUS\n$first",
+          hdr => $at->(0, "\nUpload-Checksum: sha1 "
+                          . encode_base64(sha1($first), '')), code => 204,
+          then => sub { tus_state($ENV{TEST_NGINX_TUS},
+              "{'lock': 'elsewhere', 'lock_until': now + datetime.timedelta(minutes=1)}") } },
+        { name => 'tus: held by another request', req => "PATCH \$TEST_NGINX_TUS\n$rest",
+          hdr => $at->($half), code => 423 },
+        { name => 'tus: held, DELETE', req => 'DELETE $TEST_NGINX_TUS',
+          hdr => "$ann\n$tr", code => 423,
+          then => sub { tus_state($ENV{TEST_NGINX_TUS},
+              "{'lock_until': now - datetime.timedelta(minutes=1)}") } },
+        { name => 'tus: past Upload-Length', req => "PATCH \$TEST_NGINX_TUS\n${rest}x",
+          hdr => $at->($half), code => 413 },
+        { name => 'tus: the rest', req => "PATCH \$TEST_NGINX_TUS\n$rest",
+          hdr => $at->($half), code => 204,
+          then => sub { ok($_[0]{headers}{'audex-job-id'}, 'the last PATCH names the job') } },
+        { name => 'tus: HEAD of a complete upload', req => 'HEAD $TEST_NGINX_TUS',
+          hdr => "$ann\n$tr", code => 200 },
+        { name => 'tus: a PATCH after the end', req => "PATCH \$TEST_NGINX_TUS\nx",
+          hdr => $at->($len), code => 409,
+          then => sub { tus_state($ENV{TEST_NGINX_TUS2},
+              "{'expires_at': now - datetime.timedelta(minutes=1)}") } },
+        { name => 'tus: expired', req => 'HEAD $TEST_NGINX_TUS2',
+          hdr => "$ann\n$tr", code => 410 },
+        { name => 'tus: terminated', req => 'DELETE $TEST_NGINX_TUS2',
+          hdr => "$ann\n$tr", code => 204 },
+        { name => 'tus: terminated, DELETE again', req => 'DELETE $TEST_NGINX_TUS2',
+          hdr => "$ann\n$tr", code => 404 },
+    );
 });
 
 my $cov = $api->coverage;
 for my $op (sort keys %{ $cov->{operations} }) {
     my $feature = $op eq 'upload' ? 'upload' : $op eq 'metrics' ? 'metrics'
-                : '';
+                : $op =~ /^tus/ ? 'tus' : '';
     if ($feature && $skip{$feature}) {
         Test::More->builder->skip("$op: $skip{$feature}");
         next;
@@ -506,4 +613,14 @@ __DATA__
 --- request eval: $::skip{upload} ? ['POST /upload'] : [map { $_->{req} } @::upload_down]
 --- more_headers eval: $::skip{upload} ? [''] : [map { $_->{hdr} } @::upload_down]
 --- check: ::api_or_skip('upload', $::upload_down[$i], $res, $i)
+--- timeout: 30
+
+
+
+=== TEST 11: tus: create, HEAD, PATCH, terminate, and each refusal
+--- http_config eval: $::http
+--- config eval: $::loc . ($::skip{tus} ? '' : $::tus_loc)
+--- request eval: $::skip{tus} ? ['OPTIONS /files'] : [map { $_->{req} } @::tus]
+--- more_headers eval: $::skip{tus} ? [''] : [map { $_->{hdr} } @::tus]
+--- check: ::api_or_skip('tus', $::tus[$i], $res, $i)
 --- timeout: 30

@@ -3,8 +3,10 @@
 # whole (chunks without a files document, as a database killed
 # mid-upload or a failed clean-up leaves them) is removed with its
 # record; a complete file whose record was left keeps its file; a recent
-# upload is left alone.  Two converters: one sweeps per period (a Redis
-# lock), and the metric counts what was removed.
+# upload is left alone.  A resumable (tus) upload left idle as long goes
+# with its state, and the state of one completed long ago goes too.  Two
+# converters: one sweeps per period (a Redis lock), and the metric
+# counts what was removed, by kind.
 
 use strict;
 use warnings;
@@ -36,9 +38,11 @@ sub py {
     return $out;
 }
 
-# three files as a crash would leave them, with audex's derived chunk ids:
+# files as a crash would leave them, with audex's derived chunk ids:
 # "torn" (old, chunks, no files document), "whole" (old, complete: only
-# its record was left) and "young" (begun now, chunks, no files document)
+# its record was left), "young" (begun now, chunks, no files document),
+# "tus" (old, chunks and the tus state of an upload whose client went
+# away: expired) and "tusyoung" (a tus upload written to now)
 my $ids = py(<<'PY');
 def chunk_id(fid, n):
     return ObjectId(hashlib.sha256(fid.binary + struct.pack(">i", n)).digest()[:12])
@@ -46,8 +50,14 @@ now = datetime.datetime.now(datetime.timezone.utc)
 old = now - datetime.timedelta(seconds=120)
 out = {}
 for name, began, whole in (("torn", old, False), ("whole", old, True),
-                           ("young", now, False)):
+                           ("young", now, False), ("tus", old, False),
+                           ("tusyoung", now, False)):
     fid = ObjectId()
+    if name.startswith("tus"):
+        db.tus.insert_one({"_id": fid, "owner_id": "64b000000000000000000001",
+            "length": 10000, "offset": 3000, "tail": b"",
+            "expires_at": began + datetime.timedelta(seconds=30),
+            "lock": "x", "lock_until": began, "job_id": None})
     for n in range(3):
         db["videos.chunks"].insert_one({"_id": chunk_id(fid, n),
             "files_id": fid, "n": n, "data": b"x" * 1000})
@@ -57,6 +67,12 @@ for name, began, whole in (("torn", old, False), ("whole", old, True),
     db.uploads.insert_one({"_id": fid, "bucket": "videos",
                            "active_at": began})
     out[name] = str(fid)
+# the state of an upload completed long ago (its file is its job's)
+done = ObjectId()
+db.tus.insert_one({"_id": done, "owner_id": "64b000000000000000000001",
+    "length": 10, "offset": 10, "tail": b"", "expires_at": old,
+    "job_id": "64b0000000000000000000aa"})
+out["tusdone"] = str(done)
 print(json.dumps(out))
 PY
 my %fid = %{ JSON::PP::decode_json($ids) };
@@ -67,6 +83,8 @@ sub count {
         ? "print(db['videos.chunks'].count_documents({'files_id': ObjectId('$fid')}))"
         : $what eq 'files'
         ? "print(db['videos.files'].count_documents({'_id': ObjectId('$fid')}))"
+        : $what eq 'state'
+        ? "print(db.tus.count_documents({'_id': ObjectId('$fid')}))"
         : "print(db.uploads.count_documents({'_id': ObjectId('$fid')}))");
 }
 
@@ -88,7 +106,8 @@ for my $i (0, 1) {
 ok(wait_port($ports[$_]), "converter $_ serves its metrics") for 0, 1;
 
 my $end = time + 20;
-while (time < $end && count($fid{torn}, 'chunks') > 0) {
+while (time < $end && (count($fid{torn}, 'chunks') > 0
+                       || count($fid{tus}, 'chunks') > 0)) {
     sleep 0.2;
 }
 
@@ -99,16 +118,26 @@ is(count($fid{whole}, 'chunks'), 3, '... with its chunks');
 is(count($fid{whole}, 'record'), 0, '... its left-over record goes');
 is(count($fid{young}, 'chunks'), 3, 'a recent upload is left alone');
 is(count($fid{young}, 'record'), 1, '... with its record');
+is(count($fid{tus}, 'chunks'), 0, 'the idle resumable upload: its chunks are gone');
+is(count($fid{tus}, 'state'), 0, '... its tus state');
+is(count($fid{tus}, 'record'), 0, '... and its record');
+is(count($fid{tusyoung}, 'chunks'), 3, 'a resumable upload written to now stays');
+is(count($fid{tusyoung}, 'state'), 1, '... with its state');
+is(count($fid{tusdone}, 'state'), 0, 'the state of one completed long ago goes');
 
-# what the two converters counted: one of them removed the one file
-my $total = 0;
+# what the two converters counted: one of them removed each file, and
+# the kinds are told apart (a tus upload is not counted as a plain one)
+my %total = (upload => 0, tus => 0);
 for my $p (@ports) {
     my $m = `curl -s http://127.0.0.1:$p/metrics`;
-    my ($n) = $m =~ /^converter_swept_uploads_total (\d+)$/m;
-    ok(defined $n, "converter on $p exports converter_swept_uploads_total");
-    $total += $n // 0;
+    for my $kind (sort keys %total) {
+        my ($n) = $m =~ /^converter_swept_uploads_total\{kind="$kind"\} (\d+)$/m;
+        ok(defined $n, "converter on $p exports converter_swept_uploads_total{kind=\"$kind\"}");
+        $total{$kind} += $n // 0;
+    }
 }
-is($total, 1, 'one unfinished upload was swept, by one converter');
+is($total{upload}, 1, 'one unfinished upload was swept, by one converter');
+is($total{tus}, 1, 'one expired resumable upload was swept, counted as tus');
 
 my $lock = `redis-cli -p $redis_port GET audex:lock:sweep`;
 chomp $lock;

@@ -432,3 +432,115 @@ $out = join '', <$fh>;
 close $fh;
 is($?, 0, 'tuspy resumed') or diag($out);
 ::check_complete($loc, $::big, 'tuspy resumed');
+
+
+
+=== TEST 11: metrics: uploads by how they ended, bytes made durable
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+audex_backend_timeout 2s;
+--- config
+location /files/ { audex_auth on; audex_tus; }
+location = /metrics { audex_metrics; }
+location = /healthz { audex_healthz; }
+--- request
+GET /healthz
+--- error_code: 200
+--- check
+my $len = length $::big;
+my $metric = sub {
+    my $m = http_request("GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                         . "Connection: close\r\n\r\n")->{body};
+    return { map { /^(audex_tus_\S+) (\d+)$/ ? ($1 => $2) : () }
+             split /\n/, $m };
+};
+
+# A: 100 bytes (a tail), a PATCH refused by its checksum, the rest
+my $a = ::create('ann', $len);
+is(::patch($a, 'ann', 0, substr($::big, 0, 100))->{code}, 204, 'A: 100 bytes');
+is(::patch($a, 'ann', 100, substr($::big, 100, 300_000),
+           'Upload-Checksum: sha1 ' . encode_base64(sha1('other'), ''))->{code},
+   460, 'A: a mismatch (a whole chunk stored, not acknowledged)');
+is(::patch($a, 'ann', 100, substr($::big, 100))->{code}, 204, 'A: the rest');
+::check_complete($a, $::big, 'A');
+
+# B: created with 1000 bytes, a PATCH cut off after 500000, terminated
+my $r = ::tus('POST', '/files/', 'ann',
+              ["Upload-Length: $len",
+               'Upload-Metadata: filename ' . encode_base64('clip.mp4', ''),
+               'Content-Type: application/offset+octet-stream'],
+              substr($::big, 0, 1000));
+is($r->{code}, 201, 'B: created with upload');
+my ($b) = ($r->{headers}{location}[0] // '') =~ m{(/files/\w+)};
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                              PeerPort => $ENV{TEST_NGINX_SERVER_PORT})
+    or die "connect: $!";
+print {$s} "PATCH $b HTTP/1.1\r\nHost: localhost\r\n"
+    . ::auth('ann') . "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 1000\r\n"
+    . "Content-Type: application/offset+octet-stream\r\n"
+    . "Content-Length: 800000\r\n\r\n" . substr($::big, 1000, 500_000);
+$s->flush;
+sleep 0.5;
+close $s;
+my $off;
+for (1 .. 100) {
+    $off = ::offset_of($b, 'ann');
+    last if $off eq '501000';
+    sleep 0.1;
+}
+is($off, 501000, 'B: what arrived before the cut is kept');
+is(::tus('DELETE', $b, 'ann')->{code}, 204, 'B: terminated');
+
+# C: all but 10 bytes; Redis down for the last: 503, the upload removed
+my $c = ::create('ann', $len);
+is(::patch($c, 'ann', 0, substr($::big, 0, $len - 10))->{code}, 204,
+   'C: all but the last 10 bytes');
+backend_stop('redis');
+$r = ::patch($c, 'ann', $len - 10, substr($::big, $len - 10));
+backend_start('redis');
+is($r->{code}, 503, 'C: completion fails without Redis');
+is(::stored(::fid($c))->{state}, 0, 'C: the upload is removed');
+
+# one HEAD of an upload that does not exist changes nothing
+::tus('HEAD', '/files/0123456789abcdef01234567', 'ann');
+
+my $m = $metric->();
+is($m->{'audex_tus_uploads_total{result="created"}'}, 3, 'created: 3');
+is($m->{'audex_tus_uploads_total{result="completed"}'}, 1, 'completed: A');
+is($m->{'audex_tus_uploads_total{result="terminated"}'}, 1, 'terminated: B');
+is($m->{'audex_tus_uploads_total{result="failed"}'}, 1, 'failed: C');
+is($m->{audex_tus_bytes_total}, $len + 501_000 + ($len - 10),
+   'bytes: what the offsets advanced by (not the refused PATCH, not the failed last one)');
+--- no_check_alerts
+
+
+
+=== TEST 12: the digest kept from PATCH to PATCH; an upload without it is read back
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /files/ { audex_auth on; audex_tus; }
+location = /healthz { audex_healthz; }
+--- request
+GET /healthz
+--- error_code: 200
+--- check
+my $len = length $::big;
+for my $kept (1, 0) {
+    my $loc = ::create('ann', $len);
+    is(::patch($loc, 'ann', 0, substr($::big, 0, 600_000))->{code}, 204,
+       'two chunks and a tail');
+    my $fid = ::fid($loc);
+    my $st = mongo_eval(<<"PY");
+from bson import ObjectId
+s = db.tus.find_one({'_id': ObjectId('$fid')})
+print(len(s['sha256_state']) if 'sha256_state' in s else 'none')
+if not $kept:
+    db.tus.update_one({'_id': ObjectId('$fid')}, {'\$unset': {'sha256_state': 1}})
+PY
+    chomp $st;
+    is($st, 40, 'the state holds the digest of the stored chunks');
+    is(::patch($loc, 'ann', 600_000, substr($::big, 600_000))->{code}, 204,
+       'the rest');
+    ::check_complete($loc, $::big, $kept ? 'digest kept' : 'digest read back');
+}

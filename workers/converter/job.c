@@ -121,7 +121,8 @@ typedef struct {
     int64_t     in_flight;
     uint64_t    bytes_read;
     uint64_t    bytes_written;
-    uint64_t    swept;
+    uint64_t    swept_uploads;      /* what the sweeper removed */
+    uint64_t    swept_tus;
 } audex_job_metrics_t;
 
 
@@ -638,8 +639,8 @@ audex_job_take(audex_job_worker_t *w, audex_stream_entry_t *e)
 static void
 audex_job_housekeeping(audex_job_worker_t *w)
 {
-    double   now;
-    int64_t  n;
+    double               now;
+    audex_store_swept_t  swept;
 
     if (w->index != 0 || audex_job_conf.sweep_every == 0) {
         return;
@@ -653,12 +654,18 @@ audex_job_housekeeping(audex_job_worker_t *w)
 
     w->next_sweep = now + audex_job_conf.sweep_every;
 
-    n = audex_sweep(w->redis, w->pool, audex_job_conf.db, w->consumer,
-                    audex_job_conf.sweep_every, audex_job_conf.upload_grace);
-    if (n > 0) {
-        __atomic_add_fetch(&audex_job_metrics.swept, (uint64_t) n,
-                           __ATOMIC_RELAXED);
-    }
+    swept.uploads = 0;
+    swept.tus = 0;
+
+    /* an error is logged; what was removed before it counts all the same */
+    (void) audex_sweep(w->redis, w->pool, audex_job_conf.db, w->consumer,
+                       audex_job_conf.sweep_every,
+                       audex_job_conf.upload_grace, &swept);
+
+    __atomic_add_fetch(&audex_job_metrics.swept_uploads,
+                       (uint64_t) swept.uploads, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&audex_job_metrics.swept_tus, (uint64_t) swept.tus,
+                       __ATOMIC_RELAXED);
 }
 
 
@@ -1727,15 +1734,20 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         "# TYPE converter_bytes_written_total counter\n"
         "converter_bytes_written_total %llu\n"
         "# HELP converter_swept_uploads_total Unfinished uploads the "
-        "sweeper removed.\n"
+        "sweeper removed, by kind: upload (POST /upload), tus (resumable, "
+        "idle past the grace: expired).\n"
         "# TYPE converter_swept_uploads_total counter\n"
-        "converter_swept_uploads_total %llu\n",
+        "converter_swept_uploads_total{kind=\"upload\"} %llu\n"
+        "converter_swept_uploads_total{kind=\"tus\"} %llu\n",
         (long long) __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->bytes_read,
                                              __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->bytes_written,
                                              __ATOMIC_RELAXED),
-        (unsigned long long) __atomic_load_n(&m->swept, __ATOMIC_RELAXED));
+        (unsigned long long) __atomic_load_n(&m->swept_uploads,
+                                             __ATOMIC_RELAXED),
+        (unsigned long long) __atomic_load_n(&m->swept_tus,
+                                             __ATOMIC_RELAXED));
 
     audex_segments_counts(&seg[0], &seg[1], &seg[2]);
 

@@ -2,7 +2,8 @@
  * The sweeper: files a failure left half written (an upload whose nginx
  * or database went away mid-stream, a clean-up that failed) are removed
  * once they are older than the grace time (store layer,
- * audex_store_upload_sweep).  Every converter thread 0 tries every
+ * audex_store_upload_sweep), resumable uploads (tus) with their state,
+ * and counted apart.  Every converter thread 0 tries every
  * sweep-every seconds, and one converter of the whole cluster sweeps: a
  * Redis lock (SET NX with an expiry of one period) picks it.
  */
@@ -47,11 +48,12 @@ audex_sweep_lock(audex_redis_t *redis, const char *consumer, int every)
 }
 
 
-int64_t
+int
 audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
-    const char *db_name, const char *consumer, int every, int grace)
+    const char *db_name, const char *consumer, int every, int grace,
+    audex_store_swept_t *swept)
 {
-    int64_t             removed;
+    int                 rc;
     bson_error_t        error;
     mongoc_client_t    *client;
     mongoc_database_t  *db;
@@ -63,22 +65,23 @@ audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
     client = mongoc_client_pool_pop(pool);
     db = mongoc_client_get_database(client, db_name);
 
-    removed = audex_store_upload_sweep(db,
-                  ((int64_t) time(NULL) - grace) * 1000, &error);
+    rc = audex_store_upload_sweep(db, ((int64_t) time(NULL) - grace) * 1000,
+                                  swept, &error);
 
     mongoc_database_destroy(db);
     mongoc_client_pool_push(pool, client);
 
-    if (removed < 0) {
+    if (swept->uploads + swept->tus > 0) {
+        audex_log(AUDEX_LOG_INFO, NULL, "swept %lld unfinished upload(s) "
+                  "and %lld resumable one(s) idle for %d s",
+                  (long long) swept->uploads, (long long) swept->tus, grace);
+    }
+
+    if (rc != 0) {
         audex_log(AUDEX_LOG_WARN, NULL, "sweeping unfinished uploads: %s",
                   error.message);
         return -1;
     }
 
-    if (removed > 0) {
-        audex_log(AUDEX_LOG_INFO, NULL, "swept %lld unfinished upload(s) "
-                  "older than %d s", (long long) removed, grace);
-    }
-
-    return removed;
+    return 0;
 }

@@ -50,7 +50,9 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(run_tests blocks plan is ok like unlike is_deeply diag
                  note done_testing http_request redis_cli mongo_eval
                  servroot backend_stop backend_start at_exit
-                 add_user pyjwt_encode pyjwt_decode b64url bearer);
+                 add_user pyjwt_encode pyjwt_decode b64url bearer
+                 nginx_kill nginx_start nginx_instance
+                 nginx_instance_stop);
 
 our $TOP = abs_path(getcwd());
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
@@ -346,6 +348,90 @@ sub _stop_nginx {
 }
 
 
+# The block's nginx, from its check: nginx_kill() ends the master and
+# its workers at once with SIGKILL, as a crash of the host would (nothing
+# is closed, nothing saved); nginx_start() starts it again with the same
+# configuration and port.
+sub nginx_kill {
+    return unless $nginx_pid;
+    my @workers = _children($nginx_pid);
+    kill 'KILL', $nginx_pid, @workers;
+    for (1 .. 400) {
+        last unless grep { _alive($_) } $nginx_pid, @workers;
+        sleep 0.01;
+    }
+    undef $nginx_pid;
+}
+
+
+sub nginx_start {
+    my $err = _start_nginx();
+    die "audex test: $err\n" if $err;
+}
+
+
+sub _children {
+    my ($ppid) = @_;
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // '';
+        # pid (comm) state ppid ...
+        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $ppid;
+    }
+    return @pids;
+}
+
+
+# Another nginx with the block's configuration, on its own port and
+# prefix (servroot()-N), on the same backends: { root, port, pid }.
+# Stopped by nginx_instance_stop(), or at the end of the file.
+my @instances;
+
+sub nginx_instance {
+    my $root = servroot();
+    my $root2 = "$root-" . (@instances + 2);
+    remove_tree($root2);
+    make_path("$root2/conf", "$root2/logs");
+    system('cp', '-a', "$root/conf/.", "$root2/conf/") == 0
+        or die "audex test: cp $root/conf\n";
+    chmod 0755, $root2;
+
+    my $port = free_port();
+    open my $in, '<', "$root/conf/nginx.conf" or die $!;
+    my $conf = do { local $/; <$in> };
+    close $in;
+    $conf =~ s/listen 127\.0\.0\.1:\d+;/listen 127.0.0.1:$port;/;
+    $conf =~ s/\Q$root\E([\/;])/$root2$1/g;
+    open my $out, '>', "$root2/conf/nginx.conf" or die $!;
+    print $out $conf;
+    close $out;
+
+    system($NGINX, '-p', "$root2/", '-c', "$root2/conf/nginx.conf") == 0
+        or die "audex test: nginx in $root2 did not start\n";
+    wait_port($port) or die "audex test: nginx in $root2 does not listen\n";
+    open my $fh, '<', "$root2/logs/nginx.pid" or die $!;
+    chomp(my $pid = <$fh>);
+
+    my $inst = { root => $root2, port => $port, pid => $pid };
+    push @instances, $inst;
+    return $inst;
+}
+
+
+sub nginx_instance_stop {
+    my ($inst) = @_;
+    return unless $inst->{pid};
+    kill 'QUIT', $inst->{pid};
+    for (1 .. 400) {
+        last unless _alive($inst->{pid});
+        sleep 0.01;
+    }
+    kill 'KILL', $inst->{pid} if _alive($inst->{pid});
+    delete $inst->{pid};
+}
+
+
 # Runs at the end of the test file (servers a block started itself).
 my @at_exit;
 
@@ -638,6 +724,7 @@ sub run_tests {
 
 END {
     _stop_nginx();
+    nginx_instance_stop($_) for @instances;
     $_->() for reverse @at_exit;
 }
 
