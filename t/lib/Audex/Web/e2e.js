@@ -413,6 +413,7 @@ async function resumeFlow(page, context, net) {
     const size = fs.statSync(big).size;
     const cdp = await context.newCDPSession(page);
     const patches = [];
+    const uploads = new Set();
     let url = null;
     let job = null;
 
@@ -420,6 +421,7 @@ async function resumeFlow(page, context, net) {
         if (r.method() === 'PATCH') {
             patches.push(Number(r.headers()['upload-offset']));
             url = new URL(r.url()).pathname;
+            uploads.add(url);
         }
     });
     page.on('response', (r) => {
@@ -550,6 +552,7 @@ async function resumeFlow(page, context, net) {
           !(await page.locator('#unfinished').isVisible()));
 
     data('patches', patches.join(','));
+    data('uploads', [...uploads].join(','));
     data('job', job);
 
     await page.screenshot({ path: path.join(outdir, 'resumed.png'),
