@@ -8,8 +8,9 @@
 # scripts/build-module.sh) against Debian's nginx-dev, and the runtime
 # stage installs that very nginx version: a dynamic module loads only into
 # the nginx it was configured for.  The web page (html/), the API
-# description (docs/openapi.yaml) and Swagger UI (scripts/install-web.sh)
-# go where conf/nginx.conf.example serves them from, /usr/share/audex.
+# description (docs/openapi.yaml), Swagger UI and tus-js-client's browser
+# bundle (scripts/install-web.sh) go where conf/nginx.conf.example serves
+# them from, /usr/share/audex.
 # The container runs as www-data; its entry point
 # (docker/nginx-entrypoint.sh) makes nginx.conf from the example and the
 # environment, see its --help.
@@ -31,7 +32,8 @@ RUN scripts/build-module.sh build \
     && dpkg-query -W -f '${Version}' nginx > build/nginx.version
 
 
-# Swagger UI, at the version `make web` installs (Node.js 20 for npm)
+# Swagger UI and tus-js-client, at the versions `make web` installs
+# (Node.js 20 for npm)
 FROM node:20-bookworm-slim AS web
 
 COPY scripts/install-web.sh /src/scripts/install-web.sh
@@ -62,6 +64,8 @@ COPY conf/nginx.conf.example /etc/audex/nginx.conf.example
 COPY html /usr/share/audex/html
 COPY docs/openapi.yaml /usr/share/audex/docs/openapi.yaml
 COPY --from=web /web/node_modules/swagger-ui-dist /usr/share/audex/swagger-ui
+COPY --from=web /web/node_modules/tus-js-client/dist/tus.min.js \
+     /usr/share/audex/tus-js-client/tus.min.js
 COPY docker/nginx-conf.sh docker/nginx-entrypoint.sh /usr/local/lib/audex/
 
 # the module loads into this nginx, or the build fails here

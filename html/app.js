@@ -1,7 +1,8 @@
 /*
  * audex web page: log in, upload a video, follow its conversion, download
- * the MP3, list recent jobs.  Plain browser JavaScript, no framework; the
- * API is the one in /openapi.yaml.
+ * the MP3, list recent jobs.  Plain browser JavaScript, no framework but
+ * tus-js-client for the uploads (/tus.min.js); the API is the one in
+ * /openapi.yaml.
  *
  * The token lives in sessionStorage: it is gone when the tab closes, and
  * other tabs of the same site do not see it.
@@ -14,11 +15,30 @@
 var POLL_MS = 1000;
 var POLL_MAX_MS = 10000;
 var KEY = 'audex.session';
+var TUS_ENDPOINT = '/files/';
+
+/*
+ * Waits between tries of an upload, ms: three minutes in all, well past
+ * the 60 s lease an nginx killed mid-PATCH leaves on its upload (423
+ * until it runs out; bench/tus-trial.sh saw 69 s from the kill).
+ */
+var RETRY_MS = [0, 1000, 3000, 5000, 10000, 10000, 15000, 15000, 30000,
+                30000, 60000];
+
+/*
+ * Bytes a PATCH: 16 GridFS chunks (4 MB), so that a PATCH ends on a
+ * chunk and the server writes no tail.  The bar shows what the server
+ * answered after each PATCH: Chromium's progress events within one run
+ * far ahead of what left the machine (a 300 MB upload read 100% while
+ * the server had 25%).
+ */
+var CHUNK_BYTES = 16 * 255 * 1024;
 
 var $ = function (id) { return document.getElementById(id); };
 
 var session = null;     /* { token, email, expires } */
-var upload = null;      /* the XMLHttpRequest in flight */
+var upload = null;      /* the tus.Upload in flight */
+var paused = null;      /* the upload waiting for the network */
 var pollTimer = null;
 var pollJob = null;
 var pollFailures = 0;
@@ -208,6 +228,7 @@ function enter() {
     $('logout').hidden = false;
     say('');
     loadJobs();
+    showUnfinished();
 }
 
 
@@ -226,6 +247,17 @@ function choose(file) {
     $('upload-button').disabled = false;
     $('result').hidden = true;
     say(file.name + ' is ready to convert.');
+
+    if (window.tus) {
+        newUpload(file, {}).findPreviousUploads().then(function (previous) {
+            if (previous.length && !upload
+                && $('file').files[0] === file)
+            {
+                say(file.name + ' was partly uploaded: converting it goes'
+                    + ' on where the upload stopped.');
+            }
+        });
+    }
 }
 
 
@@ -280,14 +312,106 @@ function setupDrop() {
 }
 
 
-/* Upload: XMLHttpRequest, for its upload progress events */
+/*
+ * Upload: tus (README "Resumable uploads"), with tus-js-client, in
+ * PATCHes of CHUNK_BYTES; the server keeps every byte it got, so after a
+ * dropped connection the client asks where to go on (HEAD) and sends
+ * only the rest.  The upload's URL is kept in localStorage under a
+ * fingerprint of the account and the file: after a reload, or a browser
+ * that was closed, choosing the same file again goes on where it
+ * stopped.  The token is not kept there, and the URL is worth nothing
+ * without it.
+ */
+
+function fingerprintPrefix() {
+    /* another account's upload of the same file is not ours to resume */
+    return 'audex ' + session.email + ' ';
+}
+
+
+function fingerprint(file, options) {
+    return Promise.resolve(fingerprintPrefix()
+                           + [file.name, file.type, file.size,
+                              file.lastModified, options.endpoint].join(' '));
+}
+
+
+function newUpload(file, metadata) {
+    var up = new tus.Upload(file, {
+        endpoint: TUS_ENDPOINT,
+        headers: { Authorization: 'Bearer ' + session.token },
+        metadata: metadata,
+        fingerprint: fingerprint,
+        removeFingerprintOnSuccess: true,
+        chunkSize: CHUNK_BYTES,
+        retryDelays: RETRY_MS,
+        onShouldRetry: function (err) {
+            return retrying(up, file, err);
+        },
+        onProgress: function (sent, total) {
+            var bar = $('upload-progress');
+            if (up === upload) {
+                setBar(bar, Math.floor(100 * sent / total), 'uploaded');
+                say('Uploading ' + file.name + ': ' + bar.value + '%');
+            }
+        },
+        onSuccess: function (payload) {
+            uploadDone(up, payload.lastResponse);
+        },
+        onError: function (err) {
+            uploadFailed(up, file, err);
+        }
+    });
+
+    return up;
+}
+
+
+/* the unfinished uploads of this account, as localStorage has them */
+
+function unfinished() {
+    var key = 'tus::' + fingerprintPrefix();
+
+    if (!window.tus || !tus.canStoreURLs) {
+        return Promise.resolve([]);
+    }
+
+    return tus.defaultOptions.urlStorage.findAllUploads().then(function (all) {
+        return all.filter(function (u) {
+            return u.urlStorageKey.indexOf(key) === 0;
+        });
+    });
+}
+
+
+function showUnfinished() {
+    unfinished().then(function (list) {
+        var box = $('unfinished');
+        var names = list.map(function (u) {
+            return (u.metadata && u.metadata.filename) || 'a video';
+        });
+
+        box.textContent = names.length
+            ? 'Not finished: ' + names.join(', ') + '. Choose the same file'
+              + ' again to go on where it stopped.'
+            : '';
+        box.hidden = !names.length;
+    });
+}
+
+
+function newest(list) {
+    return list.reduce(function (a, b) {
+        return Date.parse(b.creationTime) > Date.parse(a.creationTime) ? b : a;
+    });
+}
+
 
 function startUpload(ev) {
     var file = $('file').files[0];
-    var form = new FormData();
     var enc = $('encoding').value;
-    var xhr = new XMLHttpRequest();
-    var bar = $('upload-progress');
+    var metadata;
+    var up;
 
     ev.preventDefault();
 
@@ -296,70 +420,170 @@ function startUpload(ev) {
         return;
     }
 
-    if (enc) {
-        form.append(enc.split('=')[0], enc.split('=')[1]);
+    if (!window.tus || !tus.isSupported) {
+        showError('This browser cannot upload here (no tus-js-client).');
+        return;
     }
-    form.append('file', file, file.name);
+
+    /* the options count when the upload is created, not when resumed */
+    metadata = { filename: file.name };
+    if (enc) {
+        metadata[enc.split('=')[0]] = enc.split('=')[1];
+    }
 
     stopPolling();
     showError('');
     $('result').hidden = true;
     $('progress-box').hidden = false;
-    setBar(bar, 0, 'uploaded');
+    setBar($('upload-progress'), 0, 'uploaded');
     setBar($('convert-progress'), 0, 'converted');
     $('upload-button').disabled = true;
     $('cancel-button').hidden = false;
     say('Uploading ' + file.name + '…');
 
-    xhr.upload.addEventListener('progress', function (e) {
-        if (e.lengthComputable) {
-            setBar(bar, Math.floor(100 * e.loaded / e.total), 'uploaded');
-            say('Uploading ' + file.name + ': ' + bar.value + '%');
+    up = newUpload(file, metadata);
+    upload = up;
+
+    up.findPreviousUploads().then(function (previous) {
+        if (up !== upload) {
+            return;     /* cancelled meanwhile */
         }
-    });
-
-    xhr.addEventListener('load', function () {
-        var r = { status: xhr.status, body: xhr.responseText, json: null };
-        upload = null;
-        $('cancel-button').hidden = true;
-        $('upload-button').disabled = false;
-
-        try { r.json = JSON.parse(r.body); } catch (e) { /* not JSON */ }
-
-        if (expired(r)) {
-            return;
+        if (previous.length) {
+            up.resumeFromPreviousUpload(newest(previous));
+            say('Resuming the upload of ' + file.name + '…');
         }
-
-        if (r.status !== 202 || !r.json || !r.json.job_id) {
-            $('progress-box').hidden = true;
-            say('');
-            showError('Upload failed: ' + errorText(r.status, r.body));
-            return;
-        }
-
-        setBar(bar, 100, 'uploaded');
-        say('Uploaded. Waiting for a converter…');
-        poll(r.json.status_url || '/jobs/' + r.json.job_id);
-        loadJobs();
+        up.start();
     });
+}
 
-    ['error', 'abort'].forEach(function (t) {
-        xhr.addEventListener(t, function () {
-            upload = null;
-            $('cancel-button').hidden = true;
-            $('upload-button').disabled = false;
-            $('progress-box').hidden = true;
-            say(t === 'abort' ? 'Upload cancelled.' : '');
-            if (t === 'error') {
-                showError('Upload failed: ' + errorText(0, ''));
-            }
-        });
-    });
 
-    xhr.open('POST', '/upload');
-    xhr.setRequestHeader('Authorization', 'Bearer ' + session.token);
-    xhr.send(form);
-    upload = xhr;
+/* the upload's end, the state of the form back to "choose" */
+
+function uploadEnded() {
+    upload = null;
+    $('cancel-button').hidden = true;
+    $('upload-button').disabled = false;
+}
+
+
+/*
+ * Whether tus-js-client tries again: a network error, a server error,
+ * and 409 or 423 (the server still holds the upload for the request that
+ * broke off, or has more of it than we thought): it asks (HEAD) where
+ * to go on.  Offline, it stops, and the page goes on when the browser is
+ * back online.
+ */
+
+function retrying(up, file, err) {
+    var status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+
+    if (!navigator.onLine
+        || !(status === 0 || status === 409 || status === 423
+             || status >= 500))
+    {
+        return false;
+    }
+
+    if (up === upload) {
+        say('The upload of ' + file.name + ' broke off at '
+            + $('upload-progress').value + '%. Trying again…');
+    }
+
+    return true;
+}
+
+
+function uploadFailed(up, file, err) {
+    var res = err.originalResponse;
+    var r = { status: res ? res.getStatus() : 0,
+              body: res ? res.getBody() : '' };
+
+    if (up !== upload || expired(r)) {
+        return;
+    }
+
+    if (r.status === 0 && !navigator.onLine) {
+        pauseOffline(up);
+        return;
+    }
+
+    uploadEnded();
+    $('progress-box').hidden = true;
+    say('');
+    showError('Upload failed: ' + errorText(r.status, r.body)
+              + (r.status === 0 || r.status >= 500
+                 ? ' Convert again to go on where it stopped.' : ''));
+    showUnfinished();
+}
+
+
+/*
+ * Offline: the upload stops at once (a request in flight may otherwise
+ * hang on a connection that went nowhere), and goes on by itself when
+ * the browser is back online.
+ */
+
+function pauseOffline(up) {
+    if (paused === up) {
+        return;
+    }
+    paused = up;
+    up.abort();
+    say('You are offline. The upload of ' + up.file.name + ' goes on'
+        + ' where it stopped when the connection is back.');
+}
+
+
+function resumeOnline() {
+    var up = paused;
+
+    paused = null;
+
+    if (up && up === upload) {
+        say('Online again: resuming the upload of ' + up.file.name + '…');
+        up.start();
+    }
+}
+
+
+/* the last byte is in: the answer names the job (Audex-Job-Id) */
+
+function uploadDone(up, res) {
+    var job = res.getHeader('Audex-Job-Id');
+
+    if (up !== upload) {
+        return;
+    }
+
+    uploadEnded();
+    showUnfinished();
+
+    if (!/^[0-9a-f]{24}$/.test(job || '')) {
+        $('progress-box').hidden = true;
+        showError('Upload failed: the server named no job.');
+        return;
+    }
+
+    setBar($('upload-progress'), 100, 'uploaded');
+    say('Uploaded. Waiting for a converter…');
+    poll('/jobs/' + job);
+    loadJobs();
+}
+
+
+function cancelUpload() {
+    var up = upload;
+
+    if (!up) {
+        return;
+    }
+
+    uploadEnded();
+    $('progress-box').hidden = true;
+    say('Upload cancelled.');
+
+    /* DELETE: the server forgets it, and so does localStorage */
+    up.abort(true).then(showUnfinished, showUnfinished);
 }
 
 
@@ -591,11 +815,13 @@ function init() {
         logout('');
     });
     $('upload-form').addEventListener('submit', startUpload);
-    $('cancel-button').addEventListener('click', function () {
+    $('cancel-button').addEventListener('click', cancelUpload);
+    window.addEventListener('offline', function () {
         if (upload) {
-            upload.abort();
+            pauseOffline(upload);
         }
     });
+    window.addEventListener('online', resumeOnline);
     $('refresh').addEventListener('click', loadJobs);
     $('jobs-title').tabIndex = -1;
     setupDrop();

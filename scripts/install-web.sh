@@ -3,6 +3,8 @@
 # build/web/node_modules, at pinned versions, once:
 #
 #   swagger-ui-dist   the Swagger UI nginx serves at /docs
+#   tus-js-client     the page's resumable uploads: nginx serves its
+#                     browser bundle, dist/tus.min.js, at /tus.min.js
 #   playwright-core   drives Debian's chromium in t/web.t (it downloads
 #                     no browser of its own)
 #   @redocly/cli      lints docs/openapi.yaml in t/openapi.t
@@ -20,6 +22,7 @@ dir=${1:-${AUDEX_WEB_DIR:-$top/build/web}}
 
 pins=(
     swagger-ui-dist@5.35.0
+    tus-js-client@4.3.1
     playwright-core@1.65.1
     @redocly/cli@2.77.0
 )

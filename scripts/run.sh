@@ -177,6 +177,7 @@ nginx_conf() {
         --path "/usr/share/audex/html=$top/html" \
         --path "/usr/share/audex/docs/=$top/docs/" \
         --path "/usr/share/audex/swagger-ui/=$build/web/node_modules/swagger-ui-dist/" \
+        --path "/usr/share/audex/tus-js-client/=$build/web/node_modules/tus-js-client/dist/" \
         "$top/conf/nginx.conf.example" > "$run/nginx/nginx.conf"
 }
 

@@ -947,8 +947,9 @@ for my $df (sort keys %image) {
        'the module is installed to /usr/lib/nginx/modules');
 }
 
-# Swagger UI comes from the stage that runs scripts/install-web.sh DIR,
-# which installs its pinned packages into DIR/node_modules
+# Swagger UI and tus-js-client's bundle come from the stage that runs
+# scripts/install-web.sh DIR, which installs its pinned packages into
+# DIR/node_modules
 {
     my @stages = dockerfile("$top/docker/nginx.Dockerfile");
     my %dir;
@@ -962,7 +963,8 @@ for my $df (sort keys %image) {
     for my $c (ops($stages[-1], 'COPY')) {
         next unless $c =~ /--from=(\S+)/ && defined $dir{$1};
         my ($src) = grep { !/^--/ } split ' ', $c;
-        my ($pkg) = ($src =~ m{^\Q$dir{$1}\E/node_modules/([\w.-]+)$});
+        my ($pkg) = ($src =~
+            m{^\Q$dir{$1}\E/node_modules/([\w.-]+)(?:/[\w./-]+)?$});
         ok($pkg && $pins =~ /^\s+\Q$pkg\E\@/m,
            "nginx.Dockerfile: $src is a package install-web.sh pins");
     }
