@@ -1036,6 +1036,107 @@ audex_segments_cleanup(const audex_segments_job_t *sj, const char *key,
 }
 
 
+/*
+ * Segment files nobody waits for: older than older_than (ms since the
+ * epoch) and their job's record gone (a coordinator that died for good
+ * after its segments were written; a cancelled job keeps its record, and
+ * its files, for its next attempt, until the record expires).
+ */
+
+int
+audex_segments_sweep(audex_redis_t *redis, mongoc_database_t *db,
+    int64_t older_than, int64_t *removed, bson_error_t *error)
+{
+    int                    rc;
+    char                   key[256];
+    bson_t                 filter, opts;
+    bson_oid_t             id;
+    bson_iter_t            it;
+    redisReply            *r;
+    const char            *job_id, *argv[2];
+    const bson_t          *doc;
+    mongoc_cursor_t       *cursor;
+    mongoc_collection_t   *files, *chunks;
+
+    files = mongoc_database_get_collection(db, AUDEX_BUCKET_SEGMENTS ".files");
+    chunks = mongoc_database_get_collection(db,
+                                            AUDEX_BUCKET_SEGMENTS ".chunks");
+
+    bson_init(&filter);
+    BCON_APPEND(&filter, "uploadDate", "{", "$lt",
+                BCON_DATE_TIME(older_than), "}");
+    bson_init(&opts);
+    BCON_APPEND(&opts, "projection", "{", "metadata", BCON_INT32(1), "}",
+                "limit", BCON_INT64(1000));
+
+    cursor = mongoc_collection_find_with_opts(files, &filter, &opts, NULL);
+    rc = 0;
+
+    while (rc == 0 && mongoc_cursor_next(cursor, &doc)) {
+        if (!bson_iter_init_find(&it, doc, "_id")
+            || !BSON_ITER_HOLDS_OID(&it))
+        {
+            continue;
+        }
+
+        bson_oid_copy(bson_iter_oid(&it), &id);
+
+        job_id = NULL;
+        if (bson_iter_init(&it, doc)
+            && bson_iter_find_descendant(&it, "metadata." AUDEX_F_JOB_ID, &it)
+            && BSON_ITER_HOLDS_UTF8(&it))
+        {
+            job_id = bson_iter_utf8(&it, NULL);
+        }
+
+        if (job_id != NULL) {
+            snprintf(key, sizeof(key), AUDEX_SEGMENTS_KEY_PREFIX "%s",
+                     job_id);
+            argv[0] = "EXISTS";
+            argv[1] = key;
+
+            r = audex_redis_cmd(redis, 2, argv);
+            if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+                if (r) {
+                    freeReplyObject(r);
+                }
+
+                bson_set_error(error, 0, 0, "redis: %s",
+                               audex_redis_error(redis));
+                rc = -1;
+                break;
+            }
+
+            if (r->integer != 0) {
+                freeReplyObject(r);
+                continue;           /* its job is still cut so */
+            }
+
+            freeReplyObject(r);
+        }
+
+        if (audex_store_file_delete(files, chunks, &id, error) != 0) {
+            rc = -1;
+            break;
+        }
+
+        (*removed)++;
+    }
+
+    if (rc == 0 && mongoc_cursor_error(cursor, error)) {
+        rc = -1;
+    }
+
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(chunks);
+    mongoc_collection_destroy(files);
+
+    return rc;
+}
+
+
 static u_char *
 audex_segments_read(mongoc_client_t *mongo, const bson_oid_t *id,
     size_t *len, char *err, size_t errlen)

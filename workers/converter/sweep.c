@@ -15,6 +15,7 @@
 #include "audex_schema.h"
 #include "audex_store.h"
 #include "log.h"
+#include "segments.h"
 #include "sweep.h"
 
 
@@ -51,7 +52,7 @@ audex_sweep_lock(audex_redis_t *redis, const char *consumer, int every)
 int
 audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
     const char *db_name, const char *consumer, int every, int grace,
-    audex_store_swept_t *swept)
+    audex_store_swept_t *swept, int64_t *segments)
 {
     int                 rc;
     bson_error_t        error;
@@ -68,8 +69,28 @@ audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
     rc = audex_store_upload_sweep(db, ((int64_t) time(NULL) - grace) * 1000,
                                   swept, &error);
 
+    if (rc != 0) {
+        audex_log(AUDEX_LOG_WARN, NULL, "sweeping unfinished uploads: %s",
+                  error.message);
+    }
+
+    if (audex_segments_sweep(redis, db,
+                             ((int64_t) time(NULL) - grace) * 1000,
+                             segments, &error)
+        != 0)
+    {
+        audex_log(AUDEX_LOG_WARN, NULL, "sweeping segment files: %s",
+                  error.message);
+        rc = -1;
+    }
+
     mongoc_database_destroy(db);
     mongoc_client_pool_push(pool, client);
+
+    if (*segments > 0) {
+        audex_log(AUDEX_LOG_INFO, NULL, "swept %lld segment file(s) of "
+                  "jobs no longer cut", (long long) *segments);
+    }
 
     if (swept->uploads + swept->tus > 0) {
         audex_log(AUDEX_LOG_INFO, NULL, "swept %lld unfinished upload(s) "
@@ -77,11 +98,5 @@ audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
                   (long long) swept->uploads, (long long) swept->tus, grace);
     }
 
-    if (rc != 0) {
-        audex_log(AUDEX_LOG_WARN, NULL, "sweeping unfinished uploads: %s",
-                  error.message);
-        return -1;
-    }
-
-    return 0;
+    return (rc == 0) ? 0 : -1;
 }
