@@ -117,9 +117,9 @@ smoke: all
 	@scripts/smoke.sh
 
 # workers and unit tests with AddressSanitizer and UBSan, into build/asan;
-# then the converter's media set and both workers' HTTP server through the
-# sanitized workers (any report makes the run fail: halt_on_error, exit
-# codes checked)
+# then the converter's media set, its segment-parallel encoding and both
+# workers' HTTP server through the sanitized workers (any report makes the
+# run fail: halt_on_error, exit codes checked)
 asan: deps
 	$(MAKE) BUILD=$(BUILD)/asan CFLAGS="-g -O1" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -128,7 +128,7 @@ asan: deps
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	AUDEX_CONVERTER_BIN=$(BUILD)/asan/bin/audex-converter \
 	AUDEX_NOTIFIER_BIN=$(BUILD)/asan/bin/audex-notifier \
-	    prove t/converter_convert.t t/worker_http.t
+	    prove t/converter_convert.t t/converter_parallel.t t/worker_http.t
 
 # everything, then a check that no test left a process running
 test:
