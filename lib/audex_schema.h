@@ -65,6 +65,7 @@
 #define AUDEX_F_TUS_LOCK           "lock"
 #define AUDEX_F_TUS_LOCK_UNTIL     "lock_until"
 #define AUDEX_F_TUS_SHA256         "sha256_state"
+#define AUDEX_F_TUS_UNVERIFIED      "unverified"
 #define AUDEX_TUS_LEASE            60
 
 /* the sweeper's Redis lock: one converter at a time sweeps */

@@ -1869,7 +1869,7 @@ ngx_http_audex_tus_lock(ngx_http_audex_tus_task_t *task,
     now = ngx_http_audex_tus_now();
 
     rc = audex_store_tus_lock(coll, &task->id, offset, task->token, now,
-                              now + task->expires_in, &error);
+                              now + task->expires_in, 0, &error);
 
     if (rc < 0) {
         ngx_http_audex_tus_backend(task, "taking the upload", &error);
@@ -2262,7 +2262,7 @@ ngx_http_audex_tus_delete(ngx_http_audex_tus_task_t *task,
                     sizeof(task->token));
 
         rc = audex_store_tus_lock(coll, &task->id, task->offset, task->token,
-                                  now, now, &error);
+                                  now, now, 0, &error);
 
         if (rc <= 0) {
             if (rc < 0) {
