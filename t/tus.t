@@ -544,3 +544,34 @@ PY
        'the rest');
     ::check_complete($loc, $::big, $kept ? 'digest kept' : 'digest read back');
 }
+
+
+
+=== TEST 13: chunks stored past the offset are taken by the next HEAD
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /files/ { audex_auth on; audex_tus; }
+location = /healthz { audex_healthz; }
+--- request
+GET /healthz
+--- error_code: 200
+--- check
+# 100 bytes (a tail), then a PATCH that stores chunks 0 and 1 (no
+# advance: that comes every 4) and is refused at its last byte (413):
+# the offset stays at the tail, the two chunks are past it
+my $content = substr($::big, 0, 700_000);
+my $a = ::create('ann', length $content);
+is(::patch($a, 'ann', 0, substr($content, 0, 100))->{code}, 204,
+   'A: 100 bytes');
+is(::patch($a, 'ann', 100, substr($content, 100) . 'x')->{code}, 413,
+   'A: one byte too many: 413, two chunks stored');
+is(::offset_of($a, 'ann'), 2 * 261120,
+   'A: HEAD advances over the two chunks, the tail first in them');
+is(::patch($a, 'ann', 100, substr($content, 100))->{code}, 409,
+   'A: the old offset is 409 now');
+is(::patch($a, 'ann', 2 * 261120, substr($content, 2 * 261120))->{code},
+   204, 'A: the rest');
+::check_complete($a, $content, 'A');
+
+--- no_check_alerts
