@@ -49,7 +49,7 @@
  * the document itself.  A PATCH holds the upload by setting lock (its
  * own random token) and lock_until (a date) under the condition that the
  * offset is the client's and any earlier lock expired; it renews lock_until as
- * chunks are stored, at least every AUDEX_TUS_LEASE / 2 seconds, and
+ * chunks are stored or by a timer, every AUDEX_TUS_LEASE / 2 seconds, and
  * releases it (lock_until 0) when it ends.  The offset is advanced only
  * every few chunks: whoever finds the upload with no live lease (HEAD,
  * PATCH) advances it over the full chunks found past it (their _ids are
@@ -70,7 +70,7 @@
 #define AUDEX_F_TUS_LOCK_UNTIL     "lock_until"
 #define AUDEX_F_TUS_SHA256         "sha256_state"
 #define AUDEX_F_TUS_UNVERIFIED      "unverified"
-#define AUDEX_TUS_LEASE            60
+#define AUDEX_TUS_LEASE            6
 
 /* the sweeper's Redis lock: one converter at a time sweeps */
 #define AUDEX_LOCK_SWEEP           "audex:lock:sweep"

@@ -143,6 +143,7 @@ typedef enum {
     NGX_HTTP_AUDEX_TUS_CHUNK,           /* store a full chunk */
     NGX_HTTP_AUDEX_TUS_SAVE,            /* the offset and tail; release */
     NGX_HTTP_AUDEX_TUS_UNLOCK,          /* release, nothing gained */
+    NGX_HTTP_AUDEX_TUS_RENEW,           /* the lease, the client slow */
     NGX_HTTP_AUDEX_TUS_DELETE           /* termination */
 } ngx_http_audex_tus_op_e;
 
@@ -204,6 +205,7 @@ struct ngx_http_audex_tus_s {
     ngx_uint_t                     busy;        /* the task is in flight */
     ngx_uint_t                     reading;     /* the body is being read */
     ngx_uint_t                     created;     /* POST: answer 201 */
+    ngx_event_t                    renew;       /* the lease's timer */
 
     off_t                          length;      /* Upload-Length */
     off_t                          received;    /* this request's bytes */
@@ -279,6 +281,10 @@ static ngx_int_t ngx_http_audex_tus_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_audex_tus_headers(ngx_http_request_t *r,
     ngx_http_audex_tus_t *tus, ngx_uint_t expires);
 static void ngx_http_audex_tus_md_cleanup(void *data);
+static ngx_int_t ngx_http_audex_tus_renew_start(ngx_http_request_t *r,
+    ngx_http_audex_tus_t *tus);
+static void ngx_http_audex_tus_renew_handler(ngx_event_t *ev);
+static void ngx_http_audex_tus_renew_cleanup(void *data);
 
 /* thread side */
 static void ngx_http_audex_tus_create_state(ngx_http_audex_tus_task_t *task,
@@ -1237,12 +1243,21 @@ ngx_http_audex_tus_done(ngx_http_request_t *r, void *data)
         tus->n = (int32_t) (task->offset / AUDEX_GRIDFS_CHUNK);
         tus->fill = task->len;
 
+        if (ngx_http_audex_tus_renew_start(r, tus) != NGX_OK) {
+            tus->rc = NGX_HTTP_AUDEX_TUS_INTERNAL;
+            ngx_http_audex_tus_fail(r, tus);
+            return;
+        }
+
         ngx_http_finalize_request(r, ngx_http_audex_tus_read_body(r, tus));
         return;
 
     case NGX_HTTP_AUDEX_TUS_CHUNK:
+    case NGX_HTTP_AUDEX_TUS_RENEW:
 
-        tus->spare = task->data;
+        if (task->op == NGX_HTTP_AUDEX_TUS_CHUNK) {
+            tus->spare = task->data;
+        }
 
         if (task->rc != NGX_HTTP_AUDEX_TUS_OK
             && tus->rc == NGX_HTTP_AUDEX_TUS_OK)
@@ -1290,6 +1305,84 @@ ngx_http_audex_tus_done(ngx_http_request_t *r, void *data)
 
         ngx_http_finalize_request(r, ngx_http_audex_tus_answer(r, tus));
         return;
+    }
+}
+
+
+/*
+ * While a PATCH holds the upload its lease is renewed every half lease,
+ * by the chunks it stores or, when its client is slow to send them, by
+ * this timer: a lease runs out only when its holder is gone (or its
+ * event loop or thread pool stuck that long), and a holder that finds
+ * it taken (ngx_http_audex_tus_hold) stops before writing anything.
+ */
+
+static ngx_int_t
+ngx_http_audex_tus_renew_start(ngx_http_request_t *r,
+    ngx_http_audex_tus_t *tus)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_audex_tus_renew_cleanup;
+    cln->data = &tus->renew;
+
+    tus->renew.handler = ngx_http_audex_tus_renew_handler;
+    tus->renew.data = r;
+    tus->renew.log = r->connection->log;
+    tus->renew.cancelable = 1;
+
+    ngx_add_timer(&tus->renew, 1000);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_audex_tus_renew_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_http_audex_tus_t  *tus;
+
+    r = ev->data;
+    c = r->connection;
+    tus = ngx_http_audex_get_ctx(r)->data;
+
+    if (!tus->reading || tus->rc != NGX_HTTP_AUDEX_TUS_OK) {
+        return;
+    }
+
+    /* a task in flight renews it itself (ngx_http_audex_tus_hold) */
+
+    if (!tus->busy
+        && ngx_http_audex_tus_now() - tus->task->renewed
+           >= AUDEX_TUS_LEASE * 1000 / 2)
+    {
+        if (ngx_http_audex_tus_post(r, tus, NGX_HTTP_AUDEX_TUS_RENEW)
+            != NGX_AGAIN)
+        {
+            ngx_http_audex_tus_fail(r, tus);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+    }
+
+    ngx_add_timer(ev, 1000);
+}
+
+
+static void
+ngx_http_audex_tus_renew_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
     }
 }
 
@@ -1615,6 +1708,7 @@ ngx_http_audex_tus_work(void *data, ngx_log_t *log)
     ngx_http_audex_tus_task_t *task = data;
 
     mongoc_client_t      *client;
+    mongoc_collection_t  *coll;
 
     task->rc = NGX_HTTP_AUDEX_TUS_OK;
     task->err[0] = '\0';
@@ -1629,6 +1723,13 @@ ngx_http_audex_tus_work(void *data, ngx_log_t *log)
 
     case NGX_HTTP_AUDEX_TUS_STATE:
         ngx_http_audex_tus_head(task, client);
+        break;
+
+    case NGX_HTTP_AUDEX_TUS_RENEW:
+        coll = mongoc_client_get_collection(client, task->amcf->mongo_db,
+                                            AUDEX_COLL_TUS);
+        (void) ngx_http_audex_tus_hold(task, coll);
+        mongoc_collection_destroy(coll);
         break;
 
     case NGX_HTTP_AUDEX_TUS_LOCK:

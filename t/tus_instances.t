@@ -207,6 +207,9 @@ close $log;
 ok(defined $resumed && $resumed >= $stored - $::chunk,
    "resumed at @{[ $resumed // '-' ]}, at most one chunk below the "
    . "$stored bytes stored as full chunks at the kill");
+# 423 only while the dead one's lease (6 s) runs, tried every 3 s
+ok(@locked <= 4, 'refused no more than the lease allows ('
+   . scalar(@locked) . ' times)');
 
 # the first again, the rest there
 nginx_start();
