@@ -23,10 +23,12 @@
  * document itself ("tail") when the PATCH ends, the client gone
  * included, and come back into the chunk buffer when the next PATCH
  * begins.  A client never sends a byte twice, but after a crash of
- * nginx mid-PATCH, where it resends what followed the last advance (a
- * few chunks at most).  Chunks past the durable offset (a crash, a PATCH
- * refused by its checksum) are only overwritten later: they are stored
- * with audex_store_chunk_replace().
+ * nginx mid-PATCH: the full chunks stored past the last advance are
+ * found by the next HEAD or PATCH once the lease has run out
+ * (ngx_http_audex_tus_recover), so it resends at most the chunk that
+ * was being stored.  Chunks past the durable offset that a PATCH with a
+ * checksum stored are never taken so, only overwritten later: they are
+ * stored with audex_store_chunk_replace().
  *
  * With Upload-Checksum the offset advances only when the whole PATCH has
  * matched; a mismatch is 460 and the PATCH's bytes count for nothing.
