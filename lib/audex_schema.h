@@ -42,16 +42,20 @@
  * Resumable uploads (tus, ngx_http_audex_tus.c): one document each in
  * AUDEX_COLL_TUS, whose _id is the id of the GridFS file being written
  * in AUDEX_BUCKET_VIDEOS: {_id, owner_id, owner_email, filename,
- * bitrate or quality, length, offset, tail, sha256_state, expires_at, lock,
- * lock_until, job_id, created_at}.  offset counts what is durable: the
- * chunks stored (offset / AUDEX_GRIDFS_CHUNK of them) and tail, the
- * bytes of the next chunk so far (fewer than a chunk), in the document
- * itself.  A PATCH holds the upload by setting lock (its own random
- * token) and lock_until (a date) under the condition that the offset is
- * the client's and any earlier lock expired; it renews lock_until as
- * chunks are stored, at least every AUDEX_TUS_LEASE / 2 seconds, and
- * releases it (lock_until 0) when it ends.  job_id is set once the file
- * is complete and its job queued.  The file is recorded in
+ * bitrate or quality, length, offset, tail, sha256_state, expires_at,
+ * lock, lock_until, unverified, job_id, created_at}.  offset counts what
+ * is durable: the chunks stored (offset / AUDEX_GRIDFS_CHUNK of them)
+ * and tail, the bytes of the next chunk so far (fewer than a chunk), in
+ * the document itself.  A PATCH holds the upload by setting lock (its
+ * own random token) and lock_until (a date) under the condition that the
+ * offset is the client's and any earlier lock expired; it renews lock_until as
+ * chunks are stored or by a timer, every AUDEX_TUS_LEASE / 2 seconds, and
+ * releases it (lock_until 0) when it ends.  The offset is advanced only
+ * every few chunks: whoever finds the upload with no live lease (HEAD,
+ * PATCH) advances it over the full chunks found past it (their _ids are
+ * derived), unless unverified is true: a PATCH with a checksum stored
+ * chunks past the offset that may not be the upload's.  job_id is set
+ * once the file is complete and its job queued.  The file is recorded in
  * AUDEX_COLL_UPLOADS too, its active_at renewed by every PATCH.
  * sha256_state is the SHA-256 state (lib/audex_sha256.h) after the stored
  * chunks, saved with the offset, so that completion hashes only the last
@@ -65,7 +69,8 @@
 #define AUDEX_F_TUS_LOCK           "lock"
 #define AUDEX_F_TUS_LOCK_UNTIL     "lock_until"
 #define AUDEX_F_TUS_SHA256         "sha256_state"
-#define AUDEX_TUS_LEASE            60
+#define AUDEX_F_TUS_UNVERIFIED      "unverified"
+#define AUDEX_TUS_LEASE            6
 
 /* the sweeper's Redis lock: one converter at a time sweeps */
 #define AUDEX_LOCK_SWEEP           "audex:lock:sweep"

@@ -23,10 +23,12 @@
  * document itself ("tail") when the PATCH ends, the client gone
  * included, and come back into the chunk buffer when the next PATCH
  * begins.  A client never sends a byte twice, but after a crash of
- * nginx mid-PATCH, where it resends what followed the last advance (a
- * few chunks at most).  Chunks past the durable offset (a crash, a PATCH
- * refused by its checksum) are only overwritten later: they are stored
- * with audex_store_chunk_replace().
+ * nginx mid-PATCH: the full chunks stored past the last advance are
+ * found by the next HEAD or PATCH once the lease has run out
+ * (ngx_http_audex_tus_recover), so it resends at most the chunk that
+ * was being stored.  Chunks past the durable offset that a PATCH with a
+ * checksum stored are never taken so, only overwritten later: they are
+ * stored with audex_store_chunk_replace().
  *
  * With Upload-Checksum the offset advances only when the whole PATCH has
  * matched; a mismatch is 460 and the PATCH's bytes count for nothing.
@@ -143,6 +145,7 @@ typedef enum {
     NGX_HTTP_AUDEX_TUS_CHUNK,           /* store a full chunk */
     NGX_HTTP_AUDEX_TUS_SAVE,            /* the offset and tail; release */
     NGX_HTTP_AUDEX_TUS_UNLOCK,          /* release, nothing gained */
+    NGX_HTTP_AUDEX_TUS_RENEW,           /* the lease, the client slow */
     NGX_HTTP_AUDEX_TUS_DELETE           /* termination */
 } ngx_http_audex_tus_op_e;
 
@@ -163,6 +166,14 @@ typedef struct {
     int64_t                        renewed;     /* the lease, ms */
     ngx_uint_t                     advance;     /* CHUNK moves the offset */
     ngx_uint_t                     hold;        /* CREATE takes it too */
+    ngx_uint_t                     checksum;    /* LOCK: one is pending */
+
+    /* the lock as read, for audex_store_tus_advance() */
+    char                           seen_lock[25];
+    ngx_uint_t                     seen_locked;
+    int64_t                        seen_until;  /* ms */
+    ngx_uint_t                     unverified;  /* chunks past: maybe not */
+    int64_t                        recovered;   /* bytes made durable */
 
     /* the state, as read or written */
     int64_t                        length;
@@ -196,6 +207,7 @@ struct ngx_http_audex_tus_s {
     ngx_uint_t                     busy;        /* the task is in flight */
     ngx_uint_t                     reading;     /* the body is being read */
     ngx_uint_t                     created;     /* POST: answer 201 */
+    ngx_event_t                    renew;       /* the lease's timer */
 
     off_t                          length;      /* Upload-Length */
     off_t                          received;    /* this request's bytes */
@@ -271,14 +283,24 @@ static ngx_int_t ngx_http_audex_tus_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_audex_tus_headers(ngx_http_request_t *r,
     ngx_http_audex_tus_t *tus, ngx_uint_t expires);
 static void ngx_http_audex_tus_md_cleanup(void *data);
+static ngx_int_t ngx_http_audex_tus_renew_start(ngx_http_request_t *r,
+    ngx_http_audex_tus_t *tus);
+static void ngx_http_audex_tus_renew_handler(ngx_event_t *ev);
+static void ngx_http_audex_tus_renew_cleanup(void *data);
 
 /* thread side */
 static void ngx_http_audex_tus_create_state(ngx_http_audex_tus_task_t *task,
     mongoc_client_t *client);
 static void ngx_http_audex_tus_read_state(ngx_http_audex_tus_task_t *task,
     mongoc_collection_t *coll);
+static void ngx_http_audex_tus_head(ngx_http_audex_tus_task_t *task,
+    mongoc_client_t *client);
 static void ngx_http_audex_tus_lock(ngx_http_audex_tus_task_t *task,
     mongoc_client_t *client);
+static void ngx_http_audex_tus_recover(ngx_http_audex_tus_task_t *task,
+    mongoc_client_t *client);
+static ngx_int_t ngx_http_audex_tus_advance(ngx_http_audex_tus_task_t *task,
+    mongoc_collection_t *coll, int64_t offset, bson_t *set);
 static void ngx_http_audex_tus_chunk(ngx_http_audex_tus_task_t *task,
     mongoc_client_t *client);
 static void ngx_http_audex_tus_save(ngx_http_audex_tus_task_t *task,
@@ -678,6 +700,7 @@ ngx_http_audex_tus_patch(ngx_http_request_t *r, ngx_http_audex_tus_t *tus)
     }
 
     tus->reading = 1;
+    tus->task->checksum = (tus->md != NULL);
 
     return ngx_http_audex_tus_start(r, tus, NGX_HTTP_AUDEX_TUS_LOCK);
 }
@@ -851,8 +874,13 @@ ngx_http_audex_tus_start(ngx_http_request_t *r, ngx_http_audex_tus_t *tus,
 {
     u_char  buf[16];
 
-    if (op == NGX_HTTP_AUDEX_TUS_CREATE || op == NGX_HTTP_AUDEX_TUS_LOCK) {
-        /* the lock's token: whoever holds it, and no one else */
+    if (op == NGX_HTTP_AUDEX_TUS_CREATE || op == NGX_HTTP_AUDEX_TUS_LOCK
+        || op == NGX_HTTP_AUDEX_TUS_STATE)
+    {
+        /*
+         * the lock's token: whoever holds it, and no one else (HEAD sets
+         * it when it advances the offset, so an old holder writes no more)
+         */
         if (RAND_bytes(buf, 12) != 1) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1217,12 +1245,21 @@ ngx_http_audex_tus_done(ngx_http_request_t *r, void *data)
         tus->n = (int32_t) (task->offset / AUDEX_GRIDFS_CHUNK);
         tus->fill = task->len;
 
+        if (ngx_http_audex_tus_renew_start(r, tus) != NGX_OK) {
+            tus->rc = NGX_HTTP_AUDEX_TUS_INTERNAL;
+            ngx_http_audex_tus_fail(r, tus);
+            return;
+        }
+
         ngx_http_finalize_request(r, ngx_http_audex_tus_read_body(r, tus));
         return;
 
     case NGX_HTTP_AUDEX_TUS_CHUNK:
+    case NGX_HTTP_AUDEX_TUS_RENEW:
 
-        tus->spare = task->data;
+        if (task->op == NGX_HTTP_AUDEX_TUS_CHUNK) {
+            tus->spare = task->data;
+        }
 
         if (task->rc != NGX_HTTP_AUDEX_TUS_OK
             && tus->rc == NGX_HTTP_AUDEX_TUS_OK)
@@ -1275,16 +1312,102 @@ ngx_http_audex_tus_done(ngx_http_request_t *r, void *data)
 
 
 /*
+ * While a PATCH holds the upload its lease is renewed every half lease,
+ * by the chunks it stores or, when its client is slow to send them, by
+ * this timer: a lease runs out only when its holder is gone (or its
+ * event loop or thread pool stuck that long), and a holder that finds
+ * it taken (ngx_http_audex_tus_hold) stops before writing anything.
+ */
+
+static ngx_int_t
+ngx_http_audex_tus_renew_start(ngx_http_request_t *r,
+    ngx_http_audex_tus_t *tus)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_audex_tus_renew_cleanup;
+    cln->data = &tus->renew;
+
+    tus->renew.handler = ngx_http_audex_tus_renew_handler;
+    tus->renew.data = r;
+    tus->renew.log = r->connection->log;
+    tus->renew.cancelable = 1;
+
+    ngx_add_timer(&tus->renew, 1000);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_audex_tus_renew_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_http_audex_tus_t  *tus;
+
+    r = ev->data;
+    c = r->connection;
+    tus = ngx_http_audex_get_ctx(r)->data;
+
+    if (!tus->reading || tus->rc != NGX_HTTP_AUDEX_TUS_OK) {
+        return;
+    }
+
+    /* a task in flight renews it itself (ngx_http_audex_tus_hold) */
+
+    if (!tus->busy
+        && ngx_http_audex_tus_now() - tus->task->renewed
+           >= AUDEX_TUS_LEASE * 1000 / 2)
+    {
+        if (ngx_http_audex_tus_post(r, tus, NGX_HTTP_AUDEX_TUS_RENEW)
+            != NGX_AGAIN)
+        {
+            ngx_http_audex_tus_fail(r, tus);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+    }
+
+    ngx_add_timer(ev, 1000);
+}
+
+
+static void
+ngx_http_audex_tus_renew_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+}
+
+
+/*
  * The metrics of a step that came back: uploads by how they began and
  * ended, and the bytes by which this request advanced the durable
  * offset (a tail saved counts; a chunk stored past the offset, while a
- * checksum is pending, does not).
+ * checksum is pending, does not).  Full chunks found past the offset of
+ * an upload no one held (stored by a PATCH that died or failed before
+ * advancing over them) count when HEAD or PATCH makes them durable:
+ * their PATCH could not, so each byte is counted once.
  */
 
 static void
 ngx_http_audex_tus_count(ngx_http_audex_tus_t *tus,
     ngx_http_audex_tus_task_t *task)
 {
+    if (task->recovered) {
+        ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_BYTES, task->recovered);
+        task->recovered = 0;
+    }
+
     if (task->rc != NGX_HTTP_AUDEX_TUS_OK) {
         if (task->removed) {
             ngx_http_audex_metrics_add(NGX_HTTP_AUDEX_TUS_FAILED, 1);
@@ -1601,9 +1724,13 @@ ngx_http_audex_tus_work(void *data, ngx_log_t *log)
         break;
 
     case NGX_HTTP_AUDEX_TUS_STATE:
+        ngx_http_audex_tus_head(task, client);
+        break;
+
+    case NGX_HTTP_AUDEX_TUS_RENEW:
         coll = mongoc_client_get_collection(client, task->amcf->mongo_db,
                                             AUDEX_COLL_TUS);
-        ngx_http_audex_tus_read_state(task, coll);
+        (void) ngx_http_audex_tus_hold(task, coll);
         mongoc_collection_destroy(coll);
         break;
 
@@ -1788,6 +1915,23 @@ ngx_http_audex_tus_read_state(ngx_http_audex_tus_task_t *task,
         goto done;
     }
 
+    task->seen_locked = 0;
+
+    if (bson_iter_init_find(&it, doc, AUDEX_F_TUS_LOCK)
+        && BSON_ITER_HOLDS_UTF8(&it))
+    {
+        task->seen_locked = 1;
+        ngx_cpystrn((u_char *) task->seen_lock,
+                    (u_char *) bson_iter_utf8(&it, NULL),
+                    sizeof(task->seen_lock));
+    }
+
+    task->seen_until = (bson_iter_init_find(&it, doc, AUDEX_F_TUS_LOCK_UNTIL)
+                        && BSON_ITER_HOLDS_DATE_TIME(&it))
+                       ? bson_iter_date_time(&it) : 0;
+    task->unverified = bson_iter_init_find(&it, doc, AUDEX_F_TUS_UNVERIFIED)
+                       && bson_iter_as_bool(&it);
+
     /* the digest of the chunks stored, if it was kept, and is theirs */
 
     task->sha_ok = 0;
@@ -1836,9 +1980,63 @@ done:
 
 
 /*
+ * HEAD: the state, the offset made exact first when no one holds the
+ * upload.  The tail comes into a buffer of this thread's own, for
+ * ngx_http_audex_tus_recover() to check the first chunk against.
+ */
+
+static void
+ngx_http_audex_tus_head(ngx_http_audex_tus_task_t *task,
+    mongoc_client_t *client)
+{
+    bson_t               *set;
+    int64_t               offset;
+    mongoc_collection_t  *coll;
+
+    coll = mongoc_client_get_collection(client, task->amcf->mongo_db,
+                                        AUDEX_COLL_TUS);
+
+    task->data = malloc(AUDEX_GRIDFS_CHUNK);
+
+    ngx_http_audex_tus_read_state(task, coll);
+
+    if (task->rc == NGX_HTTP_AUDEX_TUS_OK && task->data) {
+        ngx_http_audex_tus_recover(task, client);
+    }
+
+    if (task->rc == NGX_HTTP_AUDEX_TUS_OK && task->recovered) {
+        /* released as found; the token changed: an old holder stops */
+        offset = task->offset - task->recovered;
+        set = BCON_NEW(AUDEX_F_TUS_LOCK, BCON_UTF8(task->token),
+                       AUDEX_F_TUS_LOCK_UNTIL,
+                           BCON_DATE_TIME(task->seen_until));
+
+        if (ngx_http_audex_tus_advance(task, coll, task->offset, set)
+            != NGX_OK)
+        {
+            /* taken or moved meanwhile: what was read is still durable */
+            task->rc = NGX_HTTP_AUDEX_TUS_OK;
+            task->offset = offset;
+        }
+
+        bson_destroy(set);
+    }
+
+    free(task->data);
+    task->data = NULL;
+    task->len = 0;
+
+    mongoc_collection_destroy(coll);
+}
+
+
+/*
  * A PATCH takes the upload: it exists, is the caller's, has not expired,
  * is at the client's offset and no one holds it.  Then the conditional
- * update decides between two that got this far at once.
+ * update decides between two that got this far at once.  Full chunks
+ * found past the stored offset (ngx_http_audex_tus_recover) are made
+ * durable first: the client's offset must then be past them (it is when
+ * a HEAD found them), else 409 as for any other offset.
  */
 
 static void
@@ -1846,7 +2044,9 @@ ngx_http_audex_tus_lock(ngx_http_audex_tus_task_t *task,
     mongoc_client_t *client)
 {
     int                   rc;
+    bson_t               *set;
     int64_t               offset, now;
+    ngx_int_t             taken;
     bson_error_t          error;
     mongoc_collection_t  *coll, *uploads;
 
@@ -1861,24 +2061,69 @@ ngx_http_audex_tus_lock(ngx_http_audex_tus_task_t *task,
         goto done;
     }
 
-    if (task->done || task->offset != offset) {
+    if (task->done) {
         task->rc = NGX_HTTP_AUDEX_TUS_CONFLICT;
+        goto done;
+    }
+
+    ngx_http_audex_tus_recover(task, client);
+
+    if (task->rc != NGX_HTTP_AUDEX_TUS_OK) {
         goto done;
     }
 
     now = ngx_http_audex_tus_now();
 
-    rc = audex_store_tus_lock(coll, &task->id, offset, task->token, now,
-                              now + task->expires_in, &error);
+    if (task->recovered) {
+        /* made durable, and taken with it if the client is there */
+        taken = (task->offset == offset);
 
-    if (rc < 0) {
-        ngx_http_audex_tus_backend(task, "taking the upload", &error);
-        goto done;
-    }
+        set = BCON_NEW(AUDEX_F_TUS_LOCK, BCON_UTF8(task->token),
+                       AUDEX_F_TUS_LOCK_UNTIL,
+                           BCON_DATE_TIME(taken
+                                          ? now + AUDEX_TUS_LEASE * 1000
+                                          : task->seen_until));
 
-    if (rc == 0) {
-        task->rc = NGX_HTTP_AUDEX_TUS_LOCKED_BY;
-        goto done;
+        if (taken) {
+            BSON_APPEND_DATE_TIME(set, AUDEX_F_TUS_EXPIRES_AT,
+                                  now + task->expires_in);
+
+            if (task->checksum) {
+                BSON_APPEND_BOOL(set, AUDEX_F_TUS_UNVERIFIED, true);
+            }
+        }
+
+        rc = ngx_http_audex_tus_advance(task, coll, task->offset, set);
+        bson_destroy(set);
+
+        if (rc != NGX_OK) {
+            goto done;
+        }
+
+        if (!taken) {
+            task->rc = NGX_HTTP_AUDEX_TUS_CONFLICT;
+            goto done;
+        }
+
+    } else {
+        if (task->offset != offset) {
+            task->rc = NGX_HTTP_AUDEX_TUS_CONFLICT;
+            goto done;
+        }
+
+        rc = audex_store_tus_lock(coll, &task->id, offset, task->token, now,
+                                  now + task->expires_in, task->checksum,
+                                  &error);
+
+        if (rc < 0) {
+            ngx_http_audex_tus_backend(task, "taking the upload", &error);
+            goto done;
+        }
+
+        if (rc == 0) {
+            task->rc = NGX_HTTP_AUDEX_TUS_LOCKED_BY;
+            goto done;
+        }
     }
 
     task->renewed = now;
@@ -1901,6 +2146,138 @@ ngx_http_audex_tus_lock(ngx_http_audex_tus_task_t *task,
 done:
 
     mongoc_collection_destroy(coll);
+}
+
+
+/*
+ * The full chunks stored past the offset of an upload that no one holds
+ * (its holder released it, or died and its lease ran out): the offset
+ * advances only every NGX_HTTP_AUDEX_TUS_ADVANCE_EVERY chunks while a
+ * PATCH stores them, so its crash would cost up to that many, where
+ * this costs at most the chunk that was being stored.  At most that many
+ * are looked for, by their derived _id, contiguous; never the last chunk
+ * (completion stores it); the first must begin with the tail; none when
+ * a checksum PATCH may have stored them (unverified).  task->offset,
+ * task->sha and task->len move past them, task->recovered says by how
+ * much; the caller saves that with ngx_http_audex_tus_advance().
+ */
+
+static void
+ngx_http_audex_tus_recover(ngx_http_audex_tus_task_t *task,
+    mongoc_client_t *client)
+{
+    u_char               *buf;
+    int32_t               k, i;
+    ssize_t               len;
+    int64_t               tail;
+    bson_error_t          error;
+    audex_sha256_t        sha;
+    mongoc_collection_t  *chunks;
+
+    task->recovered = 0;
+
+    if (task->done || task->unverified
+        || task->seen_until >= ngx_http_audex_tus_now())
+    {
+        return;
+    }
+
+    buf = malloc(AUDEX_GRIDFS_CHUNK);
+    if (buf == NULL) {
+        return;
+    }
+
+    chunks = mongoc_client_get_collection(client, task->amcf->mongo_db,
+                                          AUDEX_VIDEOS_CHUNKS);
+
+    k = (int32_t) (task->offset / AUDEX_GRIDFS_CHUNK);
+    tail = task->offset % AUDEX_GRIDFS_CHUNK;
+    sha = task->sha;
+
+    for (i = 0; i < NGX_HTTP_AUDEX_TUS_ADVANCE_EVERY; i++) {
+
+        if ((int64_t) (k + i + 1) * AUDEX_GRIDFS_CHUNK >= task->length) {
+            break;
+        }
+
+        len = audex_store_chunk_get_own(chunks, &task->id, k + i, buf,
+                                        AUDEX_GRIDFS_CHUNK, &error);
+
+        if (len == AUDEX_STORE_ERROR) {
+            ngx_http_audex_tus_backend(task, "looking for chunks", &error);
+            break;
+        }
+
+        if (len != AUDEX_GRIDFS_CHUNK) {
+            break;
+        }
+
+        if (i == 0 && tail
+            && ((int64_t) task->len != tail
+                || ngx_memcmp(buf, task->data, tail) != 0))
+        {
+            break;
+        }
+
+        if (task->sha_ok) {
+            audex_sha256_update(&sha, buf, AUDEX_GRIDFS_CHUNK);
+        }
+    }
+
+    mongoc_collection_destroy(chunks);
+    free(buf);
+
+    if (task->rc != NGX_HTTP_AUDEX_TUS_OK || i == 0) {
+        return;
+    }
+
+    task->recovered = (int64_t) (k + i) * AUDEX_GRIDFS_CHUNK - task->offset;
+    task->offset += task->recovered;
+    task->len = 0;
+    task->sha = sha;
+}
+
+
+/*
+ * Saves what ngx_http_audex_tus_recover() found (the offset, an empty
+ * tail, the digest) and set's fields, if the state is still as read.
+ * NGX_OK, or NGX_ERROR with task->rc set (423 if it changed); either
+ * way task->recovered is what to count.
+ */
+
+static ngx_int_t
+ngx_http_audex_tus_advance(ngx_http_audex_tus_task_t *task,
+    mongoc_collection_t *coll, int64_t offset, bson_t *set)
+{
+    int                     rc;
+    bson_error_t            error;
+    audex_store_tus_seen_t  seen;
+
+    seen.offset = offset - task->recovered;
+    seen.lock = task->seen_locked ? task->seen_lock : NULL;
+    seen.lock_until = task->seen_until;
+
+    BSON_APPEND_INT64(set, AUDEX_F_TUS_OFFSET, offset);
+    BSON_APPEND_BINARY(set, AUDEX_F_TUS_TAIL, BSON_SUBTYPE_BINARY,
+                       (uint8_t *) "", 0);
+    ngx_http_audex_tus_sha_set(task, set);
+
+    rc = audex_store_tus_advance(coll, &task->id, &seen, set, &error);
+
+    if (rc < 0) {
+        ngx_http_audex_tus_backend(task, "advancing the upload", &error);
+    }
+
+    if (rc == 0) {
+        task->rc = NGX_HTTP_AUDEX_TUS_LOCKED_BY;
+    }
+
+    if (rc != 1) {
+        task->recovered = 0;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1991,6 +2368,11 @@ ngx_http_audex_tus_save(ngx_http_audex_tus_task_t *task,
                                               task->data,
                                               (uint32_t) task->len),
                    AUDEX_F_TUS_LOCK_UNTIL, BCON_DATE_TIME(0));
+
+    if (task->checksum) {
+        /* its chunks matched and are below the offset now */
+        BSON_APPEND_BOOL(set, AUDEX_F_TUS_UNVERIFIED, task->unverified != 0);
+    }
 
     ngx_http_audex_tus_sha_set(task, set);
     (void) ngx_http_audex_tus_set(task, coll, set);
@@ -2262,7 +2644,7 @@ ngx_http_audex_tus_delete(ngx_http_audex_tus_task_t *task,
                     sizeof(task->token));
 
         rc = audex_store_tus_lock(coll, &task->id, task->offset, task->token,
-                                  now, now, &error);
+                                  now, now, 0, &error);
 
         if (rc <= 0) {
             if (rc < 0) {

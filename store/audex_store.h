@@ -81,6 +81,14 @@ ssize_t audex_store_chunk_get(mongoc_collection_t *chunks,
     bson_error_t *error);
 
 /*
+ * The same by the derived _id only (a file audex writes): one lookup by
+ * _id, also when the chunk is missing.
+ */
+ssize_t audex_store_chunk_get_own(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int32_t n, uint8_t *buf, size_t cap,
+    bson_error_t *error);
+
+/*
  * Makes a file visible: its files document, written once every chunk is
  * stored, as the GridFS specification lays it out ({_id, length,
  * chunkSize, uploadDate (now), filename, contentType when given,
@@ -236,16 +244,29 @@ int audex_store_user_usage(mongoc_client_t *client, const char *db,
  * no job yet, any lock expired before now), setting token, a lease of
  * AUDEX_TUS_LEASE seconds and expires_at (ms); update applies $set to
  * it, only while token holds it when token is not NULL; delete removes
- * the document, none being no error.  lock and update return 1 when
- * done, 0 when the condition did not hold, -1 with error set; create
- * and delete 0 or -1.
+ * the document, none being no error.  lock with unverified marks the
+ * chunks its holder stores as unverified (a checksum is pending).
+ * advance applies $set only if the document is still as seen (offset,
+ * lock, lock_until, no job): the chunks found past a released or
+ * expired lease's offset are made durable so.  lock, update and
+ * advance return 1 when done, 0 when the condition did not hold, -1
+ * with error set; create and delete 0 or -1.
  */
 int audex_store_tus_create(mongoc_collection_t *tus, const bson_t *doc,
     bson_error_t *error);
 int audex_store_tus_get(mongoc_collection_t *tus, const bson_oid_t *id,
     bson_t **doc, bson_error_t *error);
+typedef struct {
+    int64_t       offset;
+    const char   *lock;             /* NULL: none */
+    int64_t       lock_until;       /* ms */
+} audex_store_tus_seen_t;
+
 int audex_store_tus_lock(mongoc_collection_t *tus, const bson_oid_t *id,
     int64_t offset, const char *token, int64_t now, int64_t expires_at,
+    int unverified, bson_error_t *error);
+int audex_store_tus_advance(mongoc_collection_t *tus, const bson_oid_t *id,
+    const audex_store_tus_seen_t *seen, const bson_t *set,
     bson_error_t *error);
 int audex_store_tus_update(mongoc_collection_t *tus, const bson_oid_t *id,
     const char *token, const bson_t *set, bson_error_t *error);

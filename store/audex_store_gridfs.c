@@ -179,8 +179,9 @@ audex_store_chunk_same(mongoc_collection_t *chunks, const bson_oid_t *id,
 
 
 ssize_t
-audex_store_chunk_get(mongoc_collection_t *chunks, const bson_oid_t *files_id,
-    int32_t n, uint8_t *buf, size_t cap, bson_error_t *error)
+audex_store_chunk_get_own(mongoc_collection_t *chunks,
+    const bson_oid_t *files_id, int32_t n, uint8_t *buf, size_t cap,
+    bson_error_t *error)
 {
     bson_t      filter;
     ssize_t     got;
@@ -192,6 +193,19 @@ audex_store_chunk_get(mongoc_collection_t *chunks, const bson_oid_t *files_id,
     BSON_APPEND_OID(&filter, "_id", &id);
     got = audex_store_chunk_find(chunks, &filter, buf, cap, error);
     bson_destroy(&filter);
+
+    return got;
+}
+
+
+ssize_t
+audex_store_chunk_get(mongoc_collection_t *chunks, const bson_oid_t *files_id,
+    int32_t n, uint8_t *buf, size_t cap, bson_error_t *error)
+{
+    bson_t   filter;
+    ssize_t  got;
+
+    got = audex_store_chunk_get_own(chunks, files_id, n, buf, cap, error);
 
     if (got != AUDEX_STORE_MISSING) {
         return got;

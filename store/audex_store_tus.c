@@ -74,10 +74,10 @@ audex_store_tus_get(mongoc_collection_t *tus, const bson_oid_t *id,
 int
 audex_store_tus_lock(mongoc_collection_t *tus, const bson_oid_t *id,
     int64_t offset, const char *token, int64_t now, int64_t expires_at,
-    bson_error_t *error)
+    int unverified, bson_error_t *error)
 {
     int      rc;
-    bson_t  *filter, *update;
+    bson_t  *filter, *set, *update;
 
     filter = BCON_NEW("_id", BCON_OID(id),
                       AUDEX_F_TUS_OFFSET, BCON_INT64(offset),
@@ -85,17 +85,59 @@ audex_store_tus_lock(mongoc_collection_t *tus, const bson_oid_t *id,
                       AUDEX_F_TUS_LOCK_UNTIL, "{",
                           "$lt", BCON_DATE_TIME(now), "}");
 
-    update = BCON_NEW("$set", "{",
-                          AUDEX_F_TUS_LOCK, BCON_UTF8(token),
-                          AUDEX_F_TUS_LOCK_UNTIL,
-                              BCON_DATE_TIME(now + AUDEX_TUS_LEASE * 1000),
-                          AUDEX_F_TUS_EXPIRES_AT, BCON_DATE_TIME(expires_at),
-                      "}");
+    set = BCON_NEW(AUDEX_F_TUS_LOCK, BCON_UTF8(token),
+                   AUDEX_F_TUS_LOCK_UNTIL,
+                       BCON_DATE_TIME(now + AUDEX_TUS_LEASE * 1000),
+                   AUDEX_F_TUS_EXPIRES_AT, BCON_DATE_TIME(expires_at));
+
+    if (unverified) {
+        /* said before any chunk of this holder is stored */
+        BSON_APPEND_BOOL(set, AUDEX_F_TUS_UNVERIFIED, true);
+    }
+
+    update = BCON_NEW("$set", BCON_DOCUMENT(set));
 
     rc = audex_store_tus_update_one(tus, filter, update, error);
 
     bson_destroy(update);
+    bson_destroy(set);
     bson_destroy(filter);
+
+    return rc;
+}
+
+
+int
+audex_store_tus_advance(mongoc_collection_t *tus, const bson_oid_t *id,
+    const audex_store_tus_seen_t *seen, const bson_t *set,
+    bson_error_t *error)
+{
+    int     rc;
+    bson_t  filter, update;
+
+    /* nothing changed since it was read: no one took it meanwhile */
+
+    bson_init(&filter);
+    BSON_APPEND_OID(&filter, "_id", id);
+    BSON_APPEND_INT64(&filter, AUDEX_F_TUS_OFFSET, seen->offset);
+    BSON_APPEND_NULL(&filter, AUDEX_F_JOB_ID);
+
+    if (seen->lock) {
+        BSON_APPEND_UTF8(&filter, AUDEX_F_TUS_LOCK, seen->lock);
+
+    } else {
+        BSON_APPEND_NULL(&filter, AUDEX_F_TUS_LOCK);
+    }
+
+    BSON_APPEND_DATE_TIME(&filter, AUDEX_F_TUS_LOCK_UNTIL, seen->lock_until);
+
+    bson_init(&update);
+    BSON_APPEND_DOCUMENT(&update, "$set", set);
+
+    rc = audex_store_tus_update_one(tus, &filter, &update, error);
+
+    bson_destroy(&update);
+    bson_destroy(&filter);
 
     return rc;
 }

@@ -544,3 +544,56 @@ PY
        'the rest');
     ::check_complete($loc, $::big, $kept ? 'digest kept' : 'digest read back');
 }
+
+
+
+=== TEST 13: chunks stored past the offset are taken by the next HEAD; a slow client keeps its lease
+--- http_config
+audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+--- config
+location /files/ { audex_auth on; audex_tus; }
+location = /healthz { audex_healthz; }
+--- request
+GET /healthz
+--- error_code: 200
+--- timeout: 30
+--- check
+# 100 bytes (a tail), then a PATCH that stores chunks 0 and 1 (no
+# advance: that comes every 4) and is refused at its last byte (413):
+# the offset stays at the tail, the two chunks are past it
+my $content = substr($::big, 0, 700_000);
+my $a = ::create('ann', length $content);
+is(::patch($a, 'ann', 0, substr($content, 0, 100))->{code}, 204,
+   'A: 100 bytes');
+is(::patch($a, 'ann', 100, substr($content, 100) . 'x')->{code}, 413,
+   'A: one byte too many: 413, two chunks stored');
+is(::offset_of($a, 'ann'), 2 * 261120,
+   'A: HEAD advances over the two chunks, the tail first in them');
+is(::patch($a, 'ann', 100, substr($content, 100))->{code}, 409,
+   'A: the old offset is 409 now');
+is(::patch($a, 'ann', 2 * 261120, substr($content, 2 * 261120))->{code},
+   204, 'A: the rest');
+::check_complete($a, $content, 'A');
+
+# B: a PATCH whose client stops for longer than the lease (6 s) still
+# holds the upload (renewed by its timer): another PATCH gets 423, and
+# the first finishes
+my $b = ::create('ann', length $content);
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                              PeerPort => $ENV{TEST_NGINX_SERVER_PORT})
+    or die "connect: $!";
+print {$s} "PATCH $b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    . ::auth('ann') . "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+    . "Content-Type: application/offset+octet-stream\r\n"
+    . "Content-Length: " . length($content) . "\r\n\r\n"
+    . substr($content, 0, 300_000);
+$s->flush;
+sleep 8;
+is(::patch($b, 'ann', 0, $content)->{code}, 423,
+   'B: 8 s later, another PATCH: 423');
+print {$s} substr($content, 300_000);
+$s->flush;
+my $answer = do { local $/; <$s> } // '';
+like($answer, qr{^HTTP/1\.1 204 }, 'B: the slow PATCH completes');
+::check_complete($b, $content, 'B');
+--- no_check_alerts

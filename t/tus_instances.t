@@ -92,8 +92,14 @@ __DATA__
 === TEST 1: killed mid-PATCH, resumed on the other instance, finished on the first
 --- http_config
 audex_jwt_key HS256 $TEST_NGINX_JWT_SECRET_FILE;
+log_format tus '$request_method $uri $status $http_upload_offset';
 --- config
-location /files/ { audex_auth on; audex_tus; }
+location /files/ {
+    audex_auth on;
+    audex_tus;
+    access_log logs/access.log;
+    access_log logs/tus.log tus;
+}
 location = /healthz { audex_healthz; }
 --- request
 GET /healthz
@@ -113,22 +119,66 @@ my ($path) = $url =~ m{(/files/[0-9a-f]{24})$};
 ok($path, "tuspy created $url");
 is($off, 600 * 1024, 'two pieces stored at the first instance');
 
-# the rest in one piece; once the second sees the offset move, the
-# first is killed
+# the rest in one piece; once at least 2 full chunks are stored past
+# the stored offset (advanced every 4 chunks), the first is killed, by
+# the poller itself, so that the next advance does not come first
 my $start = 600 * 1024;
+my $fid = ($path =~ m{([0-9a-f]{24})$})[0];
+my $pidfile = servroot() . '/logs/nginx.pid';
 $t = ::tuspy($one, $::size, $::size, $url);
-my $seen = $start;
-my $end = time + 30;
-while (time < $end && $seen <= $start) {
-    $seen = ::offset_at($p2, $path);
-    sleep 0.02;
-}
+my $k = JSON::PP::decode_json(mongo_eval(<<"PY"));
+import hashlib, os, time
+from bson import ObjectId
+fid = ObjectId('$fid')
+master = int(open('$pidfile').read())
+pids = [master]
+for d in os.listdir('/proc'):
+    try:
+        if d.isdigit() and int(open('/proc/%s/stat' % d).read()
+                              .rsplit(')', 1)[1].split()[1]) == master:
+            pids.append(int(d))
+    except (OSError, IndexError, ValueError):
+        pass
+def cid(n):
+    return ObjectId(hashlib.sha256(fid.binary + n.to_bytes(4, 'big'))
+                    .digest()[:12])
+end = time.time() + 30
+seen = off = n = 0
+while time.time() < end:
+    # chunks k and k+1 past the offset kC stored, k+2 not yet: the next
+    # advance is two chunks away (looked up by their derived _id, as
+    # audex_store_chunk_id makes it: counting them all is slow)
+    off = db.tus.find_one({'_id': fid})['offset']
+    k = off // $::chunk
+    n = k + 2
+    if (off > $start
+            and db['videos.chunks'].find_one({'_id': cid(k + 1)}, {'_id': 1})
+            and not db['videos.chunks'].find_one({'_id': cid(k + 2)},
+                                                 {'_id': 1})):
+        for p in pids:
+            os.kill(p, 9)
+        seen = 1
+        break
+    time.sleep(0.002)
+print(json.dumps({'killed': seen, 'offset': off, 'chunks': n}))
+PY
 nginx_kill();
 my $rest = do { local $/; <$t> };
 close $t;
+ok($k->{killed}, "killed with $k->{chunks} chunks stored, offset "
+   . "$k->{offset} stored");
 ok($? != 0, 'the large piece did not finish: its server died');
-ok($seen > $start, "the second saw chunks of it stored (offset $seen)");
+my $seen = $k->{offset};
+ok($seen > $start, "chunks of it stored and counted (offset $seen)");
 
+# every full chunk nginx stored before it died (chunks are stored whole
+# and in order, from chunk 0)
+my $stored = $::chunk * mongo_eval(<<"PY");
+from bson import ObjectId
+print(db['videos.chunks'].count_documents({'files_id': ObjectId('$fid')}))
+PY
+
+# the dead one's lease runs: its state as it left it, at an advance
 my $after = ::offset_at($p2, $path);
 ok($after > $start && $after < $::size,
    "the offset after the kill is inside the piece ($after)");
@@ -149,6 +199,17 @@ my @locked = grep { /"PATCH \Q$path\E [^"]*" 423 / } <$log>;
 close $log;
 ok(scalar @locked, 'the second refused PATCHes while the lease of the '
    . 'killed one ran (' . scalar(@locked) . ' times)');
+# tuspy HEADs before each try: the first PATCH taken at the second
+# starts where the offset was made exact once the lease had run out
+open $log, '<', "$two->{root}/logs/tus.log" or die $!;
+my ($resumed) = map { /^PATCH \S+ 204 (\d+)$/ ? $1 : () } <$log>;
+close $log;
+ok(defined $resumed && $resumed >= $stored - $::chunk,
+   "resumed at @{[ $resumed // '-' ]}, at most one chunk below the "
+   . "$stored bytes stored as full chunks at the kill");
+# 423 only while the dead one's lease (6 s) runs, tried every 3 s
+ok(@locked <= 4, 'refused no more than the lease allows ('
+   . scalar(@locked) . ' times)');
 
 # the first again, the rest there
 nginx_start();
@@ -159,7 +220,6 @@ is($?, 0, 'tuspy finished at the first instance, started again');
 chomp($off = $out[-1] // '');
 is($off, $::size, 'the whole file');
 
-my $fid = ($path =~ m{([0-9a-f]{24})$})[0];
 my $s = JSON::PP::decode_json(mongo_eval(<<"PY"));
 import hashlib
 from bson import ObjectId
