@@ -58,47 +58,6 @@ sub settles {
     return 0;
 }
 
-# a second nginx: this one's configuration on another port and prefix
-our $second;
-
-sub start_second {
-    my $root = Audex::Test::servroot();
-    my $root2 = "$root-2";
-    system('rm', '-rf', $root2);
-    mkdir $root2;
-    mkdir "$root2/$_" for qw(conf logs);
-    system('cp', '-a', "$root/conf/.", "$root2/conf/") == 0 or die 'cp';
-    chmod 0755, $root2;
-    my $port = free_port();
-    open my $in, '<', "$root/conf/nginx.conf" or die $!;
-    my $conf = do { local $/; <$in> };
-    close $in;
-    $conf =~ s/listen 127\.0\.0\.1:\d+;/listen 127.0.0.1:$port;/;
-    $conf =~ s/\Q$root\E\//$root2\//g;
-    $conf =~ s/\Q$root\E;/$root2;/g;
-    open my $out, '>', "$root2/conf/nginx.conf" or die $!;
-    print $out $conf;
-    close $out;
-    system('/usr/sbin/nginx', '-p', "$root2/", '-c', "$root2/conf/nginx.conf") == 0
-        or die 'second nginx did not start';
-    Audex::Backend::wait_port($port) or die 'second nginx does not listen';
-    $second = { root => $root2, port => $port };
-    return $port;
-}
-
-sub stop_second {
-    return unless $second;
-    my $pidf = "$second->{root}/logs/nginx.pid";
-    if (open my $f, '<', $pidf) {
-        chomp(my $pid = <$f>);
-        kill 'QUIT', $pid;
-        for (1 .. 100) { last unless kill 0, $pid; sleep 0.05 }
-    }
-    $second = undef;
-}
-
-END { stop_second() }
-
 # a token of PyJWT's with these extra claims
 sub tok {
     return 'Authorization: Bearer ' . Audex::Test::pyjwt_encode(
@@ -131,7 +90,8 @@ GET /echo
 --- error_code: 200
 --- check
 my $p1 = $ENV{TEST_NGINX_SERVER_PORT};
-my $p2 = ::start_second();
+my $second = Audex::Test::nginx_instance();
+my $p2 = $second->{port};
 my @both = ($p1, $p2);
 
 my $t1 = ::login('rev@example.com', 'pw one');
@@ -167,7 +127,7 @@ ok(::settles($t3, 200, @both), 'Redis stopped: tokens still checked, '
    . 'valid ones accepted');
 ok(::settles($t2, 401, @both), '... revoked ones still refused');
 Audex::Test::backend_start('redis');
-::stop_second();
+Audex::Test::nginx_instance_stop($second);
 --- error_log
 audex: logout: token
 audex: token of "rev@example.com" refused: revoked
