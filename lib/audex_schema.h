@@ -117,16 +117,18 @@
  * AUDEX_STREAM_SEGMENTS_SUFFIX for the converters' group, with job_id,
  * video_fid, filename, bitrate, quality and AUDEX_F_SEG_*: the plan (how
  * the job was cut), the index and the samples start .. end (-1: the
- * input's end) to encode.  Each segment's frames go to bucket
- * AUDEX_BUCKET_SEGMENTS under an id derived from job id and index; their
- * states to the hash AUDEX_SEGMENTS_KEY_PREFIX "<job_id>": field "plan",
- * and per index "queued", "ok <samples> <delay> <padding> <consumer>" or
- * "failed <why>".  The converter that cut the job removes both when it
- * is done.
+ * input's end) to encode.  Each segment's frames (MP3 frames back to
+ * back, no tag) go to the Redis string AUDEX_SEGMENT_MP3_KEY_PREFIX
+ * "<job_id>:<index>", which expires after AUDEX_SEGMENT_MP3_TTL seconds;
+ * their states to the hash AUDEX_SEGMENTS_KEY_PREFIX "<job_id>": field
+ * "plan", and per index "queued", "ok <samples> <delay> <padding>
+ * <consumer>" or "failed <why>".  The converter that cut the job removes
+ * each segment's frames once joined, and the hash when it is done.
  */
 #define AUDEX_STREAM_SEGMENTS_SUFFIX  ".segments"
-#define AUDEX_BUCKET_SEGMENTS      "segments"
 #define AUDEX_SEGMENTS_KEY_PREFIX  "audex:segments:"
+#define AUDEX_SEGMENT_MP3_KEY_PREFIX  "audex:segmp3:"
+#define AUDEX_SEGMENT_MP3_TTL      "86400"
 #define AUDEX_F_SEG_PLAN           "plan"
 #define AUDEX_F_SEG_INDEX          "index"
 #define AUDEX_F_SEG_START          "start"

@@ -3,8 +3,8 @@
 # permanent failures, the dead-letter stream, reclaiming jobs other
 # consumers left idle, Redis and MongoDB going away, SIGTERM releasing or
 # finishing a job, metrics, long jobs cut into segment jobs that two
-# converters share (--distribute; one killed mid-segment) and the
-# configuration order.
+# converters share (--distribute; one killed mid-segment, frames gone
+# from Redis) and the configuration order.
 
 use strict;
 use warnings;
@@ -276,6 +276,8 @@ subtest 'SIGTERM releases a long job, the next consumer finishes it' => sub {
     my ($stored, $real, $chunks) = digests($d2->{mp3_fid});
     cmp_ok($chunks, '>', 2, "the MP3 has chunks between the first and last ($chunks)");
     is($stored, $real, "metadata.sha256 is the digest of the MP3's bytes");
+    unlike(log_of($c2), qr/no spool file/,
+           'taken from the spool file, not read back from the database');
     is(pending(), 0, 'acknowledged');
 };
 
@@ -297,13 +299,18 @@ subtest 'kill -9 in the middle of a job: it still completes exactly once' => sub
     waitpid($c->{pid}, 0);
     $c->{status} = -9;
 
-    my $c2 = converter('--claim-idle-ms', 1000);
+    # this one has no TMPDIR to spool the MP3 in: it reads it back
+    my $c2 = converter_env({ TMPDIR => "$dir/no-such-dir" },
+                           '--claim-idle-ms', 1000);
     my $d = wait_state('j-killed', 'done', 180);
     is($d->{state}, 'done', 'another consumer took it over and finished it')
         or diag(log_of($c2));
     is($d->{attempts}, 2, 'on its second delivery');
     is(mp3_count(), $before + 1, 'exactly one MP3 for it');
-    my ($stored, $real) = digests($d->{mp3_fid});
+    my ($stored, $real, $chunks) = digests($d->{mp3_fid});
+    cmp_ok($chunks, '>', 2, "the MP3 has chunks between the first and last ($chunks)");
+    like(log_of($c2), qr/no spool file in \Q$dir\E\/no-such-dir.*read back/,
+         'with no spool file the MP3 is read back for its digest');
     is($stored, $real, 'its metadata.sha256 is the digest of its bytes');
     is(scalar(grep { $_->{job_id} eq 'j-killed' && ($_->{state} // '') eq 'done' }
               stream('mp3')), 1, 'announced once');
@@ -451,9 +458,8 @@ subtest '--distribute: a long job as segment jobs over two converters' => sub {
     ok(!@fail, 'the joins pass the measure (Audex::Joins)')
         or diag(join "\n", @fail[0 .. ($#fail > 9 ? 9 : $#fail)]);
 
-    is(py("print(db['segments.files'].count_documents({}),"
-          . " db['segments.chunks'].count_documents({}))") =~ s/\s+$//r,
-       '0 0', 'the segment files are removed');
+    is(redis('--scan', '--pattern', 'audex:segmp3:j-seg:*') =~ s/\s+$//r, '',
+       "the segments' frames are removed from Redis");
     is(redis('EXISTS', 'audex:segments:j-seg') =~ s/\s+$//r, '0',
        'and their record');
     stop($_) for @c;
@@ -508,6 +514,54 @@ subtest '--distribute: a converter killed mid-segment costs that segment' => sub
     is(length(decode($par, $c)), length(decode($src, $c)),
        'decoded length is the source\'s');
     stop($b);
+};
+
+
+subtest '--distribute: frames gone from Redis are encoded again' => sub {
+    my $c = { rate => 44100, ch => 2, secs => 50 };
+    my $src = make_source($dir, $c);
+    my $fid = upload_derived($src, 'gone.wav');
+    my @seg = ('--distribute', 1, '--encoders', 1, '--parallel-min', 0,
+               '--segment', 10, '--claim-idle-ms', 60000);
+
+    # b cuts the job and is stopped; a encodes while b sleeps
+    my $b = converter(@seg, '--metrics-port', free_port());
+    add_job(job_id => 'j-seggone', video_fid => $fid,
+            filename => 'gone.wav', bitrate => 128);
+    ok(wait_until(sub { log_of($b) =~ /cut into 4 segments/ }, 60, 0.01),
+       'b cut the job') or diag(log_of($b));
+    kill 'STOP', $b->{pid};
+
+    my $a = converter(@seg, '--metrics-port', free_port());
+    ok(wait_until(sub { redis('HGET', 'audex:segments:j-seggone', 2)
+                        =~ /^ok / }, 60),
+       'a encoded segment 2') or diag(log_of($a));
+
+    # as an eviction or an expiry would: b has not joined it yet
+    is(redis('DEL', 'audex:segmp3:j-seggone:2') =~ s/\s+$//r, '1',
+       "segment 2's frames are removed");
+    kill 'CONT', $b->{pid};
+
+    my $d = wait_state('j-seggone', 'done', 120);
+    is($d->{state}, 'done', 'the job is done')
+        or diag(log_of($b), log_of($a));
+    is($d->{attempts}, 1, 'on its first delivery');
+    like(log_of($b), qr/segment 2: its frames are gone from redis: queued again/,
+         'the coordinator queued that segment again');
+
+    my %times;
+    my $logs = log_of($a) . log_of($b);
+    $times{$1}++ while $logs =~ /encoding segment (\d) /g;
+    is($times{2}, 2, 'segment 2 was encoded twice');
+
+    my $par = download($d->{mp3_fid}, "$dir/seggone.mp3");
+    my ($bad, $report) = mp3val($par);
+    is($bad, 0, 'mp3val is happy') or diag($report);
+    is(length(decode($par, $c)), length(decode($src, $c)),
+       'decoded length is the source\'s, to the sample');
+    is(redis('--scan', '--pattern', 'audex:segmp3:j-seggone:*') =~ s/\s+$//r,
+       '', 'no frames left in Redis');
+    stop($_) for $a, $b;
 };
 
 

@@ -6,8 +6,7 @@
 # upload is left alone.  A resumable (tus) upload left idle as long goes
 # with its state, and the state of one completed long ago goes too.  Two
 # converters: one sweeps per period (a Redis lock), and the metric
-# counts what was removed, by kind.  Segment files of --distribute jobs
-# whose record is gone are swept too; those of a job still cut stay.
+# counts what was removed, by kind.
 
 use strict;
 use warnings;
@@ -74,21 +73,8 @@ db.tus.insert_one({"_id": done, "owner_id": "64b000000000000000000001",
     "length": 10, "offset": 10, "tail": b"", "expires_at": old,
     "job_id": "64b0000000000000000000aa"})
 out["tusdone"] = str(done)
-# segment files of segment jobs (--distribute): one whose job's record in
-# Redis is gone (its coordinator died for good), one whose job is still
-# cut (the test sets its record below)
-for name, job in (("segorphan", "j-gone"), ("segwaited", "j-cut")):
-    fid = ObjectId()
-    db["segments.chunks"].insert_one({"_id": chunk_id(fid, 0),
-        "files_id": fid, "n": 0, "data": b"x" * 1000})
-    db["segments.files"].insert_one({"_id": fid, "length": 1000,
-        "chunkSize": 261120, "uploadDate": old, "filename": "s.mp3",
-        "metadata": {"job_id": job, "index": "0"}})
-    out[name] = str(fid)
 print(json.dumps(out))
 PY
-system('redis-cli', '-p', ($redis =~ /:(\d+)\//)[0], 'HSET',
-       'audex:segments:j-cut', 'plan', 'x') == 0 or die 'redis-cli';
 my %fid = %{ JSON::PP::decode_json($ids) };
 
 sub count {
@@ -99,9 +85,6 @@ sub count {
         ? "print(db['videos.files'].count_documents({'_id': ObjectId('$fid')}))"
         : $what eq 'state'
         ? "print(db.tus.count_documents({'_id': ObjectId('$fid')}))"
-        : $what eq 'segment'
-        ? "print(db['segments.files'].count_documents({'_id': ObjectId('$fid')}),"
-          . " db['segments.chunks'].count_documents({'files_id': ObjectId('$fid')}))"
         : "print(db.uploads.count_documents({'_id': ObjectId('$fid')}))");
 }
 
@@ -124,8 +107,7 @@ ok(wait_port($ports[$_]), "converter $_ serves its metrics") for 0, 1;
 
 my $end = time + 20;
 while (time < $end && (count($fid{torn}, 'chunks') > 0
-                       || count($fid{tus}, 'chunks') > 0
-                       || count($fid{segorphan}, 'segment') ne '0 0')) {
+                       || count($fid{tus}, 'chunks') > 0)) {
     sleep 0.2;
 }
 
@@ -142,10 +124,6 @@ is(count($fid{tus}, 'record'), 0, '... and its record');
 is(count($fid{tusyoung}, 'chunks'), 3, 'a resumable upload written to now stays');
 is(count($fid{tusyoung}, 'state'), 1, '... with its state');
 is(count($fid{tusdone}, 'state'), 0, 'the state of one completed long ago goes');
-is(count($fid{segorphan}, 'segment'), '0 0',
-   'a segment file whose job is no longer cut goes, with its chunks');
-is(count($fid{segwaited}, 'segment'), '1 1',
-   'one whose job is still cut stays');
 
 # what the two converters counted: one of them removed each file, and
 # the kinds are told apart (a tus upload is not counted as a plain one)
@@ -160,12 +138,6 @@ for my $p (@ports) {
 }
 is($total{upload}, 1, 'one unfinished upload was swept, by one converter');
 is($total{tus}, 1, 'one expired resumable upload was swept, counted as tus');
-my $segs = 0;
-for my $p (@ports) {
-    my $m = `curl -s http://127.0.0.1:$p/metrics`;
-    $segs += $1 if $m =~ /^converter_swept_segments_total (\d+)$/m;
-}
-is($segs, 1, 'converter_swept_segments_total counts the segment file');
 
 my $lock = `redis-cli -p $redis_port GET audex:lock:sweep`;
 chomp $lock;

@@ -104,6 +104,23 @@ struct audex_sink_s {
 audex_source_t *audex_file_source_open(const char *path);
 audex_sink_t *audex_file_sink_open(const char *path);
 
+/*
+ * A sink into a growing buffer (io_mem.c), in a struct of the caller's:
+ * a segment's frames before they are joined or stored.  take() hands
+ * the bytes over (the caller frees them); close() frees what was not
+ * taken.
+ */
+typedef struct {
+    audex_sink_t     sink;
+    u_char          *data;
+    size_t           len;
+    size_t           size;
+} audex_mem_sink_t;
+
+void audex_mem_sink_init(audex_mem_sink_t *m);
+u_char *audex_mem_sink_take(audex_mem_sink_t *m, size_t *len);
+
+
 /* record why an operation failed, for implementations */
 void audex_source_fail(audex_source_t *src, audex_io_status_e status,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -215,6 +215,14 @@ audex_redis_free(audex_redis_t *r)
 redisReply *
 audex_redis_cmd(audex_redis_t *r, int argc, const char **argv)
 {
+    return audex_redis_cmd_len(r, argc, argv, NULL);
+}
+
+
+redisReply *
+audex_redis_cmd_len(audex_redis_t *r, int argc, const char **argv,
+    const size_t *lens)
+{
     redisReply  *reply;
 
     if (r->ctx == NULL) {
@@ -222,7 +230,7 @@ audex_redis_cmd(audex_redis_t *r, int argc, const char **argv)
         return NULL;
     }
 
-    reply = redisCommandArgv(r->ctx, argc, argv, NULL);
+    reply = redisCommandArgv(r->ctx, argc, argv, lens);
 
     if (reply == NULL) {
         snprintf(r->error, sizeof(r->error), "%s: %s", argv[0],

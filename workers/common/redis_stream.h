@@ -54,6 +54,10 @@ void audex_redis_free(audex_redis_t *r);
  */
 redisReply *audex_redis_cmd(audex_redis_t *r, int argc, const char **argv);
 
+/* the same with each argument's length: binary values */
+redisReply *audex_redis_cmd_len(audex_redis_t *r, int argc,
+    const char **argv, const size_t *lens);
+
 
 /* XGROUP CREATE stream group $ MKSTREAM; an existing group is fine */
 int audex_stream_group_create(audex_redis_t *r, const char *stream,

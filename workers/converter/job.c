@@ -123,7 +123,6 @@ typedef struct {
     uint64_t    bytes_written;
     uint64_t    swept_uploads;      /* what the sweeper removed */
     uint64_t    swept_tus;
-    uint64_t    swept_segments;
 } audex_job_metrics_t;
 
 
@@ -641,7 +640,6 @@ static void
 audex_job_housekeeping(audex_job_worker_t *w)
 {
     double               now;
-    int64_t              segments;
     audex_store_swept_t  swept;
 
     if (w->index != 0 || audex_job_conf.sweep_every == 0) {
@@ -658,15 +656,11 @@ audex_job_housekeeping(audex_job_worker_t *w)
 
     swept.uploads = 0;
     swept.tus = 0;
-    segments = 0;
 
     /* an error is logged; what was removed before it counts all the same */
     (void) audex_sweep(w->redis, w->pool, audex_job_conf.db, w->consumer,
                        audex_job_conf.sweep_every,
-                       audex_job_conf.upload_grace, &swept, &segments);
-
-    __atomic_add_fetch(&audex_job_metrics.swept_segments, (uint64_t) segments,
-                       __ATOMIC_RELAXED);
+                       audex_job_conf.upload_grace, &swept);
 
     __atomic_add_fetch(&audex_job_metrics.swept_uploads,
                        (uint64_t) swept.uploads, __ATOMIC_RELAXED);
@@ -1744,11 +1738,7 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         "idle past the grace: expired).\n"
         "# TYPE converter_swept_uploads_total counter\n"
         "converter_swept_uploads_total{kind=\"upload\"} %llu\n"
-        "converter_swept_uploads_total{kind=\"tus\"} %llu\n"
-        "# HELP converter_swept_segments_total Segment files of jobs no "
-        "longer cut (--distribute) the sweeper removed.\n"
-        "# TYPE converter_swept_segments_total counter\n"
-        "converter_swept_segments_total %llu\n",
+        "converter_swept_uploads_total{kind=\"tus\"} %llu\n",
         (long long) __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->bytes_read,
                                              __ATOMIC_RELAXED),
@@ -1757,8 +1747,6 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         (unsigned long long) __atomic_load_n(&m->swept_uploads,
                                              __ATOMIC_RELAXED),
         (unsigned long long) __atomic_load_n(&m->swept_tus,
-                                             __ATOMIC_RELAXED),
-        (unsigned long long) __atomic_load_n(&m->swept_segments,
                                              __ATOMIC_RELAXED));
 
     audex_segments_counts(&seg[0], &seg[1], &seg[2]);

@@ -49,10 +49,7 @@ struct audex_mp3par_seg_s {
     pthread_t               tid;
 
     /* LAME's output, frames back to back */
-    audex_sink_t            sink;
-    u_char                 *data;
-    size_t                  len;
-    size_t                  size;
+    audex_mem_sink_t        out;
 
     int                     delay;
     int                     padding;
@@ -95,8 +92,6 @@ static void audex_mp3par_reap(audex_mp3par_seg_t *seg);
 static void audex_mp3par_drop(audex_mp3par_t *par);
 static int audex_mp3par_fail(audex_mp3par_t *par, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static int audex_mp3par_seg_write(audex_sink_t *sink, const u_char *buf,
-    size_t n);
 static void audex_mp3par_seg_free(audex_mp3par_seg_t *seg);
 
 
@@ -260,7 +255,7 @@ audex_mp3par_open(audex_mp3par_t *par)
 
     seg->pcm[1] = (par->conf.channels == 2) ? seg->pcm[0] + frames : NULL;
 
-    seg->sink.write = audex_mp3par_seg_write;
+    audex_mem_sink_init(&seg->out);
 
     if (par->tail) {
         par->tail->next = seg;
@@ -360,17 +355,17 @@ audex_mp3par_encode_seg(audex_mp3par_seg_t *seg)
 
         if (audex_mp3_enc_encode(enc, seg->pcm[0] + at,
                                  seg->pcm[1] ? seg->pcm[1] + at : NULL, n,
-                                 &seg->sink)
+                                 &seg->out.sink)
             != 0)
         {
-            snprintf(seg->error, sizeof(seg->error), "%s", seg->sink.error);
+            snprintf(seg->error, sizeof(seg->error), "%s", seg->out.sink.error);
             audex_mp3_enc_free(enc);
             return -1;
         }
     }
 
-    if (audex_mp3_enc_flush(enc, &seg->sink) != 0) {
-        snprintf(seg->error, sizeof(seg->error), "%s", seg->sink.error);
+    if (audex_mp3_enc_flush(enc, &seg->out.sink) != 0) {
+        snprintf(seg->error, sizeof(seg->error), "%s", seg->out.sink.error);
         audex_mp3_enc_free(enc);
         return -1;
     }
@@ -391,6 +386,8 @@ static int
 audex_mp3par_advance(audex_mp3par_t *par, int wait)
 {
     int                  done;
+    size_t               len;
+    u_char              *data;
     audex_mp3par_seg_t  *seg;
 
     while ((seg = par->head) && seg->running) {
@@ -424,18 +421,18 @@ audex_mp3par_advance(audex_mp3par_t *par, int wait)
         }
 
         /* the joiner owns the frames from here, even when it fails */
-        if (audex_mp3join_add(par->join, seg->data, seg->len, seg->start,
+        data = audex_mem_sink_take(&seg->out, &len);
+
+        if (audex_mp3join_add(par->join, data, len, seg->start,
                               seg->nominal, seg->end, seg->last,
                               seg->delay, seg->padding)
             != 0)
         {
-            seg->data = NULL;
             audex_mp3par_seg_free(seg);
             return audex_mp3par_fail(par, "%s",
                                      audex_mp3join_error(par->join));
         }
 
-        seg->data = NULL;
         audex_mp3par_seg_free(seg);
         wait = 0;
     }
@@ -597,45 +594,10 @@ audex_mp3par_fail(audex_mp3par_t *par, const char *fmt, ...)
 }
 
 
-static int
-audex_mp3par_seg_write(audex_sink_t *sink, const u_char *buf, size_t n)
-{
-    size_t               size;
-    u_char              *p;
-    audex_mp3par_seg_t  *seg;
-
-    seg = (audex_mp3par_seg_t *) ((u_char *) sink
-                                  - offsetof(audex_mp3par_seg_t, sink));
-
-    if (seg->len + n > seg->size) {
-        size = seg->size ? seg->size * 2 : 256 * 1024;
-        while (size < seg->len + n) {
-            size *= 2;
-        }
-
-        p = realloc(seg->data, size);
-        if (p == NULL) {
-            sink->status = AUDEX_IO_PERMANENT;
-            snprintf(sink->error, sizeof(sink->error), "out of memory");
-            return -1;
-        }
-
-        seg->data = p;
-        seg->size = size;
-    }
-
-    memcpy(seg->data + seg->len, buf, n);
-    seg->len += n;
-    sink->bytes_written += n;
-
-    return 0;
-}
-
-
 static void
 audex_mp3par_seg_free(audex_mp3par_seg_t *seg)
 {
     free(seg->pcm[0]);
-    free(seg->data);
+    seg->out.sink.close(&seg->out.sink);
     free(seg);
 }

@@ -7,8 +7,8 @@
  *   hash  audex:segments:<job_id>   plan, then per segment "queued"
  *   XADD  <video stream>.segments   one entry per segment
  *   ...   waits: each segment becomes "ok ..." or "failed ..."
- *   GridFS segments/<derived id> x n -> mp3join.c -> GridFS mp3s/<mp3 id>
- *   DEL   the hash and the segment files
+ *   GET   audex:segmp3:<job_id>:<i> in order -> mp3join.c -> GridFS mp3s
+ *   DEL   each segment's frames once joined, the hash at the end
  *
  * and every converter's segment threads (--encoders of them) take
  * segment entries from that stream in the converters' consumer group,
@@ -17,12 +17,16 @@
  * --max-deliveries it fails.  Each segment is read from the video in
  * GridFS by seeking (audex_convert_range()), encoded with its own LAME
  * encoder from AUDEX_MP3JOIN_PREROLL frames before it to
- * AUDEX_MP3JOIN_POSTROLL frames past it, and written to GridFS under an
- * id derived from the job and the index, so a retry overwrites it.  A
- * converter killed mid-segment costs that segment; a coordinator killed
- * costs nothing done: the job comes back to another converter, which
- * finds the plan and the finished segments in the hash and waits for the
- * rest.
+ * AUDEX_MP3JOIN_POSTROLL frames past it, and its frames go to Redis
+ * under a key of the job and the index (a retry overwrites them), with
+ * an expiry: they are a segment's worth of MP3 (1.4 MB a minute at 192
+ * kbit/s), taken by the coordinator as soon as the segments before them
+ * are in, so Redis holds about one per segment thread at a time.  Frames
+ * that are gone when their turn comes (expired, evicted) make the
+ * coordinator queue that segment again.  A converter killed mid-segment
+ * costs that segment; a coordinator killed costs nothing done: the job
+ * comes back to another converter, which finds the plan and the finished
+ * segments in the hash and waits for the rest.
  *
  * Only inputs whose timestamps count samples and whose rate MP3 keeps are
  * cut so (audex_convert_probe()): a segment must know to the sample where
@@ -39,10 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "audex_schema.h"
-#include "audex_store.h"
 #include "gridfs.h"
 #include "id3.h"
 #include "log.h"
@@ -59,6 +60,9 @@
 
 /* the hash outlives a job that nobody finishes by a week */
 #define AUDEX_SEGMENTS_TTL       "604800"
+
+/* keys per DEL when a job's frames are removed */
+#define AUDEX_SEGMENTS_DEL_BATCH 64
 
 
 typedef struct {
@@ -93,6 +97,8 @@ typedef struct {
     int                           fs;
     int                           next;         /* to be joined */
     int                           encoders;
+    char                          key[256];     /* the record */
+    char                          plan[128];
     char                          who[AUDEX_SEGMENTS_WHO][64];
 } audex_segments_joining_t;
 
@@ -108,12 +114,14 @@ static int audex_segments_take(audex_segments_worker_t *w,
     audex_stream_entry_t *e);
 static void audex_segments_process(audex_segments_worker_t *w,
     audex_stream_entry_t *e);
+static int audex_segments_queue(audex_segments_joining_t *j, int i,
+    int again);
 static int audex_segments_encode(audex_segments_worker_t *w,
-    audex_stream_entry_t *e, const char *key, const char *index,
+    audex_stream_entry_t *e, const char *index,
     audex_convert_result_t *res, audex_convert_error_t *err);
 static int audex_segments_touch(void *data, double done);
-static int audex_segments_wait(audex_segments_joining_t *j, const char *key,
-    char **states, audex_convert_error_t *err);
+static int audex_segments_wait(audex_segments_joining_t *j, char **states,
+    audex_convert_error_t *err);
 static int audex_segments_join_start(audex_segments_joining_t *j,
     audex_convert_result_t *res, audex_convert_error_t *err);
 static int audex_segments_join_next(audex_segments_joining_t *j,
@@ -122,9 +130,12 @@ static int audex_segments_join_finish(audex_segments_joining_t *j,
     audex_convert_result_t *res, audex_convert_error_t *err);
 static void audex_segments_cleanup(const audex_segments_job_t *sj,
     const char *key, int n);
-static u_char *audex_segments_read(mongoc_client_t *mongo,
-    const bson_oid_t *id, size_t *len, char *err, size_t errlen);
-static void audex_segments_id(const char *job_id, int index, bson_oid_t *oid);
+static int audex_segments_store(audex_redis_t *r, const char *job_id,
+    const char *index, audex_mem_sink_t *out);
+static u_char *audex_segments_fetch(audex_redis_t *r, const char *job_id,
+    int index, size_t *len, int *gone);
+static void audex_segments_mp3_key(char *buf, size_t size,
+    const char *job_id, int index);
 static char *audex_segments_hget(audex_redis_t *r, const char *key,
     const char *field, int *rc);
 static int audex_segments_cmd(audex_redis_t *r, int argc, const char **argv);
@@ -376,7 +387,7 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
         audex_log(AUDEX_LOG_INFO, NULL, "encoding segment %s (entry %s, "
                   "delivery %lld)", index, e->id, deliveries);
 
-        rc = audex_segments_encode(w, e, key, index, &res, &err);
+        rc = audex_segments_encode(w, e, index, &res, &err);
 
         if (rc == 0) {
             snprintf(state, sizeof(state), "ok %lld %d %d %s",
@@ -428,18 +439,17 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
 
 static int
 audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
-    const char *key, const char *index, audex_convert_result_t *res,
+    const char *index, audex_convert_result_t *res,
     audex_convert_error_t *err)
 {
     int                      rc, i;
-    char                     name[300], msg[256];
+    char                     msg[256];
     long long                v[4];
-    bson_t                   meta;
-    bson_oid_t               video, seg;
-    const char              *f[4], *s, *fid;
-    audex_sink_t            *sink;
+    bson_oid_t               video;
+    const char              *f[4], *s, *fid, *job_id;
     audex_source_t          *src;
     mongoc_client_t         *mongo;
+    audex_mem_sink_t         out;
     audex_io_status_e        status;
     audex_convert_opts_t     opts;
     audex_convert_range_t    range;
@@ -467,8 +477,7 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
     }
 
     bson_oid_init_from_string(&video, fid);
-    audex_segments_id(audex_stream_field(e, AUDEX_F_JOB_ID), atoi(index),
-                      &seg);
+    job_id = audex_stream_field(e, AUDEX_F_JOB_ID);
 
     mongo = mongoc_client_pool_pop(audex_segments_conf.pool);
 
@@ -484,24 +493,7 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
         return (status == AUDEX_IO_TRANSIENT) ? 1 : -1;
     }
 
-    snprintf(name, sizeof(name), "%s.%s.mp3", key, index);
-
-    bson_init(&meta);
-    BSON_APPEND_UTF8(&meta, AUDEX_F_JOB_ID,
-                     audex_stream_field(e, AUDEX_F_JOB_ID));
-    BSON_APPEND_UTF8(&meta, AUDEX_F_SEG_INDEX, index);
-
-    sink = audex_gridfs_sink_open(mongo, audex_segments_conf.db,
-                                  AUDEX_BUCKET_SEGMENTS, &seg, name, &meta,
-                                  &status, msg, sizeof(msg));
-    bson_destroy(&meta);
-
-    if (sink == NULL) {
-        src->close(src);
-        mongoc_client_pool_push(audex_segments_conf.pool, mongo);
-        audex_segments_fail(err, AUDEX_CONVERT_IO, "%s", msg);
-        return 1;
-    }
+    audex_mem_sink_init(&out);
 
     task.w = w;
     task.id = e->id;
@@ -518,11 +510,19 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
     range.start = v[0];
     range.end = v[1];
 
-    rc = audex_convert_range(src, sink, &opts, &range, res, err);
+    rc = audex_convert_range(src, &out.sink, &opts, &range, res, err);
 
-    sink->close(sink);
     src->close(src);
     mongoc_client_pool_push(audex_segments_conf.pool, mongo);
+
+    if (rc == 0 && audex_segments_store(w->redis, job_id, index, &out) != 0)
+    {
+        audex_segments_fail(err, AUDEX_CONVERT_IO, "storing the frames: %s",
+                            audex_redis_error(w->redis));
+        rc = -1;
+    }
+
+    out.sink.close(&out.sink);
 
     if (rc == 0) {
         return 0;
@@ -576,12 +576,11 @@ audex_segments_convert(const audex_segments_job_t *sj,
     const audex_convert_probe_t *info, audex_sink_t *sink,
     audex_convert_result_t *res, audex_convert_error_t *err)
 {
-    int                        i, n, fs, frames, got, rc, old_failed;
-    char                       key[256], plan[128], num[16], start[24];
-    char                       end[24], br[16], q[16], fid[25], *old;
+    int                        i, n, fs, frames, got, rc;
+    char                       num[16], *old;
     char                     **states;
-    int64_t                    len, nominal, first;
-    const char                *argv[8], *keys[10], *values[10];
+    int64_t                    len;
+    const char                *argv[4];
     audex_segments_joining_t   j;
 
     memset(res, 0, sizeof(audex_convert_result_t));
@@ -602,25 +601,34 @@ audex_segments_convert(const audex_segments_job_t *sj,
                                    "too short to cut");
     }
 
-    snprintf(key, sizeof(key), AUDEX_SEGMENTS_KEY_PREFIX "%s", sj->job_id);
-    snprintf(plan, sizeof(plan), "%lld/%d/%d/%d/%d", (long long) len, n,
+    memset(&j, 0, sizeof(audex_segments_joining_t));
+    j.sj = sj;
+    j.info = info;
+    j.sink = sink;
+    j.len = len;
+    j.n = n;
+    j.fs = fs;
+
+    snprintf(j.key, sizeof(j.key), AUDEX_SEGMENTS_KEY_PREFIX "%s",
+             sj->job_id);
+    snprintf(j.plan, sizeof(j.plan), "%lld/%d/%d/%d/%d", (long long) len, n,
              info->rate, sj->bitrate, sj->quality);
 
     /* a plan of an earlier attempt with other settings is void */
-    old = audex_segments_hget(sj->redis, key, AUDEX_F_SEG_PLAN, &got);
+    old = audex_segments_hget(sj->redis, j.key, AUDEX_F_SEG_PLAN, &got);
     if (got < 0) {
         return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
                                    audex_redis_error(sj->redis));
     }
 
-    if (old == NULL || strcmp(old, plan) != 0) {
+    if (old == NULL || strcmp(old, j.plan) != 0) {
         argv[0] = "DEL";
-        argv[1] = key;
+        argv[1] = j.key;
         rc = audex_segments_cmd(sj->redis, 2, argv);
 
         argv[0] = "HSET";
         argv[2] = AUDEX_F_SEG_PLAN;
-        argv[3] = plan;
+        argv[3] = j.plan;
         if (rc == 0) {
             rc = audex_segments_cmd(sj->redis, 4, argv);
         }
@@ -640,26 +648,11 @@ audex_segments_convert(const audex_segments_job_t *sj,
 
     free(old);
 
-    bson_oid_to_string(sj->video_fid, fid);
-    snprintf(br, sizeof(br), "%d", sj->bitrate);
-    snprintf(q, sizeof(q), "%d", sj->quality);
-
-    keys[0] = AUDEX_F_JOB_ID;            values[0] = sj->job_id;
-    keys[1] = AUDEX_F_VIDEO_FID;         values[1] = fid;
-    keys[2] = AUDEX_F_SEG_PLAN;          values[2] = plan;
-    keys[3] = AUDEX_F_SEG_INDEX;         values[3] = num;
-    keys[4] = AUDEX_F_SEG_START;         values[4] = start;
-    keys[5] = AUDEX_F_SEG_END;           values[5] = end;
-    keys[6] = AUDEX_F_BITRATE;           values[6] = br;
-    keys[7] = AUDEX_F_QUALITY;           values[7] = q;
-    keys[8] = AUDEX_F_FILENAME;          values[8] = sj->filename
-                                                     ? sj->filename : "";
-
     /* queued once; a segment that failed in an earlier attempt again */
     for (i = 0; i < n; i++) {
         snprintf(num, sizeof(num), "%d", i);
 
-        old = audex_segments_hget(sj->redis, key, num, &got);
+        old = audex_segments_hget(sj->redis, j.key, num, &got);
         if (got < 0) {
             return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
                                        audex_redis_error(sj->redis));
@@ -670,44 +663,8 @@ audex_segments_convert(const audex_segments_job_t *sj,
             continue;
         }
 
-        old_failed = (old != NULL);
+        rc = audex_segments_queue(&j, i, old != NULL);
         free(old);
-
-        nominal = (int64_t) i * len;
-        first = nominal - (int64_t) AUDEX_MP3JOIN_PREROLL * fs;
-        snprintf(start, sizeof(start), "%lld",
-                 (long long) (first < 0 ? 0 : first));
-        snprintf(end, sizeof(end), "%lld", (i == n - 1) ? -1LL
-                 : (long long) (nominal + len
-                                + (int64_t) AUDEX_MP3JOIN_POSTROLL * fs));
-
-        /*
-         * A failed segment is marked queued before its new entry, so no
-         * "failed" is read after it; a new one after its entry, and only
-         * if its encoder has not said "ok" already.  A coordinator dying
-         * in between leaves the segment unmarked, and the next one queues
-         * it again: an entry too many, which the thread that takes it
-         * finds "ok" and drops, never an entry too few.
-         */
-        argv[1] = key;
-        argv[2] = num;
-        argv[3] = "queued";
-        rc = 0;
-
-        if (old_failed) {
-            argv[0] = "HSET";
-            rc = audex_segments_cmd(sj->redis, 4, argv);
-        }
-
-        if (rc == 0) {
-            rc = audex_stream_add(sj->redis, audex_segments_conf.stream, 9,
-                                  keys, values);
-        }
-
-        if (rc == 0 && !old_failed) {
-            argv[0] = "HSETNX";
-            rc = audex_segments_cmd(sj->redis, 4, argv);
-        }
 
         if (rc != 0) {
             return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
@@ -724,18 +681,10 @@ audex_segments_convert(const audex_segments_job_t *sj,
                                    "out of memory");
     }
 
-    memset(&j, 0, sizeof(audex_segments_joining_t));
-    j.sj = sj;
-    j.info = info;
-    j.sink = sink;
-    j.len = len;
-    j.n = n;
-    j.fs = fs;
-
     rc = audex_segments_join_start(&j, res, err);
 
     if (rc == 0) {
-        rc = audex_segments_wait(&j, key, states, err);
+        rc = audex_segments_wait(&j, states, err);
     }
 
     if (rc == 0) {
@@ -746,7 +695,7 @@ audex_segments_convert(const audex_segments_job_t *sj,
 
     /* a cancelled job comes back and finds what was done; others not */
     if (rc == 0 || err->status != AUDEX_CONVERT_CANCELLED) {
-        audex_segments_cleanup(sj, key, n);
+        audex_segments_cleanup(sj, j.key, n);
     }
 
     for (i = 0; i < n; i++) {
@@ -760,23 +709,93 @@ audex_segments_convert(const audex_segments_job_t *sj,
 
 
 /*
- * Until every segment is "ok" and joined, or one failed: each segment is
- * joined as soon as it and those before it are done, so that the join
- * runs while the later segments are encoded.
+ * Segment i's entry on the stream, and "queued" in the record.  A segment
+ * there already ("failed", or "ok" with its frames gone) is marked queued
+ * before its new entry, so that no old state is read after it; a new one
+ * after its entry, and only if its encoder has not said "ok" already.  A
+ * coordinator dying in between leaves the segment unmarked, and the next
+ * one queues it again: an entry too many, which the thread that takes it
+ * finds "ok" and drops, never an entry too few.
  */
 
 static int
-audex_segments_wait(audex_segments_joining_t *j, const char *key,
-    char **states, audex_convert_error_t *err)
+audex_segments_queue(audex_segments_joining_t *j, int i, int again)
 {
-    int                          i, ok;
+    int                          rc;
+    char                         num[16], start[24], end[24], br[16];
+    char                         q[16], fid[25];
+    int64_t                      nominal, first;
+    const char                  *argv[4], *keys[9], *values[9];
+    const audex_segments_job_t  *sj = j->sj;
+
+    snprintf(num, sizeof(num), "%d", i);
+
+    nominal = (int64_t) i * j->len;
+    first = nominal - (int64_t) AUDEX_MP3JOIN_PREROLL * j->fs;
+    snprintf(start, sizeof(start), "%lld",
+             (long long) (first < 0 ? 0 : first));
+    snprintf(end, sizeof(end), "%lld", (i == j->n - 1) ? -1LL
+             : (long long) (nominal + j->len
+                            + (int64_t) AUDEX_MP3JOIN_POSTROLL * j->fs));
+
+    bson_oid_to_string(sj->video_fid, fid);
+    snprintf(br, sizeof(br), "%d", sj->bitrate);
+    snprintf(q, sizeof(q), "%d", sj->quality);
+
+    keys[0] = AUDEX_F_JOB_ID;            values[0] = sj->job_id;
+    keys[1] = AUDEX_F_VIDEO_FID;         values[1] = fid;
+    keys[2] = AUDEX_F_SEG_PLAN;          values[2] = j->plan;
+    keys[3] = AUDEX_F_SEG_INDEX;         values[3] = num;
+    keys[4] = AUDEX_F_SEG_START;         values[4] = start;
+    keys[5] = AUDEX_F_SEG_END;           values[5] = end;
+    keys[6] = AUDEX_F_BITRATE;           values[6] = br;
+    keys[7] = AUDEX_F_QUALITY;           values[7] = q;
+    keys[8] = AUDEX_F_FILENAME;          values[8] = sj->filename
+                                                     ? sj->filename : "";
+
+    argv[1] = j->key;
+    argv[2] = num;
+    argv[3] = "queued";
+    rc = 0;
+
+    if (again) {
+        argv[0] = "HSET";
+        rc = audex_segments_cmd(sj->redis, 4, argv);
+    }
+
+    if (rc == 0) {
+        rc = audex_stream_add(sj->redis, audex_segments_conf.stream, 9,
+                              keys, values);
+    }
+
+    if (rc == 0 && !again) {
+        argv[0] = "HSETNX";
+        rc = audex_segments_cmd(sj->redis, 4, argv);
+    }
+
+    return rc;
+}
+
+
+/*
+ * Until every segment is "ok" and joined, or one failed: each segment is
+ * joined as soon as it and those before it are done, so that the join
+ * runs while the later segments are encoded.  A segment whose frames are
+ * gone from Redis (expired, evicted) is queued again.
+ */
+
+static int
+audex_segments_wait(audex_segments_joining_t *j, char **states,
+    audex_convert_error_t *err)
+{
+    int                          i, ok, rc;
     size_t                       k;
     redisReply                  *r;
     const char                  *argv[2];
     const audex_segments_job_t  *sj = j->sj;
 
     argv[0] = "HGETALL";
-    argv[1] = key;
+    argv[1] = j->key;
 
     for ( ;; ) {
         r = audex_redis_cmd(sj->redis, 2, argv);
@@ -815,7 +834,7 @@ audex_segments_wait(audex_segments_joining_t *j, const char *key,
                 }
 
                 if (strncmp(v, "ok ", 3) == 0) {
-                    if (states[i] == NULL) {
+                    if (states[i] == NULL && i >= j->next) {
                         states[i] = strdup(v + 3);
                         if (states[i] == NULL) {
                             freeReplyObject(r);
@@ -838,8 +857,23 @@ audex_segments_wait(audex_segments_joining_t *j, const char *key,
             freeReplyObject(r);
 
             while (j->next < j->n && states[j->next] != NULL) {
-                if (audex_segments_join_next(j, states[j->next], err) != 0)
-                {
+                rc = audex_segments_join_next(j, states[j->next], err);
+
+                if (rc == 1) {
+                    audex_log(AUDEX_LOG_WARN, NULL, "segment %d: its frames "
+                              "are gone from redis: queued again", j->next);
+
+                    free(states[j->next]);
+                    states[j->next] = NULL;
+
+                    if (audex_segments_queue(j, j->next, 1) != 0) {
+                        audex_redis_connect(sj->redis);
+                    }
+
+                    break;
+                }
+
+                if (rc != 0) {
                     return -1;
                 }
             }
@@ -903,20 +937,22 @@ audex_segments_join_start(audex_segments_joining_t *j,
 }
 
 
-/* segment j->next, whose state is "<samples> <delay> <padding> <who>" */
+/*
+ * Segment j->next, whose state is "<samples> <delay> <padding> <who>":
+ * 0 joined, 1 its frames are gone, -1 with err set
+ */
 
 static int
 audex_segments_join_next(audex_segments_joining_t *j, const char *state,
     audex_convert_error_t *err)
 {
-    int          i, w, delay, padding;
-    char         msg[256], who[64];
+    int          i, w, delay, padding, gone;
+    char         who[64], mkey[320];
     u_char      *data;
     size_t       dlen;
     int64_t      nominal, first, end;
     long long    s;
-    bson_oid_t   id;
-    const char  *e;
+    const char  *e, *argv[2];
 
     i = j->next;
 
@@ -934,12 +970,16 @@ audex_segments_join_next(audex_segments_joining_t *j, const char *state,
         snprintf(j->who[j->encoders++], sizeof(j->who[0]), "%s", who);
     }
 
-    audex_segments_id(j->sj->job_id, i, &id);
-
-    data = audex_segments_read(j->sj->mongo, &id, &dlen, msg, sizeof(msg));
+    data = audex_segments_fetch(j->sj->redis, j->sj->job_id, i, &dlen,
+                                &gone);
     if (data == NULL) {
-        return audex_segments_fail(err, AUDEX_CONVERT_IO, "segment %d: %s",
-                                   i, msg);
+        if (gone) {
+            return 1;
+        }
+
+        return audex_segments_fail(err, AUDEX_CONVERT_IO, "segment %d: "
+                                   "redis: %s", i,
+                                   audex_redis_error(j->sj->redis));
     }
 
     nominal = (int64_t) i * j->len;
@@ -962,6 +1002,12 @@ audex_segments_join_next(audex_segments_joining_t *j, const char *state,
                                    "joining segment %d: %s", i,
                                    e ? e : j->sink->error);
     }
+
+    /* joined: its frames are in the output now */
+    audex_segments_mp3_key(mkey, sizeof(mkey), j->sj->job_id, i);
+    argv[0] = "DEL";
+    argv[1] = mkey;
+    (void) audex_segments_cmd(j->sj->redis, 2, argv);
 
     j->next++;
 
@@ -1003,222 +1049,129 @@ audex_segments_join_finish(audex_segments_joining_t *j,
 }
 
 
+/* the record and the frames of segments not joined (a failed job's) */
+
 static void
 audex_segments_cleanup(const audex_segments_job_t *sj, const char *key,
     int n)
 {
-    int                   i;
-    bson_oid_t            id;
-    bson_error_t          error;
-    const char           *argv[2];
-    mongoc_collection_t  *files, *chunks;
+    int          i, k;
+    char         keys[AUDEX_SEGMENTS_DEL_BATCH][320];
+    const char  *argv[AUDEX_SEGMENTS_DEL_BATCH + 1];
 
-    files = mongoc_client_get_collection(sj->mongo, audex_segments_conf.db,
-                                         AUDEX_BUCKET_SEGMENTS ".files");
-    chunks = mongoc_client_get_collection(sj->mongo, audex_segments_conf.db,
-                                          AUDEX_BUCKET_SEGMENTS ".chunks");
+    argv[0] = "DEL";
 
-    for (i = 0; i < n; i++) {
-        audex_segments_id(sj->job_id, i, &id);
+    for (i = 0; i < n; i += k) {
+        for (k = 0; k < AUDEX_SEGMENTS_DEL_BATCH && i + k < n; k++) {
+            audex_segments_mp3_key(keys[k], sizeof(keys[k]), sj->job_id,
+                                   i + k);
+            argv[k + 1] = keys[k];
+        }
 
-        if (audex_store_file_delete(files, chunks, &id, &error) != 0) {
-            audex_log(AUDEX_LOG_WARN, NULL, "removing segment %d: %s", i,
-                      error.message);
+        if (audex_segments_cmd(sj->redis, k + 1, argv) != 0) {
+            audex_log(AUDEX_LOG_WARN, NULL, "removing the segments' "
+                      "frames: %s (they expire)",
+                      audex_redis_error(sj->redis));
+            break;
         }
     }
 
-    mongoc_collection_destroy(chunks);
-    mongoc_collection_destroy(files);
-
-    argv[0] = "DEL";
     argv[1] = key;
     (void) audex_segments_cmd(sj->redis, 2, argv);
 }
 
 
 /*
- * Segment files nobody waits for: older than older_than (ms since the
- * epoch) and their job's record gone (a coordinator that died for good
- * after its segments were written; a cancelled job keeps its record, and
- * its files, for its next attempt, until the record expires).
+ * A segment's frames into Redis, where its coordinator, on any host,
+ * takes them: 0 or -1.  They expire, so that those of a job nobody
+ * finishes do not stay.
  */
 
-int
-audex_segments_sweep(audex_redis_t *redis, mongoc_database_t *db,
-    int64_t older_than, int64_t *removed, bson_error_t *error)
+static int
+audex_segments_store(audex_redis_t *r, const char *job_id,
+    const char *index, audex_mem_sink_t *out)
 {
-    int                    rc;
-    char                   key[256];
-    bson_t                 filter, opts;
-    bson_oid_t             id;
-    bson_iter_t            it;
-    redisReply            *r;
-    const char            *job_id, *argv[2];
-    const bson_t          *doc;
-    mongoc_cursor_t       *cursor;
-    mongoc_collection_t   *files, *chunks;
+    char         key[320];
+    size_t       lens[5];
+    redisReply  *reply;
+    const char  *argv[5];
 
-    files = mongoc_database_get_collection(db, AUDEX_BUCKET_SEGMENTS ".files");
-    chunks = mongoc_database_get_collection(db,
-                                            AUDEX_BUCKET_SEGMENTS ".chunks");
+    audex_segments_mp3_key(key, sizeof(key), job_id, atoi(index));
 
-    bson_init(&filter);
-    BCON_APPEND(&filter, "uploadDate", "{", "$lt",
-                BCON_DATE_TIME(older_than), "}");
-    bson_init(&opts);
-    BCON_APPEND(&opts, "projection", "{", "metadata", BCON_INT32(1), "}",
-                "limit", BCON_INT64(1000));
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = (const char *) out->data;
+    argv[3] = "EX";
+    argv[4] = AUDEX_SEGMENT_MP3_TTL;
 
-    cursor = mongoc_collection_find_with_opts(files, &filter, &opts, NULL);
-    rc = 0;
+    lens[0] = 3;
+    lens[1] = strlen(key);
+    lens[2] = out->len;
+    lens[3] = 2;
+    lens[4] = strlen(AUDEX_SEGMENT_MP3_TTL);
 
-    while (rc == 0 && mongoc_cursor_next(cursor, &doc)) {
-        if (!bson_iter_init_find(&it, doc, "_id")
-            || !BSON_ITER_HOLDS_OID(&it))
-        {
-            continue;
-        }
-
-        bson_oid_copy(bson_iter_oid(&it), &id);
-
-        job_id = NULL;
-        if (bson_iter_init(&it, doc)
-            && bson_iter_find_descendant(&it, "metadata." AUDEX_F_JOB_ID, &it)
-            && BSON_ITER_HOLDS_UTF8(&it))
-        {
-            job_id = bson_iter_utf8(&it, NULL);
-        }
-
-        if (job_id != NULL) {
-            snprintf(key, sizeof(key), AUDEX_SEGMENTS_KEY_PREFIX "%s",
-                     job_id);
-            argv[0] = "EXISTS";
-            argv[1] = key;
-
-            r = audex_redis_cmd(redis, 2, argv);
-            if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-                if (r) {
-                    freeReplyObject(r);
-                }
-
-                bson_set_error(error, 0, 0, "redis: %s",
-                               audex_redis_error(redis));
-                rc = -1;
-                break;
-            }
-
-            if (r->integer != 0) {
-                freeReplyObject(r);
-                continue;           /* its job is still cut so */
-            }
-
-            freeReplyObject(r);
-        }
-
-        if (audex_store_file_delete(files, chunks, &id, error) != 0) {
-            rc = -1;
-            break;
-        }
-
-        (*removed)++;
+    if (out->data == NULL) {
+        argv[2] = "";
     }
 
-    if (rc == 0 && mongoc_cursor_error(cursor, error)) {
-        rc = -1;
+    reply = audex_redis_cmd_len(r, 5, argv, lens);
+    if (reply == NULL) {
+        return -1;
     }
 
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(&opts);
-    bson_destroy(&filter);
-    mongoc_collection_destroy(chunks);
-    mongoc_collection_destroy(files);
+    freeReplyObject(reply);
 
-    return rc;
+    return 0;
 }
 
 
-static u_char *
-audex_segments_read(mongoc_client_t *mongo, const bson_oid_t *id,
-    size_t *len, char *err, size_t errlen)
-{
-    size_t              size;
-    ssize_t             n;
-    u_char             *data, *p;
-    audex_source_t     *src;
-    audex_io_status_e   status;
+/* a segment's frames (the caller frees them), or NULL: *gone, or an error */
 
-    src = audex_gridfs_source_open(mongo, audex_segments_conf.pool,
-                                   audex_segments_conf.db,
-                                   AUDEX_BUCKET_SEGMENTS, id, &status, err,
-                                   errlen);
-    if (src == NULL) {
+static u_char *
+audex_segments_fetch(audex_redis_t *r, const char *job_id, int index,
+    size_t *len, int *gone)
+{
+    char         key[320];
+    u_char      *data;
+    redisReply  *reply;
+    const char  *argv[2];
+
+    *gone = 0;
+
+    audex_segments_mp3_key(key, sizeof(key), job_id, index);
+
+    argv[0] = "GET";
+    argv[1] = key;
+
+    reply = audex_redis_cmd(r, 2, argv);
+    if (reply == NULL) {
         return NULL;
     }
 
-    size = 1 << 20;
-    data = malloc(size);
-    *len = 0;
-
-    while (data != NULL) {
-        if (*len == size) {
-            p = realloc(data, size * 2);
-            if (p == NULL) {
-                break;
-            }
-
-            data = p;
-            size *= 2;
-        }
-
-        n = src->read(src, data + *len, size - *len);
-
-        if (n == 0) {
-            src->close(src);
-            return data;
-        }
-
-        if (n < 0) {
-            snprintf(err, errlen, "%s", src->error);
-            src->close(src);
-            free(data);
-            return NULL;
-        }
-
-        *len += n;
+    if (reply->type != REDIS_REPLY_STRING) {
+        *gone = 1;
+        freeReplyObject(reply);
+        return NULL;
     }
 
-    snprintf(err, errlen, "out of memory");
-    src->close(src);
-    free(data);
+    /* the joiner frees what it is given: a copy of hiredis's buffer */
+    data = malloc(reply->len ? reply->len : 1);
+    if (data != NULL) {
+        memcpy(data, reply->str, reply->len);
+        *len = reply->len;
+    }
 
-    return NULL;
+    freeReplyObject(reply);
+
+    return data;
 }
 
 
-/* the first 12 bytes of SHA-256("audex-segment:" job_id ":" index) */
-
 static void
-audex_segments_id(const char *job_id, int index, bson_oid_t *oid)
+audex_segments_mp3_key(char *buf, size_t size, const char *job_id,
+    int index)
 {
-    char          num[16];
-    u_char        md[EVP_MAX_MD_SIZE];
-    unsigned      len;
-    EVP_MD_CTX   *ctx;
-
-    memset(md, 0, sizeof(md));
-    snprintf(num, sizeof(num), ":%d", index);
-
-    ctx = EVP_MD_CTX_new();
-    if (ctx != NULL) {
-        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-        EVP_DigestUpdate(ctx, "audex-segment:", 14);
-        EVP_DigestUpdate(ctx, job_id, strlen(job_id));
-        EVP_DigestUpdate(ctx, num, strlen(num));
-        EVP_DigestFinal_ex(ctx, md, &len);
-        EVP_MD_CTX_free(ctx);
-    }
-
-    bson_oid_init_from_data(oid, md);
+    snprintf(buf, size, AUDEX_SEGMENT_MP3_KEY_PREFIX "%s:%d", job_id, index);
 }
 
 

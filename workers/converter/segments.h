@@ -61,13 +61,6 @@ int audex_segments_convert(const audex_segments_job_t *sj,
     const audex_convert_probe_t *info, audex_sink_t *sink,
     audex_convert_result_t *res, audex_convert_error_t *err);
 
-/*
- * Removes the segment files older than older_than (ms since the epoch)
- * whose job's record is gone, adding them to removed: 0 or -1.
- */
-int audex_segments_sweep(audex_redis_t *redis, mongoc_database_t *db,
-    int64_t older_than, int64_t *removed, bson_error_t *error);
-
 /* segments this converter encoded, by result: ok, failed, retry */
 void audex_segments_counts(uint64_t *ok, uint64_t *failed, uint64_t *retry);
 

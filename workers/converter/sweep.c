@@ -15,7 +15,6 @@
 #include "audex_schema.h"
 #include "audex_store.h"
 #include "log.h"
-#include "segments.h"
 #include "sweep.h"
 
 
@@ -52,7 +51,7 @@ audex_sweep_lock(audex_redis_t *redis, const char *consumer, int every)
 int
 audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
     const char *db_name, const char *consumer, int every, int grace,
-    audex_store_swept_t *swept, int64_t *segments)
+    audex_store_swept_t *swept)
 {
     int                 rc;
     bson_error_t        error;
@@ -74,23 +73,8 @@ audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
                   error.message);
     }
 
-    if (audex_segments_sweep(redis, db,
-                             ((int64_t) time(NULL) - grace) * 1000,
-                             segments, &error)
-        != 0)
-    {
-        audex_log(AUDEX_LOG_WARN, NULL, "sweeping segment files: %s",
-                  error.message);
-        rc = -1;
-    }
-
     mongoc_database_destroy(db);
     mongoc_client_pool_push(pool, client);
-
-    if (*segments > 0) {
-        audex_log(AUDEX_LOG_INFO, NULL, "swept %lld segment file(s) of "
-                  "jobs no longer cut", (long long) *segments);
-    }
 
     if (swept->uploads + swept->tus > 0) {
         audex_log(AUDEX_LOG_INFO, NULL, "swept %lld unfinished upload(s) "

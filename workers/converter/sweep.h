@@ -17,15 +17,13 @@
 /*
  * When this consumer takes the cluster's sweep lock for every seconds:
  * removes the files begun more than grace seconds ago and never
- * completed, adding to swept how many of each kind, and the segment
- * files as old whose job is no longer cut (segments.c), adding to
- * segments.  0 (another
+ * completed, adding to swept how many of each kind.  0 (another
  * converter sweeping this period included), -1 on a database error
  * (logged; swept holds what was removed before it).
  */
 int audex_sweep(audex_redis_t *redis, mongoc_client_pool_t *pool,
     const char *db_name, const char *consumer, int every, int grace,
-    audex_store_swept_t *swept, int64_t *segments);
+    audex_store_swept_t *swept);
 
 
 #endif /* _AUDEX_SWEEP_H_INCLUDED_ */
