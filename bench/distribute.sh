@@ -66,6 +66,7 @@ pids+=($!)
     --telemetry=disable --log-level=error --debug-addr=- \
     >"$work/ferretdb.log" 2>&1 &
 pids+=($!)
+ferretdb_pid=$!
 
 for _ in $(seq 100); do
     redis-cli -p "$redis_port" ping >/dev/null 2>&1 \
@@ -129,17 +130,30 @@ if d["state"] != "done":
 print("%.2f" % (time.time() - t0))' "$redis_port" "$id" "$fid"
 }
 
-# one run: the converters that take the job, then stopped
+# CPU seconds (user + system) a process has used so far
+cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' \
+        "/proc/$1/stat"
+}
+
+# one run: the converters that take the job, then stopped; its wall
+# seconds, then FerretDB's and the converters' CPU seconds in it
 run() {
-    local id=$1 s
+    local id=$1 s db0 db1 c conv
     shift
     cpids=()
     "$@"
     sleep 1
+    db0=$(cpu "$ferretdb_pid")
     s=$(job "$id")
+    db1=$(cpu "$ferretdb_pid")
+    conv=0
+    for c in "${cpids[@]}"; do
+        conv=$(awk -v a="$conv" -v b="$(cpu "$c")" 'BEGIN { print a + b }')
+    done
     kill "${cpids[@]}"
     wait "${cpids[@]}" 2>/dev/null || true
-    echo "$s"
+    echo "$s $(awk -v a="$db0" -v b="$db1" 'BEGIN { printf "%.1f", b - a }') $conv"
 }
 
 cores=$(nproc)
@@ -151,9 +165,9 @@ pair() {
 }
 
 echo "converting: one encoder, $cores threads, two processes, ffmpeg" >&2
-one_s=$(run bench-one one)
-thr_s=$(run bench-threads threads)
-pair_s=$(run bench-pair pair)
+read -r one_s one_db one_cv <<<"$(run bench-one one)"
+read -r thr_s thr_db thr_cv <<<"$(run bench-threads threads)"
+read -r pair_s pair_db pair_cv <<<"$(run bench-pair pair)"
 
 t0=$(date +%s.%N)
 ffmpeg -nostdin -hide_banner -loglevel error -y -i "$input" -vn \
@@ -169,15 +183,16 @@ taken=$(for f in "$work"/pair-a.log "$work"/pair-b.log; do
             grep -c 'segment [0-9]*: ok' "$f" || true
         done | paste -sd/)
 
-printf '%-22s %8s %8s %8s %8s\n' run wall_s /one target /ffmpeg
-printf '%-22s %8s %8s %8s %8s\n' "one encoder" "$one_s" 1.00 - \
-    "$(ratio "$one_s" "$ffm_s")"
-printf '%-22s %8s %8s %8s %8s\n' "$cores threads" "$thr_s" \
-    "$(ratio "$thr_s" "$one_s")" \
+f='%-22s %8s %8s %8s %8s %8s %8s\n'
+printf "$f" run wall_s /one target /ffmpeg db_cpu_s conv_cpu_s
+printf "$f" "one encoder" "$one_s" 1.00 - "$(ratio "$one_s" "$ffm_s")" \
+    "$one_db" "$one_cv"
+printf "$f" "$cores threads" "$thr_s" "$(ratio "$thr_s" "$one_s")" \
     "$(awk -v k="$cores" 'BEGIN { printf "%.2f", 1.15 / k }')" \
-    "$(ratio "$thr_s" "$ffm_s")"
-printf '%-22s %8s %8s %8s %8s\n' "2 processes" "$pair_s" \
-    "$(ratio "$pair_s" "$one_s")" 0.58 "$(ratio "$pair_s" "$ffm_s")"
+    "$(ratio "$thr_s" "$ffm_s")" "$thr_db" "$thr_cv"
+printf "$f" "2 processes" "$pair_s" "$(ratio "$pair_s" "$one_s")" 0.58 \
+    "$(ratio "$pair_s" "$ffm_s")" "$pair_db" "$pair_cv"
 printf '%-22s %8s\n' "ffmpeg CLI" "$ffm_s"
 echo "jobs through GridFS and Redis (XADD to done, 192k CBR); 2 processes:" \
-     "${segments:-not cut}, segments taken ${taken}"
+     "${segments:-not cut}, segments taken ${taken}; db_cpu_s: FerretDB's" \
+     "CPU seconds in the run, on the same cores as the converters'"

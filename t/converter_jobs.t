@@ -21,7 +21,7 @@ use JSON::PP qw(decode_json);
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
-my $bin = 'build/bin/audex-converter';
+my $bin = $ENV{AUDEX_CONVERTER_BIN} || 'build/bin/audex-converter';
 ok(-x $bin, "$bin is built") or BAIL_OUT("$bin missing: run make first");
 
 my $dir = tempdir('audex-jobs-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -431,6 +431,11 @@ subtest '--distribute: a long job as segment jobs over two converters' => sub {
     my @m = map { metrics_at($_) =~ /converter_segments_total\{result="ok"\} (\d+)/
                   ? $1 : -1 } @ports;
     is("@m", "@ok", 'converter_segments_total{result="ok"} says so');
+    my $hits = 0;
+    $hits += $_ for map { metrics_at($_) =~ /^converter_gridfs_cache_hits_total (\d+)$/m
+                          ? $1 : 0 } @ports;
+    cmp_ok($hits, '>', 0, "the segments' header chunks came from the "
+           . "converters' chunk cache ($hits)");
 
     my $meta = decode_json(py("d = db['mp3s.files'].find_one({'_id': "
         . "ObjectId('$d->{mp3_fid}')})['metadata']; print(json.dumps("

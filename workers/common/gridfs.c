@@ -52,7 +52,38 @@ typedef struct {
     u_char                *buf;
     char                  *filename;
     audex_gridfs_ahead_t  *ahead;       /* NULL: read in the caller */
+    int                    shared;      /* through the chunk cache */
 } audex_gridfs_source_t;
+
+
+/*
+ * The chunk cache: a few chunks lately read by sources that share
+ * (audex_gridfs_source_share()), one cache per process, least recently
+ * used out.  A segment job opens the video afresh and reads its header
+ * (an MP4's index: some chunks) before it seeks to its range, and one
+ * converter takes many segments of a job: without the cache each of
+ * them would fetch the header again (segments.c shares a source until
+ * the range's first packet, so that the range's chunks, read once, do
+ * not push the header out).  A chunk is known by its file's id and
+ * number; the files sources read are never changed in place, so a
+ * cached chunk stays right.
+ */
+#define AUDEX_GRIDFS_CACHE_SLOTS  8
+
+typedef struct {
+    bson_oid_t             id;
+    int64_t                n;
+    size_t                 len;
+    uint64_t               used;
+    u_char                *data;        /* NULL: an empty slot */
+} audex_gridfs_cached_t;
+
+
+static pthread_mutex_t        audex_gridfs_cache_mu =
+                                  PTHREAD_MUTEX_INITIALIZER;
+static audex_gridfs_cached_t  audex_gridfs_cache[AUDEX_GRIDFS_CACHE_SLOTS];
+static uint64_t               audex_gridfs_cache_clock;
+static uint64_t               audex_gridfs_cache_hits;
 
 
 typedef struct {
@@ -73,6 +104,9 @@ typedef struct {
 static ssize_t audex_gridfs_source_read(audex_source_t *src, u_char *buf,
     size_t n);
 static int audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n);
+static ssize_t audex_gridfs_cache_get(audex_gridfs_source_t *gs, int64_t n);
+static void audex_gridfs_cache_put(audex_gridfs_source_t *gs, int64_t n,
+    size_t len);
 static ssize_t audex_gridfs_source_fetch(audex_gridfs_source_t *gs,
     int64_t n, bson_error_t *error);
 static int audex_gridfs_ahead_start(audex_gridfs_source_t *gs,
@@ -268,6 +302,14 @@ audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
         want = gs->chunk_size;
     }
 
+    len = gs->shared ? audex_gridfs_cache_get(gs, n) : -1;
+
+    if (len == want) {
+        gs->have_n = n;
+        gs->have_len = len;
+        return 0;
+    }
+
     len = audex_gridfs_source_fetch(gs, n, &error);
 
     switch (len) {
@@ -302,7 +344,105 @@ audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
     gs->have_n = n;
     gs->have_len = len;
 
+    if (gs->shared) {
+        audex_gridfs_cache_put(gs, n, len);
+    }
+
     return 0;
+}
+
+
+void
+audex_gridfs_source_share(audex_source_t *src, int on)
+{
+    if (src->read == audex_gridfs_source_read) {
+        ((audex_gridfs_source_t *) src)->shared = on;
+    }
+}
+
+
+uint64_t
+audex_gridfs_cache_hits_total(void)
+{
+    return __atomic_load_n(&audex_gridfs_cache_hits, __ATOMIC_RELAXED);
+}
+
+
+/* chunk n from the cache into gs->buf: its length, or -1 */
+
+static ssize_t
+audex_gridfs_cache_get(audex_gridfs_source_t *gs, int64_t n)
+{
+    int                     i;
+    ssize_t                 len;
+    audex_gridfs_cached_t  *c;
+
+    len = -1;
+
+    pthread_mutex_lock(&audex_gridfs_cache_mu);
+
+    for (i = 0; i < AUDEX_GRIDFS_CACHE_SLOTS; i++) {
+        c = &audex_gridfs_cache[i];
+
+        if (c->data != NULL && c->n == n && bson_oid_equal(&c->id, &gs->id)
+            && c->len <= (size_t) gs->chunk_size)
+        {
+            memcpy(gs->buf, c->data, c->len);
+            c->used = ++audex_gridfs_cache_clock;
+            len = c->len;
+            break;
+        }
+    }
+
+    pthread_mutex_unlock(&audex_gridfs_cache_mu);
+
+    if (len >= 0) {
+        __atomic_add_fetch(&audex_gridfs_cache_hits, 1, __ATOMIC_RELAXED);
+    }
+
+    return len;
+}
+
+
+/* gs->buf, chunk n, into the least recently used slot */
+
+static void
+audex_gridfs_cache_put(audex_gridfs_source_t *gs, int64_t n, size_t len)
+{
+    int                     i;
+    u_char                 *p;
+    audex_gridfs_cached_t  *c, *lru;
+
+    pthread_mutex_lock(&audex_gridfs_cache_mu);
+
+    lru = &audex_gridfs_cache[0];
+
+    for (i = 0; i < AUDEX_GRIDFS_CACHE_SLOTS; i++) {
+        c = &audex_gridfs_cache[i];
+
+        if (c->data != NULL && c->n == n && bson_oid_equal(&c->id, &gs->id))
+        {
+            lru = c;
+            break;
+        }
+
+        if (c->data == NULL || c->used < lru->used) {
+            lru = c;
+        }
+    }
+
+    p = realloc(lru->data, len ? len : 1);
+
+    if (p != NULL) {
+        memcpy(p, gs->buf, len);
+        bson_oid_copy(&gs->id, &lru->id);
+        lru->n = n;
+        lru->len = len;
+        lru->data = p;
+        lru->used = ++audex_gridfs_cache_clock;
+    }
+
+    pthread_mutex_unlock(&audex_gridfs_cache_mu);
 }
 
 

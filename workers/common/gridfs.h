@@ -44,6 +44,17 @@ audex_source_t *audex_gridfs_source_open(mongoc_client_t *client,
     const bson_oid_t *id, audex_io_status_e *status, char *err,
     size_t errlen);
 
+/*
+ * on: the source reads through, and fills, this process's small cache of
+ * recent chunks (gridfs.c); for sources that open the same file again
+ * and again, as segment jobs do.  A source of another kind is left as it
+ * is.
+ */
+void audex_gridfs_source_share(audex_source_t *src, int on);
+
+/* chunks read from that cache instead of the database, so far */
+uint64_t audex_gridfs_cache_hits_total(void);
+
 /* the "filename" of the files document, or "" */
 const char *audex_gridfs_source_filename(audex_source_t *src);
 

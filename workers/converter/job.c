@@ -1048,7 +1048,12 @@ audex_job_distributed(audex_job_t *job, audex_source_t *src,
     audex_convert_probe_t   info;
     audex_segments_job_t    sj;
 
+    /* the header it reads is what this converter's segment jobs read */
+    audex_gridfs_source_share(src, 1);
+
     rc = audex_convert_probe(src, opts, &info, &job->err);
+
+    audex_gridfs_source_share(src, 0);
 
     if (src->seek(src, 0, SEEK_SET) != 0) {
         job->err.status = AUDEX_CONVERT_IO;
@@ -1757,9 +1762,14 @@ audex_job_render(audex_metrics_buf_t *b, void *data)
         "# TYPE converter_segments_total counter\n"
         "converter_segments_total{result=\"ok\"} %llu\n"
         "converter_segments_total{result=\"failed\"} %llu\n"
-        "converter_segments_total{result=\"retry\"} %llu\n",
+        "converter_segments_total{result=\"retry\"} %llu\n"
+        "# HELP converter_gridfs_cache_hits_total Video chunks segment "
+        "jobs read from this converter's chunk cache, not the database.\n"
+        "# TYPE converter_gridfs_cache_hits_total counter\n"
+        "converter_gridfs_cache_hits_total %llu\n",
         (unsigned long long) seg[0], (unsigned long long) seg[1],
-        (unsigned long long) seg[2]);
+        (unsigned long long) seg[2],
+        (unsigned long long) audex_gridfs_cache_hits_total());
 }
 
 

@@ -80,8 +80,10 @@ typedef struct {
 typedef struct {
     audex_segments_worker_t *w;
     const char              *id;
+    audex_source_t          *src;
     double                   last_touch;
     int                      lost;
+    int                      reading;       /* past the header */
 } audex_segments_task_t;
 
 
@@ -493,12 +495,22 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
         return (status == AUDEX_IO_TRANSIENT) ? 1 : -1;
     }
 
+    /*
+     * this converter's other segments of the job read the same header:
+     * the chunks read until the first packet of the range (the header,
+     * the range's first chunk) go through the chunk cache, the range's
+     * others not, lest they push the header out
+     */
+    audex_gridfs_source_share(src, 1);
+
     audex_mem_sink_init(&out);
 
     task.w = w;
     task.id = e->id;
+    task.src = src;
     task.last_touch = audex_segments_now();
     task.lost = 0;
+    task.reading = 0;
 
     memset(&opts, 0, sizeof(audex_convert_opts_t));
     opts.bitrate = (int) v[2];
@@ -546,6 +558,11 @@ audex_segments_touch(void *data, double done)
     int                     rc;
     double                  now;
     audex_segments_task_t  *t = data;
+
+    if (!t->reading) {
+        t->reading = 1;
+        audex_gridfs_source_share(t->src, 0);
+    }
 
     if (audex_stop) {
         return 1;
