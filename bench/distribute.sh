@@ -12,9 +12,11 @@
 # Starts its own Redis and FerretDB (build/bin/ferretdb) on free ports,
 # stores INPUT in the videos bucket as nginx's /upload does (chunk _ids
 # derived from the file and the index), then times each job from XADD to
-# "done" in its job document.  Prints wall seconds and the ratios against
-# one encoder (target for K processes or threads: at most 1.15/K) and
-# against ffmpeg.  Run it on an otherwise idle machine.
+# "done" in its job document, ROUNDS times (default 2) in turn.  Prints
+# the mean wall seconds and the ratios against one encoder (target for K
+# processes or threads: at most 1.15/K) and against ffmpeg (run before
+# and after), and FerretDB's and the converters' CPU seconds.  Run it on
+# an otherwise idle machine.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -164,15 +166,46 @@ pair() {
     converter pair-b.log --encoders 1 --distribute 1
 }
 
-echo "converting: one encoder, $cores threads, two processes, ffmpeg" >&2
-read -r one_s one_db one_cv <<<"$(run bench-one one)"
-read -r thr_s thr_db thr_cv <<<"$(run bench-threads threads)"
-read -r pair_s pair_db pair_cv <<<"$(run bench-pair pair)"
+# the ffmpeg CLI on the same file: wall seconds
+ffmpeg_run() {
+    local t0
+    t0=$(date +%s.%N)
+    ffmpeg -nostdin -hide_banner -loglevel error -y -i "$input" -vn \
+        -c:a libmp3lame -b:a 192k "$work/ffmpeg.mp3"
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'
+}
 
-t0=$(date +%s.%N)
-ffmpeg -nostdin -hide_banner -loglevel error -y -i "$input" -vn \
-    -c:a libmp3lame -b:a 192k "$work/ffmpeg.mp3"
-ffm_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+# ffmpeg before and after the jobs, their mean the reference: the speed
+# of a shared machine drifts over the minutes a run takes
+echo "converting: ffmpeg, one encoder, $cores threads, two processes," \
+     "ffmpeg" >&2
+ffm_a=$(ffmpeg_run)
+rounds=${ROUNDS:-2}
+for kind in one thr pair; do
+    eval "${kind}_s=0 ${kind}_db=0 ${kind}_cv=0"
+done
+
+# add a run's figures to a kind's sums
+add() {
+    local kind=$1 s db cv
+    read -r s db cv <<<"$2"
+    eval "${kind}_s=\$(awk -v a=\"\$${kind}_s\" -v b=$s 'BEGIN { print a + b }')"
+    eval "${kind}_db=\$(awk -v a=\"\$${kind}_db\" -v b=$db 'BEGIN { print a + b }')"
+    eval "${kind}_cv=\$(awk -v a=\"\$${kind}_cv\" -v b=$cv 'BEGIN { print a + b }')"
+}
+
+# the kinds in turn, rounds times: drift spreads over all of them
+for r in $(seq "$rounds"); do
+    add one "$(run "bench-one-$r" one)"
+    add thr "$(run "bench-threads-$r" threads)"
+    add pair "$(run "bench-pair-$r" pair)"
+done
+
+for v in one_s one_db one_cv thr_s thr_db thr_cv pair_s pair_db pair_cv; do
+    eval "$v=\$(awk -v a=\"\$$v\" -v r=$rounds 'BEGIN { printf \"%.2f\", a / r }')"
+done
+ffm_b=$(ffmpeg_run)
+ffm_s=$(awk -v a="$ffm_a" -v b="$ffm_b" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 
 ratio() {
     awk -v a="$1" -v f="$2" 'BEGIN { printf "%.2f", (f > 0) ? a / f : 0 }'
@@ -192,7 +225,9 @@ printf "$f" "$cores threads" "$thr_s" "$(ratio "$thr_s" "$one_s")" \
     "$(ratio "$thr_s" "$ffm_s")" "$thr_db" "$thr_cv"
 printf "$f" "2 processes" "$pair_s" "$(ratio "$pair_s" "$one_s")" 0.58 \
     "$(ratio "$pair_s" "$ffm_s")" "$pair_db" "$pair_cv"
-printf '%-22s %8s\n' "ffmpeg CLI" "$ffm_s"
-echo "jobs through GridFS and Redis (XADD to done, 192k CBR); 2 processes:" \
-     "${segments:-not cut}, segments taken ${taken}; db_cpu_s: FerretDB's" \
+printf '%-22s %8s   (mean of %s before and %s after)\n' "ffmpeg CLI" \
+    "$ffm_s" "$ffm_a" "$ffm_b"
+echo "jobs through GridFS and Redis (XADD to done, 192k CBR), each the" \
+     "mean of $rounds runs taken in turn with the others; 2 processes:" \
+     "${segments:-not cut}, segments each process took over the rounds ${taken}; db_cpu_s: FerretDB's" \
      "CPU seconds in the run, on the same cores as the converters'"
