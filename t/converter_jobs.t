@@ -4,7 +4,8 @@
 # consumers left idle, Redis and MongoDB going away, SIGTERM releasing or
 # finishing a job, metrics, long jobs cut into segment jobs that two
 # converters share (--distribute; one killed mid-segment, frames gone
-# from Redis) and the configuration order.
+# from Redis, a coordinator killed after joining) and the configuration
+# order.
 
 use strict;
 use warnings;
@@ -567,6 +568,47 @@ subtest '--distribute: frames gone from Redis are encoded again' => sub {
     is(redis('--scan', '--pattern', 'audex:segmp3:j-seggone:*') =~ s/\s+$//r,
        '', 'no frames left in Redis');
     stop($_) for $a, $b;
+};
+
+
+subtest '--distribute: a coordinator killed after joining segments' => sub {
+    my $c = { rate => 44100, ch => 2, secs => 120 };
+    my $src = make_source($dir, $c);
+    my $fid = upload_derived($src, 'coord.wav');
+    my @seg = ('--distribute', 1, '--encoders', 1, '--parallel-min', 0,
+               '--segment', 10, '--claim-idle-ms', 2000);
+
+    my $b = converter(@seg, '--metrics-port', free_port());
+    add_job(job_id => 'j-coord', video_fid => $fid, filename => 'coord.wav',
+            bitrate => 128);
+
+    # segment 0 done and its frames gone from Redis: joined into the
+    # output, which dies with b
+    my $joined = wait_until(sub {
+        return redis('HGET', 'audex:segments:j-coord', 0) =~ /^ok /
+               && redis('EXISTS', 'audex:segmp3:j-coord:0') =~ /^0/;
+    }, 60, 0.01);
+    ok($joined, 'b joined segment 0') or diag(log_of($b));
+    kill 'KILL', $b->{pid};
+    waitpid($b->{pid}, 0);
+    $b->{status} = -9;
+
+    my $a = converter(@seg, '--metrics-port', free_port());
+    my $d = wait_state('j-coord', 'done', 120);
+    is($d->{state}, 'done', 'another converter finished the job')
+        or diag(log_of($a));
+    is($d->{attempts}, 2, 'on its second delivery');
+    like(log_of($a), qr/(\d+) segment\(s\) done before but their frames are gone: queued again/,
+         'it queued the segments b had joined again, at once');
+
+    my $par = download($d->{mp3_fid}, "$dir/coord.mp3");
+    my ($bad, $report) = mp3val($par);
+    is($bad, 0, 'mp3val is happy') or diag($report);
+    is(length(decode($par, $c)), length(decode($src, $c)),
+       'decoded length is the source\'s, to the sample');
+    is(redis('--scan', '--pattern', 'audex:segmp3:j-coord:*') =~ s/\s+$//r,
+       '', 'no frames left in Redis');
+    stop($a);
 };
 
 

@@ -70,6 +70,9 @@ typedef struct {
  */
 #define AUDEX_GRIDFS_CACHE_SLOTS  8
 
+/* bigger chunks (other tools' files) are not kept: 8 MiB at most */
+#define AUDEX_GRIDFS_CACHE_CHUNK_MAX  (1024 * 1024)
+
 typedef struct {
     bson_oid_t             id;
     int64_t                n;
@@ -118,7 +121,7 @@ static int64_t audex_gridfs_source_seek(audex_source_t *src, int64_t offset,
 static int64_t audex_gridfs_source_size(audex_source_t *src);
 static void audex_gridfs_source_close(audex_source_t *src);
 static int audex_gridfs_sink_write(audex_sink_t *sink, const u_char *buf,
-    size_t n);
+    size_t size);
 static int audex_gridfs_sink_rewrite(audex_sink_t *sink, int64_t offset,
     const u_char *buf, size_t n);
 static int audex_gridfs_sink_chunk(audex_gridfs_sink_t *gk, int64_t n,
@@ -127,7 +130,8 @@ static int audex_gridfs_sink_finish(audex_sink_t *sink);
 static int audex_gridfs_sink_digest(audex_gridfs_sink_t *gk, char *hex);
 static int audex_gridfs_sink_spool_open(void);
 static void audex_gridfs_sink_spool_write(audex_gridfs_sink_t *gk,
-    const u_char *data, size_t len);
+    int64_t n, const u_char *chunk);
+static void audex_gridfs_sink_spool_end(audex_gridfs_sink_t *gk);
 static int audex_gridfs_sink_spooled(audex_gridfs_sink_t *gk, int64_t n,
     u_char *buf);
 static void audex_gridfs_sink_abort(audex_sink_t *sink);
@@ -344,7 +348,7 @@ audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
     gs->have_n = n;
     gs->have_len = len;
 
-    if (gs->shared) {
+    if (gs->shared && len <= AUDEX_GRIDFS_CACHE_CHUNK_MAX) {
         audex_gridfs_cache_put(gs, n, len);
     }
 
@@ -733,17 +737,18 @@ audex_gridfs_sink_open(mongoc_client_t *client, const char *db,
 
 
 static int
-audex_gridfs_sink_write(audex_sink_t *sink, const u_char *buf, size_t n)
+audex_gridfs_sink_write(audex_sink_t *sink, const u_char *buf, size_t size)
 {
     size_t                off, len;
+    int64_t               n;
     audex_gridfs_sink_t  *gk = (audex_gridfs_sink_t *) sink;
 
-    while (n > 0) {
+    while (size > 0) {
         off = gk->length % AUDEX_GRIDFS_CHUNK;
         len = AUDEX_GRIDFS_CHUNK - off;
 
-        if (len > n) {
-            len = n;
+        if (len > size) {
+            len = size;
         }
 
         memcpy((gk->length < AUDEX_GRIDFS_CHUNK ? gk->first : gk->cur) + off,
@@ -751,21 +756,22 @@ audex_gridfs_sink_write(audex_sink_t *sink, const u_char *buf, size_t n)
 
         gk->length += len;
         buf += len;
-        n -= len;
+        size -= len;
 
         /* a full chunk other than chunk 0 goes out now */
         if (gk->length > AUDEX_GRIDFS_CHUNK
             && gk->length % AUDEX_GRIDFS_CHUNK == 0)
         {
-            if (audex_gridfs_sink_chunk(gk,
-                                        gk->length / AUDEX_GRIDFS_CHUNK - 1,
-                                        gk->cur, AUDEX_GRIDFS_CHUNK)
+            n = gk->length / AUDEX_GRIDFS_CHUNK - 1;
+
+            if (audex_gridfs_sink_chunk(gk, n, gk->cur, AUDEX_GRIDFS_CHUNK)
                 != 0)
             {
+                audex_gridfs_sink_spool_end(gk);
                 return -1;
             }
 
-            audex_gridfs_sink_spool_write(gk, gk->cur, AUDEX_GRIDFS_CHUNK);
+            audex_gridfs_sink_spool_write(gk, n, gk->cur);
         }
     }
 
@@ -997,29 +1003,44 @@ audex_gridfs_sink_spool_open(void)
 }
 
 
-/* chunk n >= 1 at (n - 1) * chunk size; a failure ends the spool */
+/* full chunk n >= 1 at (n - 1) * chunk size; a failure ends the spool */
 
 static void
-audex_gridfs_sink_spool_write(audex_gridfs_sink_t *gk, const u_char *data,
-    size_t len)
+audex_gridfs_sink_spool_write(audex_gridfs_sink_t *gk, int64_t n,
+    const u_char *chunk)
 {
+    size_t   done;
     ssize_t  rc;
+    off_t    off;
 
-    while (gk->spool >= 0 && len > 0) {
-        rc = write(gk->spool, data, len);
+    off = (off_t) (n - 1) * AUDEX_GRIDFS_CHUNK;
+
+    for (done = 0; gk->spool >= 0 && done < AUDEX_GRIDFS_CHUNK; done += rc)
+    {
+        rc = pwrite(gk->spool, chunk + done, AUDEX_GRIDFS_CHUNK - done,
+                    off + done);
 
         if (rc < 0 && errno == EINTR) {
+            rc = 0;
             continue;
         }
 
         if (rc <= 0) {
-            close(gk->spool);
-            gk->spool = -1;
+            audex_gridfs_sink_spool_end(gk);
             break;
         }
+    }
+}
 
-        data += rc;
-        len -= rc;
+
+/* no spool from here: the digest reads the chunks back */
+
+static void
+audex_gridfs_sink_spool_end(audex_gridfs_sink_t *gk)
+{
+    if (gk->spool >= 0) {
+        close(gk->spool);
+        gk->spool = -1;
     }
 }
 
@@ -1069,6 +1090,7 @@ audex_gridfs_sink_abort(audex_sink_t *sink)
      */
     (void) audex_store_file_delete(gk->files, gk->chunks, &gk->id, &error);
     gk->finished = 0;
+    audex_gridfs_sink_spool_end(gk);
 }
 
 
@@ -1088,10 +1110,7 @@ audex_gridfs_sink_close(audex_sink_t *sink)
     free(gk->first);
     free(gk->cur);
 
-    if (gk->spool >= 0) {
-        close(gk->spool);
-    }
-
+    audex_gridfs_sink_spool_end(gk);
     free(gk);
 }
 

@@ -20,13 +20,17 @@
  * AUDEX_MP3JOIN_POSTROLL frames past it, and its frames go to Redis
  * under a key of the job and the index (a retry overwrites them), with
  * an expiry: they are a segment's worth of MP3 (1.4 MB a minute at 192
- * kbit/s), taken by the coordinator as soon as the segments before them
- * are in, so Redis holds about one per segment thread at a time.  Frames
- * that are gone when their turn comes (expired, evicted) make the
- * coordinator queue that segment again.  A converter killed mid-segment
- * costs that segment; a coordinator killed costs nothing done: the job
- * comes back to another converter, which finds the plan and the finished
- * segments in the hash and waits for the rest.
+ * kbit/s), taken and deleted by the coordinator as soon as the segments
+ * before them are in, so Redis holds the segments done ahead of the
+ * join: about one per segment thread while they finish in order, up to
+ * the job's MP3 while an early one is slow.  Frames that are gone when
+ * their turn comes (expired, evicted) make the coordinator queue that
+ * segment again, --max-deliveries times at most.  A converter killed
+ * mid-segment costs that segment; a coordinator killed costs the
+ * segments it had joined (their frames went into an output that died
+ * with it): the job comes back to another converter, which finds the
+ * plan and the finished segments in the hash, queues those whose frames
+ * are gone again, all at once, and waits for the rest.
  *
  * Only inputs whose timestamps count samples and whose rate MP3 keeps are
  * cut so (audex_convert_probe()): a segment must know to the sample where
@@ -101,6 +105,7 @@ typedef struct {
     int                           encoders;
     char                          key[256];     /* the record */
     char                          plan[128];
+    int                          *lost;         /* frames gone, times */
     char                          who[AUDEX_SEGMENTS_WHO][64];
 } audex_segments_joining_t;
 
@@ -136,6 +141,8 @@ static int audex_segments_store(audex_redis_t *r, const char *job_id,
     const char *index, audex_mem_sink_t *out);
 static u_char *audex_segments_fetch(audex_redis_t *r, const char *job_id,
     int index, size_t *len, int *gone);
+static int audex_segments_has_frames(const audex_segments_job_t *sj,
+    int index);
 static void audex_segments_mp3_key(char *buf, size_t size,
     const char *job_id, int index);
 static char *audex_segments_hget(audex_redis_t *r, const char *key,
@@ -593,7 +600,7 @@ audex_segments_convert(const audex_segments_job_t *sj,
     const audex_convert_probe_t *info, audex_sink_t *sink,
     audex_convert_result_t *res, audex_convert_error_t *err)
 {
-    int                        i, n, fs, frames, got, rc;
+    int                        i, n, fs, frames, got, rc, again;
     char                       num[16], *old;
     char                     **states;
     int64_t                    len;
@@ -665,7 +672,14 @@ audex_segments_convert(const audex_segments_job_t *sj,
 
     free(old);
 
-    /* queued once; a segment that failed in an earlier attempt again */
+    /*
+     * Queued once.  An earlier attempt's segments: one that failed is
+     * queued again, and so is one done whose frames are gone (joined into
+     * an output that died with its coordinator, or expired), all now,
+     * not one by one as the join reaches them.
+     */
+    again = 0;
+
     for (i = 0; i < n; i++) {
         snprintf(num, sizeof(num), "%d", i);
 
@@ -675,25 +689,40 @@ audex_segments_convert(const audex_segments_job_t *sj,
                                        audex_redis_error(sj->redis));
         }
 
-        if (old != NULL && strncmp(old, "failed", 6) != 0) {
-            free(old);
-            continue;
+        rc = 0;
+
+        if (old != NULL && strncmp(old, "ok ", 3) == 0) {
+            rc = audex_segments_has_frames(sj, i);
+            if (rc == 0) {
+                again++;
+            }
         }
 
-        rc = audex_segments_queue(&j, i, old != NULL);
+        if (rc == 0 && (old == NULL || strncmp(old, "queued", 6) != 0)) {
+            rc = audex_segments_queue(&j, i, old != NULL);
+        }
+
         free(old);
 
-        if (rc != 0) {
+        if (rc < 0) {
             return audex_segments_fail(err, AUDEX_CONVERT_IO, "redis: %s",
                                        audex_redis_error(sj->redis));
         }
+    }
+
+    if (again > 0) {
+        audex_log(AUDEX_LOG_INFO, NULL, "%d segment(s) done before but "
+                  "their frames are gone: queued again", again);
     }
 
     audex_log(AUDEX_LOG_INFO, NULL, "cut into %d segments of %.1f s on %s",
               n, (double) len / info->rate, audex_segments_conf.stream);
 
     states = calloc(n, sizeof(char *));
-    if (states == NULL) {
+    j.lost = calloc(n, sizeof(int));
+    if (states == NULL || j.lost == NULL) {
+        free(states);
+        free(j.lost);
         return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
                                    "out of memory");
     }
@@ -720,19 +749,20 @@ audex_segments_convert(const audex_segments_job_t *sj,
     }
 
     free(states);
+    free(j.lost);
 
     return rc;
 }
 
 
 /*
- * Segment i's entry on the stream, and "queued" in the record.  A segment
- * there already ("failed", or "ok" with its frames gone) is marked queued
- * before its new entry, so that no old state is read after it; a new one
- * after its entry, and only if its encoder has not said "ok" already.  A
- * coordinator dying in between leaves the segment unmarked, and the next
- * one queues it again: an entry too many, which the thread that takes it
- * finds "ok" and drops, never an entry too few.
+ * Segment i's entry on the stream, and "queued" in the record after it,
+ * unless its encoder has said "ok" already.  A segment there already
+ * ("failed", or "ok" with its frames gone) loses its old state first, so
+ * that it is not read after the new entry.  A coordinator dying in
+ * between leaves the segment without a state, and the next one queues it
+ * again: an entry too many, which the thread that takes it finds "ok"
+ * and drops, never an entry too few.
  */
 
 static int
@@ -776,8 +806,8 @@ audex_segments_queue(audex_segments_joining_t *j, int i, int again)
     rc = 0;
 
     if (again) {
-        argv[0] = "HSET";
-        rc = audex_segments_cmd(sj->redis, 4, argv);
+        argv[0] = "HDEL";
+        rc = audex_segments_cmd(sj->redis, 3, argv);
     }
 
     if (rc == 0) {
@@ -785,7 +815,7 @@ audex_segments_queue(audex_segments_joining_t *j, int i, int again)
                               keys, values);
     }
 
-    if (rc == 0 && !again) {
+    if (rc == 0) {
         argv[0] = "HSETNX";
         rc = audex_segments_cmd(sj->redis, 4, argv);
     }
@@ -876,7 +906,26 @@ audex_segments_wait(audex_segments_joining_t *j, char **states,
             while (j->next < j->n && states[j->next] != NULL) {
                 rc = audex_segments_join_next(j, states[j->next], err);
 
+                if (rc == 2) {
+                    /* Redis away: the same segment on the next round */
+                    audex_log(AUDEX_LOG_WARN, NULL, "segment %d: %s",
+                              j->next, audex_redis_error(sj->redis));
+                    audex_redis_connect(sj->redis);
+                    break;
+                }
+
                 if (rc == 1) {
+                    if (++j->lost[j->next]
+                        > audex_segments_conf.max_deliveries)
+                    {
+                        return audex_segments_fail(err, AUDEX_CONVERT_IO,
+                                   "segment %d: its frames were gone from "
+                                   "redis %d times (is redis evicting "
+                                   "keys? it needs maxmemory-policy "
+                                   "noeviction)", j->next,
+                                   j->lost[j->next]);
+                    }
+
                     audex_log(AUDEX_LOG_WARN, NULL, "segment %d: its frames "
                               "are gone from redis: queued again", j->next);
 
@@ -956,7 +1005,8 @@ audex_segments_join_start(audex_segments_joining_t *j,
 
 /*
  * Segment j->next, whose state is "<samples> <delay> <padding> <who>":
- * 0 joined, 1 its frames are gone, -1 with err set
+ * 0 joined, 1 its frames are gone, 2 Redis failed (nothing joined: try
+ * again), -1 with err set
  */
 
 static int
@@ -990,13 +1040,12 @@ audex_segments_join_next(audex_segments_joining_t *j, const char *state,
     data = audex_segments_fetch(j->sj->redis, j->sj->job_id, i, &dlen,
                                 &gone);
     if (data == NULL) {
-        if (gone) {
-            return 1;
+        if (gone < 0) {
+            return audex_segments_fail(err, AUDEX_CONVERT_INTERNAL,
+                                       "segment %d: out of memory", i);
         }
 
-        return audex_segments_fail(err, AUDEX_CONVERT_IO, "segment %d: "
-                                   "redis: %s", i,
-                                   audex_redis_error(j->sj->redis));
+        return gone ? 1 : 2;
     }
 
     nominal = (int64_t) i * j->len;
@@ -1142,7 +1191,10 @@ audex_segments_store(audex_redis_t *r, const char *job_id,
 }
 
 
-/* a segment's frames (the caller frees them), or NULL: *gone, or an error */
+/*
+ * A segment's frames (the caller frees them), or NULL: *gone 1 when
+ * there are none, -1 out of memory, 0 a Redis error
+ */
 
 static u_char *
 audex_segments_fetch(audex_redis_t *r, const char *job_id, int index,
@@ -1176,11 +1228,41 @@ audex_segments_fetch(audex_redis_t *r, const char *job_id, int index,
     if (data != NULL) {
         memcpy(data, reply->str, reply->len);
         *len = reply->len;
+
+    } else {
+        *gone = -1;
     }
 
     freeReplyObject(reply);
 
     return data;
+}
+
+
+/* 1 segment index's frames are in Redis, 0 not, -1 an error */
+
+static int
+audex_segments_has_frames(const audex_segments_job_t *sj, int index)
+{
+    int          rc;
+    char         key[320];
+    redisReply  *reply;
+    const char  *argv[2];
+
+    audex_segments_mp3_key(key, sizeof(key), sj->job_id, index);
+
+    argv[0] = "EXISTS";
+    argv[1] = key;
+
+    reply = audex_redis_cmd(sj->redis, 2, argv);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    rc = (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0);
+    freeReplyObject(reply);
+
+    return rc;
 }
 
 
