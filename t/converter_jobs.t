@@ -296,9 +296,7 @@ subtest 'kill -9 in the middle of a job: it still completes exactly once' => sub
     }, 60);
     ok($mid, 'the job was mid-conversion');
 
-    kill 'KILL', $c->{pid};
-    waitpid($c->{pid}, 0);
-    $c->{status} = -9;
+    kill9($c);
 
     # this one has no TMPDIR to spool the MP3 in: it reads it back
     my $c2 = converter_env({ TMPDIR => "$dir/no-such-dir" },
@@ -464,8 +462,7 @@ subtest '--distribute: a long job as segment jobs over two converters' => sub {
     ok(!@fail, 'the joins pass the measure (Audex::Joins)')
         or diag(join "\n", @fail[0 .. ($#fail > 9 ? 9 : $#fail)]);
 
-    is(redis('--scan', '--pattern', 'audex:segmp3:j-seg:*') =~ s/\s+$//r, '',
-       "the segments' frames are removed from Redis");
+    is(frames_left('j-seg'), '', "the segments' frames are removed from Redis");
     is(redis('EXISTS', 'audex:segments:j-seg') =~ s/\s+$//r, '0',
        'and their record');
     stop($_) for @c;
@@ -494,9 +491,7 @@ subtest '--distribute: a converter killed mid-segment costs that segment' => sub
         return defined $index;
     }, 60, 0.02);
     ok(defined $index, 'a took a segment') or diag(log_of($a));
-    kill 'KILL', $a->{pid};
-    waitpid($a->{pid}, 0);
-    $a->{status} = -9;
+    kill9($a);
     is(redis('HGET', 'audex:segments:j-segkill', $index) =~ s/\s+$//r,
        'queued', "a was killed in the middle of segment $index");
 
@@ -514,11 +509,7 @@ subtest '--distribute: a converter killed mid-segment costs that segment' => sub
        join(' ', map { $_ == $index ? 2 : 1 } 0 .. 3),
        'that segment was encoded twice, every other once');
 
-    my $par = download($d->{mp3_fid}, "$dir/segkill.mp3");
-    my ($bad, $report) = mp3val($par);
-    is($bad, 0, 'mp3val is happy') or diag($report);
-    is(length(decode($par, $c)), length(decode($src, $c)),
-       'decoded length is the source\'s');
+    joined_mp3_ok($d, 'segkill', $src, $c);
     stop($b);
 };
 
@@ -560,13 +551,8 @@ subtest '--distribute: frames gone from Redis are encoded again' => sub {
     $times{$1}++ while $logs =~ /encoding segment (\d) /g;
     is($times{2}, 2, 'segment 2 was encoded twice');
 
-    my $par = download($d->{mp3_fid}, "$dir/seggone.mp3");
-    my ($bad, $report) = mp3val($par);
-    is($bad, 0, 'mp3val is happy') or diag($report);
-    is(length(decode($par, $c)), length(decode($src, $c)),
-       'decoded length is the source\'s, to the sample');
-    is(redis('--scan', '--pattern', 'audex:segmp3:j-seggone:*') =~ s/\s+$//r,
-       '', 'no frames left in Redis');
+    joined_mp3_ok($d, 'seggone', $src, $c);
+    is(frames_left('j-seggone'), '', 'no frames left in Redis');
     stop($_) for $a, $b;
 };
 
@@ -589,9 +575,7 @@ subtest '--distribute: a coordinator killed after joining segments' => sub {
                && redis('EXISTS', 'audex:segmp3:j-coord:0') =~ /^0/;
     }, 60, 0.01);
     ok($joined, 'b joined segment 0') or diag(log_of($b));
-    kill 'KILL', $b->{pid};
-    waitpid($b->{pid}, 0);
-    $b->{status} = -9;
+    kill9($b);
 
     my $a = converter(@seg, '--metrics-port', free_port());
     my $d = wait_state('j-coord', 'done', 120);
@@ -601,13 +585,8 @@ subtest '--distribute: a coordinator killed after joining segments' => sub {
     like(log_of($a), qr/(\d+) segment\(s\) done before but their frames are gone: queued again/,
          'it queued the segments b had joined again, at once');
 
-    my $par = download($d->{mp3_fid}, "$dir/coord.mp3");
-    my ($bad, $report) = mp3val($par);
-    is($bad, 0, 'mp3val is happy') or diag($report);
-    is(length(decode($par, $c)), length(decode($src, $c)),
-       'decoded length is the source\'s, to the sample');
-    is(redis('--scan', '--pattern', 'audex:segmp3:j-coord:*') =~ s/\s+$//r,
-       '', 'no frames left in Redis');
+    joined_mp3_ok($d, 'coord', $src, $c);
+    is(frames_left('j-coord'), '', 'no frames left in Redis');
     stop($a);
 };
 
@@ -685,6 +664,34 @@ sub stop {
     kill 'KILL', $c->{pid};
     waitpid($c->{pid}, 0);
     return $c->{status} = -1;
+}
+
+
+# SIGKILL, reaped: stop() leaves it be
+sub kill9 {
+    my ($c) = @_;
+    kill 'KILL', $c->{pid};
+    waitpid($c->{pid}, 0);
+    $c->{status} = -9;
+}
+
+
+# a segmented job's MP3, downloaded as NAME.mp3: valid, and decoding to
+# exactly the source's samples
+sub joined_mp3_ok {
+    my ($d, $name, $src, $c) = @_;
+    my $par = download($d->{mp3_fid}, "$dir/$name.mp3");
+    my ($bad, $report) = mp3val($par);
+    is($bad, 0, 'mp3val is happy') or diag($report);
+    is(length(decode($par, $c)), length(decode($src, $c)),
+       'decoded length is the source\'s, to the sample');
+}
+
+
+# the Redis keys of a job's segment frames still there, one per line
+sub frames_left {
+    my ($job) = @_;
+    return redis('--scan', '--pattern', "audex:segmp3:$job:*") =~ s/\s+$//r;
 }
 
 

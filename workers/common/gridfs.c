@@ -70,7 +70,7 @@ typedef struct {
  */
 #define AUDEX_GRIDFS_CACHE_SLOTS  8
 
-/* bigger chunks (other tools' files) are not kept: 8 MiB at most */
+/* bigger chunks (other tools' files) are not kept: 8 MiB in all at most */
 #define AUDEX_GRIDFS_CACHE_CHUNK_MAX  (1024 * 1024)
 
 typedef struct {
