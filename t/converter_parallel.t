@@ -24,7 +24,8 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use Audex::Media qw(probe mp3val run_cmd slurp);
-use Audex::Joins qw(make_source decode frames join_failures audio_frames);
+use Audex::Joins qw(make_source decode frames join_failures audio_frames
+                    lame_crcs);
 
 use File::Temp qw(tempdir);
 
@@ -74,6 +75,15 @@ for my $c (@cases) {
     is($pp->{streams}[0]{duration}, $p1->{streams}[0]{duration},
        "$name: ffprobe duration as one encoder's");
     is(frames($par), frames($one), "$name: frame count as one encoder's");
+
+    # LAME's own tag checks the helper; the joined file's tag is ours
+    my @c1 = lame_crcs(slurp($one));
+    ok(@c1 && $c1[0] == $c1[1] && $c1[2] == $c1[3],
+       "$name: one encoder's LAME tag CRCs are right") or diag("@c1");
+    my @cp = lame_crcs(slurp($par));
+    ok(@cp && $cp[0] == $cp[1] && $cp[2] == $cp[3],
+       "$name: the joined file's music CRC and tag CRC are right")
+        or diag("@cp");
 
     my ($d1, $dp) = (decode($one, $c), decode($par, $c));
     is(length($dp), length($src), "$name: decoded length is the source's, "

@@ -24,7 +24,8 @@ use warnings;
 use Exporter 'import';
 use Audex::Media qw(run_cmd);
 
-our @EXPORT_OK = qw(make_source decode frames join_failures audio_frames);
+our @EXPORT_OK = qw(make_source decode frames join_failures audio_frames
+                    lame_crcs);
 
 # music-like test audio: gliding tones, 3.5 kHz bursts, noise bursts
 sub make_source {
@@ -120,6 +121,54 @@ sub snr {
 # an MP3 file without its ID3v2 tag and its Info/Xing frame
 sub audio_frames {
     my ($mp3) = @_;
+    my ($pos, $size) = info_frame($mp3);
+
+    return substr($mp3, $pos + $size);
+}
+
+
+# the LAME tag's music CRC and tag CRC, each as written and as computed
+# (CRC-16, polynomial 0x8005 reflected, over the audio frames and over
+# the Info/Xing frame up to the tag CRC): four numbers, or () if the file
+# has no LAME tag
+sub lame_crcs {
+    my ($mp3) = @_;
+    my ($pos, $size) = info_frame($mp3);
+    my $frame = substr($mp3, $pos, $size);
+
+    return () unless $frame =~ /Info|Xing/;
+    my $x = $-[0];
+    my $flags = unpack 'N', substr($frame, $x + 4, 4);
+    my $p = $x + 8;
+    $p += 4 if $flags & 1;              # frames
+    $p += 4 if $flags & 2;              # bytes
+    $p += 100 if $flags & 4;            # TOC
+    $p += 4 if $flags & 8;              # quality
+    return () if $p + 36 > $size;
+
+    my ($music, $tag) = unpack 'nn', substr($frame, $p + 32, 4);
+
+    return ($music, crc16(substr($mp3, $pos + $size)),
+            $tag, crc16(substr($frame, 0, $p + 34)));
+}
+
+
+my @crc16 = map {
+    my $c = $_;
+    $c = ($c & 1) ? ($c >> 1) ^ 0xa001 : $c >> 1 for 1 .. 8;
+    $c;
+} 0 .. 255;
+
+sub crc16 {
+    my $c = 0;
+    $c = ($c >> 8) ^ $crc16[($c ^ $_) & 0xff] for unpack 'C*', $_[0];
+    return $c;
+}
+
+
+# where the first frame (the Info/Xing frame) is, and its size
+sub info_frame {
+    my ($mp3) = @_;
     my $pos = 0;
 
     if (substr($mp3, 0, 3) eq 'ID3') {
@@ -139,7 +188,7 @@ sub audio_frames {
     my $size = int(($lsf ? 72000 : 144000) * $br[($h >> 12) & 15]
                    / $rates[($h >> 10) & 3]) + (($h >> 9) & 1);
 
-    return substr($mp3, $pos + $size);
+    return ($pos, $size);
 }
 
 1;
