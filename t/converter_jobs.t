@@ -469,6 +469,64 @@ subtest '--distribute: a long job as segment jobs over two converters' => sub {
 };
 
 
+subtest '--distribute: a segment reads the video no further than its end' => sub {
+    # small chunks: a segment spans many, and one more read is seen
+    my $chunk = 16384;
+    my $mp4 = make_media($dir, { file => 'talk.mp4', seconds => 42,
+                                 audio => ['aac 44100 2 128k'] });
+    my $fid = upload_derived($mp4, 'talk.mp4', $chunk);
+    my $c = converter('--distribute', 1, '--encoders', 1,
+                      '--parallel-min', 0, '--segment', 10);
+
+    add_job(job_id => 'j-reach', video_fid => $fid, filename => 'talk.mp4');
+    my $d = wait_state('j-reach', 'done', 120);
+    is($d->{state}, 'done', 'the job is done') or diag(log_of($c));
+    stop($c);
+
+    # each segment's source logs its highest chunk as it closes, between
+    # "encoding segment i" and "segment i: ok" (one segment thread)
+    my (%highest, $seg);
+    for (split /\n/, log_of($c)) {
+        $seg = $1 if /encoding segment (\d+) /;
+        if (defined $seg && /GridFS file $fid: \d+ chunk\(s\) read from the store, the highest (\d+)/) {
+            $highest{$seg} = $1;
+            undef $seg;
+        }
+    }
+
+    # the packet that holds a segment's end sample and the one after it
+    # are the last it needs (audio packets by pts, from the index)
+    my ($rc, $err, $out) = run_cmd('ffprobe', '-v', 'error',
+        '-select_streams', 'a:0', '-show_entries',
+        'stream=start_pts:packet=pts,pos,size', '-of', 'json', $mp4);
+    die "ffprobe: $err" if $rc;
+    my $probe = decode_json($out);
+    my $origin = $probe->{streams}[0]{start_pts} // 0;
+    my @pk = sort { $a->{pts} <=> $b->{pts} } @{ $probe->{packets} };
+
+    my @checked;
+    for my $e (grep { $_->{job_id} eq 'j-reach' } stream('video.segments')) {
+        next if $e->{end} < 0;          # the last one reads to the end
+        my $ts = $origin + $e->{end};
+        my ($k) = grep { $pk[$_]{pts} <= $ts
+                         && ($_ == $#pk || $pk[$_ + 1]{pts} > $ts) } 0 .. $#pk;
+        my $last = 0;
+        for (grep { $_ <= $#pk } $k, $k + 1) {
+            my $end = $pk[$_]{pos} + $pk[$_]{size} - 1;
+            $last = $end if $end > $last;
+        }
+        my $may = int($last / $chunk);
+        my $i = $e->{index};
+        ok(defined $highest{$i} && $highest{$i} <= $may,
+           "segment $i read up to chunk " . ($highest{$i} // '?')
+           . ", its last packets are in chunk $may");
+        push @checked, $i;
+    }
+    is(scalar(@checked), 3, 'three segments checked (the fourth reads to '
+       . 'the end)') or diag(log_of($c));
+};
+
+
 subtest '--distribute: a converter killed mid-segment costs that segment' => sub {
     my $c = { rate => 44100, ch => 2, secs => 120 };
     my $src = make_source($dir, $c);
@@ -820,13 +878,13 @@ PY
 # (lib/audex_schema.h), so each chunk is one lookup by _id on FerretDB; a
 # file pymongo stores is read by {files_id, n}, a scan of the bucket
 sub upload_derived {
-    my ($path, $name) = @_;
-    my $out = py(<<'PY', $path, $name);
+    my ($path, $name, $chunk) = @_;
+    my $out = py(<<'PY', $path, $name, $chunk // 261120);
 import datetime, hashlib, struct
 fid, n, length = ObjectId(), 0, 0
 with open(sys.argv[3], 'rb') as f:
     while True:
-        data = f.read(261120)
+        data = f.read(int(sys.argv[5]))
         if not data:
             break
         cid = hashlib.sha256(fid.binary + struct.pack('>i', n)).digest()[:12]
@@ -834,7 +892,7 @@ with open(sys.argv[3], 'rb') as f:
             'files_id': fid, 'n': n, 'data': data})
         n, length = n + 1, length + len(data)
 db['videos.files'].insert_one({'_id': fid, 'length': length,
-    'chunkSize': 261120, 'uploadDate': datetime.datetime.utcnow(),
+    'chunkSize': int(sys.argv[5]), 'uploadDate': datetime.datetime.utcnow(),
     'filename': sys.argv[4]})
 print(fid)
 PY

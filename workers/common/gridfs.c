@@ -53,6 +53,11 @@ typedef struct {
     char                  *filename;
     audex_gridfs_ahead_t  *ahead;       /* NULL: read in the caller */
     int                    shared;      /* through the chunk cache */
+
+    /* for the debug line at close: how the file was read */
+    int64_t                fetched;     /* chunks read from the store */
+    int64_t                cached;      /* chunks from the chunk cache */
+    int64_t                highest;     /* the last chunk read, or -1 */
 } audex_gridfs_source_t;
 
 
@@ -164,6 +169,7 @@ audex_gridfs_source_open(mongoc_client_t *client, mongoc_client_pool_t *pool,
 
     gs->id = *id;
     gs->have_n = -1;
+    gs->highest = -1;
 
     snprintf(name, sizeof(name), "%s.files", bucket);
     files = mongoc_client_get_collection(client, db, name);
@@ -311,6 +317,7 @@ audex_gridfs_source_load(audex_gridfs_source_t *gs, int64_t n)
     if (len == want) {
         gs->have_n = n;
         gs->have_len = len;
+        gs->cached++;
         return 0;
     }
 
@@ -453,7 +460,8 @@ audex_gridfs_cache_put(audex_gridfs_source_t *gs, int64_t n, size_t len)
 /*
  * Chunk n into gs->buf: from the read-ahead thread when there is one
  * (waiting for it if it is still reading n, asking it for n if it read
- * another, after a seek), and then asks it for n + 1.
+ * another, after a seek), and then asks it for n + 1 unless the reader
+ * said it stops before that (src.read_end).
  */
 
 static ssize_t
@@ -465,6 +473,9 @@ audex_gridfs_source_fetch(audex_gridfs_source_t *gs, int64_t n,
     audex_gridfs_ahead_t  *ah = gs->ahead;
 
     if (ah == NULL) {
+        gs->fetched++;
+        gs->highest = (n > gs->highest) ? n : gs->highest;
+
         return audex_store_chunk_get(gs->chunks, &gs->id, (int32_t) n,
                                      gs->buf, gs->chunk_size, error);
     }
@@ -492,7 +503,10 @@ audex_gridfs_source_fetch(audex_gridfs_source_t *gs, int64_t n,
     ah->buf = buf;
     ah->got_n = -1;
 
-    if ((n + 1) * gs->chunk_size < gs->length) {
+    if ((n + 1) * gs->chunk_size < gs->length
+        && (gs->src.read_end <= 0
+            || (n + 1) * gs->chunk_size < gs->src.read_end))
+    {
         ah->want = n + 1;
         pthread_cond_broadcast(&ah->cv);
     }
@@ -578,6 +592,8 @@ audex_gridfs_ahead_run(void *data)
                                     ah->buf, gs->chunk_size, &error);
 
         pthread_mutex_lock(&ah->mu);
+        gs->fetched++;
+        gs->highest = (n > gs->highest) ? n : gs->highest;
         ah->got_n = n;
         ah->got_len = len;
         ah->error = error;
@@ -659,6 +675,7 @@ audex_gridfs_source_size(audex_source_t *src)
 static void
 audex_gridfs_source_close(audex_source_t *src)
 {
+    char                    hex[25];
     audex_gridfs_source_t  *gs = (audex_gridfs_source_t *) src;
 
     if (gs == NULL) {
@@ -667,6 +684,14 @@ audex_gridfs_source_close(audex_source_t *src)
 
     if (gs->ahead) {
         audex_gridfs_ahead_stop(gs->ahead);
+    }
+
+    if (gs->fetched + gs->cached > 0) {
+        bson_oid_to_string(&gs->id, hex);
+        audex_log(AUDEX_LOG_DEBUG, NULL, "GridFS file %s: %lld chunk(s) "
+                  "read from the store, the highest %lld, %lld from the "
+                  "cache", hex, (long long) gs->fetched,
+                  (long long) gs->highest, (long long) gs->cached);
     }
 
     mongoc_collection_destroy(gs->chunks);

@@ -69,6 +69,13 @@ struct audex_source_s {
 
     /* bytes handed to the reader, for metrics and progress */
     uint64_t            bytes_read;
+
+    /*
+     * set by the reader: where it will most likely stop reading (a
+     * segment's last packet), so that a read-ahead fetches nothing past
+     * it; reads past it still work.  0: the end of the input
+     */
+    int64_t             read_end;
 };
 
 

@@ -92,6 +92,8 @@ typedef struct {
 
 
 static int audex_transcode_seek(audex_transcode_t *ctx);
+static void audex_transcode_range_end(audex_transcode_t *ctx,
+    int64_t origin);
 static int audex_transcode_range_start(audex_transcode_t *ctx,
     AVFrame *frame);
 static int audex_transcode_range_encode(audex_transcode_t *ctx, int n);
@@ -396,13 +398,15 @@ audex_transcode_seek(audex_transcode_t *ctx)
 
     rate = ctx->st->codecpar->sample_rate;
     target = ctx->range->start - 2 * (int64_t) rate;
+    origin = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
+                                                     : 0;
+
+    audex_transcode_range_end(ctx, origin);
 
     if (target <= 0) {
         return 0;
     }
 
-    origin = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
-                                                     : 0;
     ts = origin + av_rescale_q(target, (AVRational) { 1, rate },
                                ctx->st->time_base);
 
@@ -417,6 +421,56 @@ audex_transcode_seek(audex_transcode_t *ctx)
     avcodec_flush_buffers(ctx->dec);
 
     return 0;
+}
+
+
+/*
+ * Where the range's packets end in the input, from the demuxer's index
+ * (an MP4's sample table, a Matroska file's cues): the source's
+ * read-ahead goes no further, so a segment fetches no GridFS chunk past
+ * its own: the end of the packet holding the range's end and of the
+ * one after it, in case the decoder wants one more (a Matroska cue's
+ * next cluster).  No index, no bound.
+ */
+
+static void
+audex_transcode_range_end(audex_transcode_t *ctx, int64_t origin)
+{
+    int                  i, last;
+    int64_t              ts, end;
+    const AVIndexEntry  *ie;
+
+    if (ctx->range->end < 0 || avformat_index_get_entries_count(ctx->st) == 0)
+    {
+        return;
+    }
+
+    ts = origin + av_rescale_q(ctx->range->end,
+                               (AVRational) { 1,
+                                              ctx->st->codecpar->sample_rate },
+                               ctx->st->time_base);
+
+    i = av_index_search_timestamp(ctx->st, ts,
+                                  AVSEEK_FLAG_ANY | AVSEEK_FLAG_BACKWARD);
+    if (i < 0) {
+        return;
+    }
+
+    end = 0;
+
+    for (last = i + 1; i <= last; i++) {
+        ie = avformat_index_get_entry(ctx->st, i);
+        if (ie == NULL) {
+            /* the range reaches the index's end: the file's */
+            return;
+        }
+
+        if (ie->pos + ie->size > end) {
+            end = ie->pos + ie->size;
+        }
+    }
+
+    ctx->src->read_end = end;
 }
 
 
