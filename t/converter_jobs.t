@@ -572,6 +572,56 @@ subtest '--distribute: a converter killed mid-segment costs that segment' => sub
 };
 
 
+subtest '--distribute: an encoder that outlives its plan writes nothing' => sub {
+    my $c = { rate => 44100, ch => 2, secs => 120 };
+    my $src = make_source($dir, $c);
+    my $fid = upload_derived($src, 'replan.wav');
+    my @seg = ('--distribute', 1, '--encoders', 1, '--parallel-min', 0);
+
+    # b cuts the job in four; a takes a segment and is stopped in it
+    my $b = converter(@seg, '--segment', 30, '--metrics-port', free_port());
+    add_job(job_id => 'j-replan', video_fid => $fid,
+            filename => 'replan.wav', quality => 0);
+    ok(wait_until(sub { log_of($b) =~ /cut into 4 segments/ }, 60),
+       'b cut the job in four') or diag(log_of($b));
+
+    # a keeps its claim for a minute: it will not look again in time
+    my $a = converter(@seg, '--segment', 30, '--claim-idle-ms', 60000,
+                      '--metrics-port', free_port());
+    my $index;
+    wait_until(sub {
+        ($index) = log_of($a) =~ /encoding segment (\d) \(entry/;
+        return defined $index;
+    }, 60, 0.02);
+    ok(defined $index, 'a took a segment') or diag(log_of($a));
+    kill 'STOP', $a->{pid};
+    is(redis('HGET', 'audex:segments:j-replan', $index) =~ s/\s+$//r,
+       'queued', "a was stopped in the middle of segment $index");
+
+    # b dies; c takes the job over and cuts it otherwise, and finishes
+    kill9($b);
+    my $next = converter(@seg, '--segment', 20, '--claim-idle-ms', 2000,
+                         '--metrics-port', free_port());
+    my $d = wait_state('j-replan', 'done', 120);
+    is($d->{state}, 'done', 'c finished the job') or diag(log_of($next));
+    like(log_of($next), qr/cut into 5 segments of 20\.0 s/,
+         'in five segments');
+    ok(wait_until(sub { redis('EXISTS', 'audex:segments:j-replan') =~ /^0/ },
+                  30), 'and removed its record');
+
+    # a goes on and finishes its segment of the old plan
+    kill 'CONT', $a->{pid};
+    ok(wait_until(sub { log_of($a) =~ /segment $index: its job was finished or cut again meanwhile: dropped/ }, 60),
+       'a drops the segment it finished') or diag(log_of($a));
+    is(redis('EXISTS', 'audex:segments:j-replan') =~ s/\s+$//r, '0',
+       'the job\'s record is not written again');
+    is(frames_left('j-replan'), '', 'nor frames stored');
+
+    joined_mp3_ok($d, 'replan', $src, $c);
+    stop($_) for $a, $next;
+};
+
+
 subtest '--distribute: frames gone from Redis are encoded again' => sub {
     my $c = { rate => 44100, ch => 2, secs => 50 };
     my $src = make_source($dir, $c);

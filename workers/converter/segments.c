@@ -19,7 +19,10 @@
  * encoder from AUDEX_MP3JOIN_PREROLL frames before it to
  * AUDEX_MP3JOIN_POSTROLL frames past it, and its frames go to Redis
  * under a key of the job and the index (a retry overwrites them), with
- * an expiry: they are a segment's worth of MP3 (1.4 MB a minute at 192
+ * an expiry, in one script with its state in the record, which writes
+ * neither once the record no longer holds the plan the segment was cut
+ * by (an encoder that outlived its job, or a job cut again with other
+ * settings): they are a segment's worth of MP3 (1.4 MB a minute at 192
  * kbit/s), taken and deleted by the coordinator as soon as the segments
  * before them are in, so Redis holds the segments done ahead of the
  * join: about one per segment thread while they finish in order, up to
@@ -67,6 +70,21 @@
 
 /* keys per DEL when a job's frames are removed */
 #define AUDEX_SEGMENTS_DEL_BATCH 64
+
+
+/*
+ * KEYS[1] the job's record, KEYS[2] the segment's frames; ARGV[1] the
+ * plan the segment was cut by, ARGV[2] its index, ARGV[3] its state,
+ * ARGV[4] its frames (none after a failure), ARGV[5] their expiry: all
+ * or nothing, and nothing unless the record still holds that plan
+ */
+static const char  audex_segments_record_script[] =
+    "if redis.call('HGET', KEYS[1], '" AUDEX_F_SEG_PLAN "') ~= ARGV[1] "
+    "then return 0 end "
+    "if ARGV[4] then "
+    "redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end "
+    "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) "
+    "return 1";
 
 
 typedef struct {
@@ -124,7 +142,7 @@ static void audex_segments_process(audex_segments_worker_t *w,
 static int audex_segments_queue(audex_segments_joining_t *j, int i,
     int again);
 static int audex_segments_encode(audex_segments_worker_t *w,
-    audex_stream_entry_t *e, const char *index,
+    audex_stream_entry_t *e, audex_mem_sink_t *out,
     audex_convert_result_t *res, audex_convert_error_t *err);
 static int audex_segments_touch(void *data, double done);
 static int audex_segments_wait(audex_segments_joining_t *j, char **states,
@@ -137,8 +155,10 @@ static int audex_segments_join_finish(audex_segments_joining_t *j,
     audex_convert_result_t *res, audex_convert_error_t *err);
 static void audex_segments_cleanup(const audex_segments_job_t *sj,
     const char *key, int n);
-static int audex_segments_store(audex_redis_t *r, const char *job_id,
-    const char *index, audex_mem_sink_t *out);
+static int audex_segments_record(audex_redis_t *r, const char *key,
+    const char *job_id, const char *plan, const char *index,
+    const char *state, audex_mem_sink_t *out);
+static void audex_segments_retry(const char *index, const char *why);
 static u_char *audex_segments_fetch(audex_redis_t *r, const char *job_id,
     int index, size_t *len, int *gone);
 static int audex_segments_has_frames(const audex_segments_job_t *sj,
@@ -320,7 +340,7 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
     char                     key[256], state[512], *plan, *done;
     long long                deliveries;
     const char              *job_id, *index, *want;
-    const char              *argv[4];
+    audex_mem_sink_t         out;
     audex_convert_error_t    err;
     audex_convert_result_t   res;
 
@@ -387,6 +407,8 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
 
     free(done);
 
+    audex_mem_sink_init(&out);
+
     if (deliveries > audex_segments_conf.max_deliveries) {
         snprintf(state, sizeof(state), "failed gave up on segment %s after "
                  "%lld deliveries", index, deliveries - 1);
@@ -396,7 +418,7 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
         audex_log(AUDEX_LOG_INFO, NULL, "encoding segment %s (entry %s, "
                   "delivery %lld)", index, e->id, deliveries);
 
-        rc = audex_segments_encode(w, e, index, &res, &err);
+        rc = audex_segments_encode(w, e, &out, &res, &err);
 
         if (rc == 0) {
             snprintf(state, sizeof(state), "ok %lld %d %d %s",
@@ -405,10 +427,8 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
 
         } else if (rc == 1) {
             /* passing trouble, or the claim was lost: it comes back */
-            __atomic_add_fetch(&audex_segments_count[2], 1,
-                               __ATOMIC_RELAXED);
-            audex_log(AUDEX_LOG_WARN, NULL, "segment %s: %s (left for a "
-                      "retry)", index, err.message);
+            out.sink.close(&out.sink);
+            audex_segments_retry(index, err.message);
             audex_log_job = NULL;
             return;
 
@@ -419,18 +439,32 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
         }
     }
 
-    argv[0] = "HSET";
-    argv[1] = key;
-    argv[2] = index;
-    argv[3] = state;
+    got = audex_segments_record(w->redis, key, job_id, want, index, state,
+                                (rc == 0) ? &out : NULL);
+    out.sink.close(&out.sink);
 
-    if (audex_segments_cmd(w->redis, 4, argv) != 0
-        || audex_stream_ack(w->redis, audex_segments_conf.stream,
-                            audex_segments_conf.group, e->id)
-           != 0)
+    if (got < 0) {
+        /* Redis away, or full (noeviction): the segment comes back */
+        snprintf(state, sizeof(state), "recording: %s",
+                 audex_redis_error(w->redis));
+        audex_segments_retry(index, state);
+        audex_log_job = NULL;
+        return;
+    }
+
+    if (audex_stream_ack(w->redis, audex_segments_conf.stream,
+                         audex_segments_conf.group, e->id)
+        != 0)
     {
-        audex_log(AUDEX_LOG_WARN, NULL, "segment %s: recording: %s", index,
-                  audex_redis_error(w->redis));
+        audex_log(AUDEX_LOG_WARN, NULL, "segment %s: acknowledging: %s",
+                  index, audex_redis_error(w->redis));
+        audex_log_job = NULL;
+        return;
+    }
+
+    if (got == 0) {
+        audex_log(AUDEX_LOG_INFO, NULL, "segment %s: its job was finished "
+                  "or cut again meanwhile: dropped", index);
         audex_log_job = NULL;
         return;
     }
@@ -448,17 +482,16 @@ audex_segments_process(audex_segments_worker_t *w, audex_stream_entry_t *e)
 
 static int
 audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
-    const char *index, audex_convert_result_t *res,
+    audex_mem_sink_t *out, audex_convert_result_t *res,
     audex_convert_error_t *err)
 {
     int                      rc, i;
     char                     msg[256];
     long long                v[4];
     bson_oid_t               video;
-    const char              *f[4], *s, *fid, *job_id;
+    const char              *f[4], *s, *fid;
     audex_source_t          *src;
     mongoc_client_t         *mongo;
-    audex_mem_sink_t         out;
     audex_io_status_e        status;
     audex_convert_opts_t     opts;
     audex_convert_range_t    range;
@@ -486,7 +519,6 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
     }
 
     bson_oid_init_from_string(&video, fid);
-    job_id = audex_stream_field(e, AUDEX_F_JOB_ID);
 
     mongo = mongoc_client_pool_pop(audex_segments_conf.pool);
 
@@ -510,8 +542,6 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
      */
     audex_gridfs_source_share(src, 1);
 
-    audex_mem_sink_init(&out);
-
     task.w = w;
     task.id = e->id;
     task.src = src;
@@ -529,19 +559,10 @@ audex_segments_encode(audex_segments_worker_t *w, audex_stream_entry_t *e,
     range.start = v[0];
     range.end = v[1];
 
-    rc = audex_convert_range(src, &out.sink, &opts, &range, res, err);
+    rc = audex_convert_range(src, &out->sink, &opts, &range, res, err);
 
     src->close(src);
     mongoc_client_pool_push(audex_segments_conf.pool, mongo);
-
-    if (rc == 0 && audex_segments_store(w->redis, job_id, index, &out) != 0)
-    {
-        audex_segments_fail(err, AUDEX_CONVERT_IO, "storing the frames: %s",
-                            audex_redis_error(w->redis));
-        rc = -1;
-    }
-
-    out.sink.close(&out.sink);
 
     if (rc == 0) {
         return 0;
@@ -1148,46 +1169,68 @@ audex_segments_cleanup(const audex_segments_job_t *sj, const char *key,
 
 
 /*
- * A segment's frames into Redis, where its coordinator, on any host,
- * takes them: 0 or -1.  They expire, so that those of a job nobody
+ * A segment's state, and its frames if it was encoded, where its
+ * coordinator, on any host, takes them: 1; 0 if the record no longer
+ * holds the plan the segment was cut by (the job finished, failed, or
+ * was cut again with other settings: an encoder that outlived it writes
+ * neither over the new plan's frames nor a record nobody removes); -1
+ * on a Redis error.  The frames expire, so that those of a job nobody
  * finishes do not stay.
  */
 
 static int
-audex_segments_store(audex_redis_t *r, const char *job_id,
-    const char *index, audex_mem_sink_t *out)
+audex_segments_record(audex_redis_t *r, const char *key,
+    const char *job_id, const char *plan, const char *index,
+    const char *state, audex_mem_sink_t *out)
 {
-    char         key[320];
-    size_t       lens[5];
+    int          i, argc, rc;
+    char         mkey[320];
+    size_t       lens[10];
     redisReply  *reply;
-    const char  *argv[5];
+    const char  *argv[10];
 
-    audex_segments_mp3_key(key, sizeof(key), job_id, atoi(index));
+    audex_segments_mp3_key(mkey, sizeof(mkey), job_id, atoi(index));
 
-    argv[0] = "SET";
-    argv[1] = key;
-    argv[2] = (const char *) out->data;
-    argv[3] = "EX";
-    argv[4] = AUDEX_SEGMENT_MP3_TTL;
+    argv[0] = "EVAL";
+    argv[1] = audex_segments_record_script;
+    argv[2] = "2";
+    argv[3] = key;
+    argv[4] = mkey;
+    argv[5] = plan;
+    argv[6] = index;
+    argv[7] = state;
+    argc = 8;
 
-    lens[0] = 3;
-    lens[1] = strlen(key);
-    lens[2] = out->len;
-    lens[3] = 2;
-    lens[4] = strlen(AUDEX_SEGMENT_MP3_TTL);
-
-    if (out->data == NULL) {
-        argv[2] = "";
+    if (out != NULL) {
+        argv[8] = out->data ? (const char *) out->data : "";
+        argv[9] = AUDEX_SEGMENT_MP3_TTL;
+        argc = 10;
     }
 
-    reply = audex_redis_cmd_len(r, 5, argv, lens);
+    for (i = 0; i < argc; i++) {
+        lens[i] = (i == 8) ? out->len : strlen(argv[i]);
+    }
+
+    reply = audex_redis_cmd_len(r, argc, argv, lens);
     if (reply == NULL) {
         return -1;
     }
 
+    rc = (reply->type == REDIS_REPLY_INTEGER) ? (int) reply->integer : -1;
     freeReplyObject(reply);
 
-    return 0;
+    return rc;
+}
+
+
+/* a segment left for another delivery: counted and logged */
+
+static void
+audex_segments_retry(const char *index, const char *why)
+{
+    __atomic_add_fetch(&audex_segments_count[2], 1, __ATOMIC_RELAXED);
+    audex_log(AUDEX_LOG_WARN, NULL, "segment %s: %s (left for a retry)",
+              index, why);
 }
 
 
