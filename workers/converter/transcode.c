@@ -429,8 +429,11 @@ audex_transcode_seek(audex_transcode_t *ctx)
  * (an MP4's sample table, a Matroska file's cues): the source's
  * read-ahead goes no further, so a segment fetches no GridFS chunk past
  * its own: the end of the packet holding the range's end and of the
- * one after it, in case the decoder wants one more (a Matroska cue's
- * next cluster).  No index, no bound.
+ * one after it, in case the decoder wants one more.  Where entries have
+ * no size (Matroska's cues, an MP3's table of contents) that is where
+ * the next indexed point starts, which a coarse index may put before
+ * the last packet: the read-ahead then stops early, reads go on.  No
+ * index, no bound.
  */
 
 static void
