@@ -44,12 +44,13 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 alive() {
-    # a pid file names a live process (a zombie does not count)
-    local pid
+    # a pid file names a live process (a zombie does not count); its
+    # stat read once: one reaped between two reads is not alive
+    local pid stat
     [ -s "$1" ] || return 1
     pid=$(cat "$1")
-    [ -r "/proc/$pid/stat" ] || return 1
-    ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat"
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    ! printf '%s\n' "$stat" | grep -q '^[0-9]* ([^)]*) Z'
 }
 
 wait_gone() {

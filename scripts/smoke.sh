@@ -42,7 +42,8 @@ pass "healthz: both backends ok"
 sleep 1
 for w in converter notifier smtp; do
     p=$(cat "$AUDEX_RUN_DIR/$w.pid" 2>/dev/null) \
-        && [ -r /proc/$p/stat ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$p/stat \
+        && stat=$(cat /proc/$p/stat 2>/dev/null) \
+        && ! printf '%s\n' "$stat" | grep -q '^[0-9]* ([^)]*) Z' \
         || { tail -n 5 "$AUDEX_RUN_DIR/logs/$w.log"; fail "$w runs"; }
 done
 pass "the converter, the notifier and the SMTP sink run"
@@ -59,7 +60,9 @@ pass "make run twice in a row is safe"
 pids=$(cat "$AUDEX_RUN_DIR"/*.pid)
 make -s stop >/dev/null 2>&1 || fail "make stop"
 for p in $pids; do
-    if [ -r /proc/$p/stat ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$p/stat
+    # stat read once: a zombie reaped between two reads is gone, not running
+    if stat=$(cat /proc/$p/stat 2>/dev/null) \
+        && ! printf '%s\n' "$stat" | grep -q '^[0-9]* ([^)]*) Z'
     then
         fail "pid $p still runs after make stop"
     fi
