@@ -92,8 +92,10 @@ typedef struct {
 
 
 static int audex_transcode_seek(audex_transcode_t *ctx);
-static void audex_transcode_range_end(audex_transcode_t *ctx,
-    int64_t origin);
+static void audex_transcode_range_end(audex_transcode_t *ctx);
+static int64_t audex_transcode_origin(audex_transcode_t *ctx);
+static int64_t audex_transcode_sample_ts(audex_transcode_t *ctx,
+    int64_t sample);
 static int audex_transcode_range_start(audex_transcode_t *ctx,
     AVFrame *frame);
 static int audex_transcode_range_encode(audex_transcode_t *ctx, int n);
@@ -315,6 +317,7 @@ audex_convert_range(audex_source_t *src, audex_sink_t *sink,
     }
 
     if (rc == 0) {
+        audex_transcode_range_end(&ctx);
         rc = audex_transcode_seek(&ctx);
     }
 
@@ -393,24 +396,17 @@ audex_transcode_end(audex_transcode_t *ctx, int rc)
 static int
 audex_transcode_seek(audex_transcode_t *ctx)
 {
-    int      rate;
-    int64_t  target, origin, ts;
+    int64_t  target;
 
-    rate = ctx->st->codecpar->sample_rate;
-    target = ctx->range->start - 2 * (int64_t) rate;
-    origin = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
-                                                     : 0;
-
-    audex_transcode_range_end(ctx, origin);
+    target = ctx->range->start - 2 * (int64_t) ctx->st->codecpar->sample_rate;
 
     if (target <= 0) {
         return 0;
     }
 
-    ts = origin + av_rescale_q(target, (AVRational) { 1, rate },
-                               ctx->st->time_base);
-
-    if (av_seek_frame(ctx->fmt, ctx->st->index, ts, AVSEEK_FLAG_BACKWARD)
+    if (av_seek_frame(ctx->fmt, ctx->st->index,
+                      audex_transcode_sample_ts(ctx, target),
+                      AVSEEK_FLAG_BACKWARD)
         < 0)
     {
         audex_log(AUDEX_LOG_INFO, NULL, "cannot seek in the input: reading "
@@ -437,10 +433,10 @@ audex_transcode_seek(audex_transcode_t *ctx)
  */
 
 static void
-audex_transcode_range_end(audex_transcode_t *ctx, int64_t origin)
+audex_transcode_range_end(audex_transcode_t *ctx)
 {
     int                  i, last;
-    int64_t              ts, end;
+    int64_t              end;
     const AVIndexEntry  *ie;
 
     if (ctx->range->end < 0 || avformat_index_get_entries_count(ctx->st) == 0)
@@ -448,12 +444,9 @@ audex_transcode_range_end(audex_transcode_t *ctx, int64_t origin)
         return;
     }
 
-    ts = origin + av_rescale_q(ctx->range->end,
-                               (AVRational) { 1,
-                                              ctx->st->codecpar->sample_rate },
-                               ctx->st->time_base);
-
-    i = av_index_search_timestamp(ctx->st, ts,
+    i = av_index_search_timestamp(ctx->st,
+                                  audex_transcode_sample_ts(ctx,
+                                                            ctx->range->end),
                                   AVSEEK_FLAG_ANY | AVSEEK_FLAG_BACKWARD);
     if (i < 0) {
         return;
@@ -477,6 +470,27 @@ audex_transcode_range_end(audex_transcode_t *ctx, int64_t origin)
 }
 
 
+/* the stream's first timestamp: sample 0 of a range */
+
+static int64_t
+audex_transcode_origin(audex_transcode_t *ctx)
+{
+    return (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time : 0;
+}
+
+
+/* the stream timestamp of a sample counted from the origin */
+
+static int64_t
+audex_transcode_sample_ts(audex_transcode_t *ctx, int64_t sample)
+{
+    return audex_transcode_origin(ctx)
+           + av_rescale_q(sample,
+                          (AVRational) { 1, ctx->st->codecpar->sample_rate },
+                          ctx->st->time_base);
+}
+
+
 /* where the first frame decoded for a range is, from its timestamp */
 
 static int
@@ -495,8 +509,7 @@ audex_transcode_range_start(audex_transcode_t *ctx, AVFrame *frame)
                                     "a segment needs timestamps");
     }
 
-    origin = (ctx->st->start_time != AV_NOPTS_VALUE) ? ctx->st->start_time
-                                                     : 0;
+    origin = audex_transcode_origin(ctx);
     tb = ctx->st->time_base;
     rate = (AVRational) { 1, frame->sample_rate };
     pos = av_rescale_q(pts - origin, tb, rate);
